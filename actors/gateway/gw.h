@@ -1,0 +1,135 @@
+/*  gw: the gateway's internal contract between its modules.
+
+    gw_http   libmicrohttpd server (thread per connection), body limits, API
+              key checks, the route table, Qdrant's response envelope, metrics.
+    gw_meta   the metadata cache: a thread subscribed to the raft actor's
+              META_STATE publications; read by handlers under a lock.
+    gw_client per-connection DEALER sockets to the raft and shard actors,
+              calls with deadlines, parallel fan-out.
+    gw_service     /, /healthz, /livez, /readyz, /telemetry, /metrics, /cluster
+    gw_collections /collections..., aliases (proposals to the raft actor)
+    gw_points      point writes, retrieve, scroll, count, batch update
+    gw_search      search, search/batch, query, query/batch, recommend
+
+    Handlers run on connection threads and may block on gw_client calls; the
+    connection's sockets are its own, so nothing is shared but gw_meta and the
+    metrics counters (atomics).
+*/
+#ifndef SH_GW_H
+#define SH_GW_H
+
+#include "common/config.h"
+#include "common/err.h"
+#include "proto/envelope.h"
+#include "proto/msg.h"
+#include <jansson.h>
+#include <stdbool.h>
+
+typedef struct _gw_t gw_t;            //  the gateway process (gw_main.c)
+typedef struct _gw_meta_t gw_meta_t;  //  metadata cache (gw_meta.c)
+typedef struct _gw_conn_t gw_conn_t;  //  one HTTP connection's sockets (gw_client.c)
+
+//  --- one request --------------------------------------------------------
+#define GW_MAX_PARAMS 4
+
+typedef struct {
+    gw_t *gw;                       //  the gateway (config, meta)
+    gw_conn_t *conn;                //  this connection's sockets
+    const char *method;             //  "GET", "PUT", ...
+    const char *path;               //  URL path without the query string
+    const char *params [GW_MAX_PARAMS];  //  {placeholders} of the route, in order
+    json_t *body;                   //  parsed JSON body, or NULL if empty
+    void *http;                     //  struct MHD_Connection *, for gw_query
+    uint64_t deadline_ms;           //  from ?timeout= (seconds) or the default
+    //  the response, filled by gw_ok / gw_fail / gw_text:
+    int status;                     //  HTTP status
+    json_t *result;                 //  "result" of the envelope (stolen)
+    char *error;                    //  error message, when status >= 400
+    char *text;                     //  raw body (metrics), when not NULL
+    const char *content_type;       //  for text
+} gw_req_t;
+
+typedef void (gw_handler_fn) (gw_req_t *req);
+
+//  Query string parameter, or NULL.
+const char *gw_query (gw_req_t *req, const char *name);
+//  ?wait=true|false (default false). -SH_EINVAL via *bad if malformed.
+bool gw_query_bool (gw_req_t *req, const char *name, bool dflt, bool *bad);
+//  Answer 200 with {"result": result, "status": "ok", "time": s}; steals result
+//  (NULL means JSON null).
+void gw_ok (gw_req_t *req, json_t *result);
+//  Answer with sh_http_status (code) and {"status": {"error": msg}, "time": s}.
+void gw_fail (gw_req_t *req, int code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+//  Answer with an explicit HTTP status.
+void gw_fail_http (gw_req_t *req, int http_status, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+//  Answer 200 with a raw text body.
+void gw_text (gw_req_t *req, char *text, const char *content_type);
+//  Forward a failed shard/raft reply: its status code and error message.
+void gw_fail_reply (gw_req_t *req, envelope_t *reply);
+
+//  --- the gateway ----------------------------------------------------------
+const config_t *gw_config (gw_t *gw);
+gw_meta_t *gw_meta (gw_t *gw);
+uint64_t gw_peer_id (gw_t *gw);
+double gw_uptime (gw_t *gw);
+
+//  --- metadata cache ------------------------------------------------------
+//  Starts the subscriber thread; NULL on failure.
+gw_meta_t *gw_meta_new (const char *storage_path);
+void gw_meta_destroy (gw_meta_t **self_p);
+//  Installs a state if newer ("applied") than the cached one (steals).
+void gw_meta_update (gw_meta_t *self, json_t *state);
+//  A copy-free snapshot of the whole state (incref'd; json_decref it). Never
+//  NULL (an empty state before the first publication). Treat as read-only.
+json_t *gw_meta_state (gw_meta_t *self);
+//  The collection named `name` or through an alias: incref'd object from the
+//  state (see proto/msg.h), NULL if none. *real_name (optional) gets the
+//  collection's own name (strdup'd, yours).
+json_t *gw_meta_collection (gw_meta_t *self, const char *name, char **real_name);
+//  Waits until the cached state has applied >= `applied` (read your own
+//  writes after a proposal), or the deadline; true if it has.
+bool gw_meta_wait_applied (gw_meta_t *self, uint64_t applied, uint64_t deadline_ms);
+
+//  --- calls to actors -------------------------------------------------------
+gw_conn_t *gw_conn_new (gw_t *gw);
+void gw_conn_destroy (gw_conn_t **self_p);
+
+//  One request to the raft actor; *reply is yours (its status may be an
+//  error). -SH_ETIMEDOUT if no reply by the request's deadline.
+int gw_call_raft (gw_conn_t *conn, envelope_t **request, envelope_t **reply);
+//  Requests to shards of collection uid, all sent at once, replies gathered
+//  until the deadline: requests[i] goes to shard shard_ids[i]; replies[i] is
+//  set (yours) or left NULL when that shard did not answer in time. Returns 0
+//  if every shard answered (each reply may still carry an error status),
+//  -SH_ETIMEDOUT otherwise.
+int gw_call_shards (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
+                    envelope_t **requests, envelope_t **replies);
+
+//  --- route registration --------------------------------------------------
+//  Each module registers its routes into the table at start. Patterns use
+//  {name} for one path segment: "/collections/{collection_name}/points/{id}".
+//  writes: needs the full API key (not the read-only one).
+typedef struct {
+    const char *method;
+    const char *pattern;
+    gw_handler_fn *handler;
+    bool writes;
+} gw_route_t;
+
+void gw_service_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
+void gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
+void gw_points_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
+void gw_search_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
+
+//  --- helpers shared by the point and search handlers (gw_records.c) -------
+//  Looks up the collection of req->params[0]; on failure answers 404 and
+//  returns NULL. Returned object is incref'd.
+json_t *gw_collection_or_404 (gw_req_t *req);
+//  Converts a shard record (proto/msg.h) into Qdrant's Record/ScoredPoint JSON,
+//  resolving vecrefs against the reply; vectors of a collection whose only
+//  dense vector is unnamed come out as "vector": [..], else as a map.
+json_t *gw_record_to_json (const json_t *collection, envelope_t *reply, const json_t *record);
+
+#endif

@@ -1,0 +1,382 @@
+/*  envelope: encode/decode of shoal's inter-process message (see envelope.h).
+    Owns the header fields, the JSON frame and the float blobs of one message.
+*/
+#include "proto/envelope.h"
+#include "common/err.h"
+#include <stdarg.h>
+#include <string.h>
+#include <sys/time.h>
+
+typedef struct {
+    zframe_t *frame;    //  received frame whose data we borrow (aligned), or NULL
+    float *owned;       //  our own buffer when frame is NULL
+    size_t count;       //  floats in the blob
+    size_t capacity;    //  floats allocated in owned
+} s_blob_t;
+
+struct _envelope_t {
+    uint16_t type;              //  msg_type_t
+    uint8_t kind;               //  0 request, 1 reply
+    int32_t status;             //  0 or -SH_E..., replies only
+    uint64_t request_id;        //  matches a reply to its request
+    uint64_t deadline;          //  unix ms, 0 = none
+    zframe_t *routing_id;       //  ROUTER peer to answer, or NULL
+    json_t *json;               //  metadata frame, created on demand
+    s_blob_t blobs [ENVELOPE_MAX_BLOBS];   //  float32 frames
+    size_t n_blobs;             //  blobs in use
+};
+
+static void
+s_put_u16 (uint8_t *p, uint16_t v)
+{
+    p [0] = (uint8_t) v;
+    p [1] = (uint8_t) (v >> 8);
+}
+
+static void
+s_put_u32 (uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p [i] = (uint8_t) (v >> (8 * i));
+}
+
+static void
+s_put_u64 (uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p [i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint16_t
+s_get_u16 (const uint8_t *p)
+{
+    return (uint16_t) (p [0] | p [1] << 8);
+}
+
+static uint32_t
+s_get_u32 (const uint8_t *p)
+{
+    return (uint32_t) p [0] | (uint32_t) p [1] << 8 | (uint32_t) p [2] << 16
+         | (uint32_t) p [3] << 24;
+}
+
+static uint64_t
+s_get_u64 (const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p [i];
+    return v;
+}
+
+uint64_t
+envelope_now_ms (void)
+{
+    struct timeval tv;
+    gettimeofday (&tv, NULL);
+    return (uint64_t) tv.tv_sec * 1000 + (uint64_t) tv.tv_usec / 1000;
+}
+
+envelope_t *
+envelope_new (uint16_t type, uint64_t request_id, uint64_t deadline_ms)
+{
+    envelope_t *self = (envelope_t *) zmalloc (sizeof (envelope_t));
+    assert (self);
+    self->type = type;
+    self->request_id = request_id;
+    self->deadline = deadline_ms;
+    return self;
+}
+
+envelope_t *
+envelope_new_reply (const envelope_t *request, int status)
+{
+    assert (request);
+    envelope_t *self = envelope_new (request->type, request->request_id, request->deadline);
+    self->kind = 1;
+    self->status = status;
+    if (request->routing_id)
+        self->routing_id = zframe_dup (request->routing_id);
+    return self;
+}
+
+static void
+s_blob_free (s_blob_t *blob)
+{
+    zframe_destroy (&blob->frame);
+    free (blob->owned);
+    memset (blob, 0, sizeof *blob);
+}
+
+void
+envelope_destroy (envelope_t **self_p)
+{
+    assert (self_p);
+    envelope_t *self = *self_p;
+    if (!self)
+        return;
+    zframe_destroy (&self->routing_id);
+    if (self->json)
+        json_decref (self->json);
+    for (size_t i = 0; i < self->n_blobs; i++)
+        s_blob_free (&self->blobs [i]);
+    free (self);
+    *self_p = NULL;
+}
+
+uint16_t envelope_type (const envelope_t *self) { return self->type; }
+bool envelope_is_reply (const envelope_t *self) { return self->kind == 1; }
+int envelope_status (const envelope_t *self) { return self->status; }
+uint64_t envelope_request_id (const envelope_t *self) { return self->request_id; }
+uint64_t envelope_deadline (const envelope_t *self) { return self->deadline; }
+
+void
+envelope_set_status (envelope_t *self, int status)
+{
+    self->status = status;
+}
+
+json_t *
+envelope_json (envelope_t *self)
+{
+    if (!self->json)
+        self->json = json_object ();
+    return self->json;
+}
+
+void
+envelope_set_json (envelope_t *self, json_t *json)
+{
+    if (self->json)
+        json_decref (self->json);
+    self->json = json;
+}
+
+void
+envelope_set_error (envelope_t *self, int status, const char *fmt, ...)
+{
+    char text [1024];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    self->status = status;
+    envelope_set_json (self, json_pack ("{ss}", "error", text));
+}
+
+const char *
+envelope_error (envelope_t *self)
+{
+    const char *text = json_string_value (json_object_get (envelope_json (self), "error"));
+    return text ? text : sh_strerror (self->status);
+}
+
+int
+envelope_new_blob (envelope_t *self)
+{
+    if (self->n_blobs >= ENVELOPE_MAX_BLOBS)
+        return -SH_EINVAL;
+    memset (&self->blobs [self->n_blobs], 0, sizeof (s_blob_t));
+    return (int) self->n_blobs++;
+}
+
+//  Makes blob writable (copies a borrowed received frame) with room for more.
+static void
+s_blob_reserve (s_blob_t *blob, size_t more)
+{
+    if (blob->frame) {
+        float *copy = (float *) malloc ((blob->count + more + 1) * sizeof (float));
+        assert (copy);
+        memcpy (copy, zframe_data (blob->frame), blob->count * sizeof (float));
+        zframe_destroy (&blob->frame);
+        blob->owned = copy;
+        blob->capacity = blob->count + more + 1;
+    }
+    if (blob->count + more > blob->capacity) {
+        size_t cap = blob->capacity ? blob->capacity * 2 : 256;
+        while (cap < blob->count + more)
+            cap *= 2;
+        blob->owned = (float *) realloc (blob->owned, cap * sizeof (float));
+        assert (blob->owned);
+        blob->capacity = cap;
+    }
+}
+
+int64_t
+envelope_append_floats (envelope_t *self, int index, const float *data, size_t count)
+{
+    if (index < 0 || (size_t) index >= self->n_blobs)
+        return -SH_EINVAL;
+    s_blob_t *blob = &self->blobs [index];
+    s_blob_reserve (blob, count);
+    int64_t offset = (int64_t) blob->count;
+    if (count)
+        memcpy (blob->owned + blob->count, data, count * sizeof (float));
+    blob->count += count;
+    return offset;
+}
+
+int
+envelope_add_floats (envelope_t *self, const float *data, size_t count)
+{
+    int index = envelope_new_blob (self);
+    if (index < 0)
+        return index;
+    envelope_append_floats (self, index, data, count);
+    return index;
+}
+
+size_t
+envelope_blob_count (const envelope_t *self)
+{
+    return self->n_blobs;
+}
+
+const float *
+envelope_floats (const envelope_t *self, size_t index, size_t *count)
+{
+    if (index >= self->n_blobs)
+        return NULL;
+    const s_blob_t *blob = &self->blobs [index];
+    if (count)
+        *count = blob->count;
+    if (blob->frame)
+        return (const float *) zframe_data (blob->frame);
+    static const float s_empty [1] = { 0 };
+    return blob->owned ? blob->owned : s_empty;
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "shoal's float frames assume a little-endian host; add byte swapping here"
+#endif
+
+zmsg_t *
+envelope_encode (const envelope_t *self)
+{
+    zmsg_t *msg = zmsg_new ();
+    if (self->routing_id)
+        zmsg_append (msg, &(zframe_t *) { zframe_dup (self->routing_id) });
+    uint8_t head [ENVELOPE_HEADER_SIZE] = { 'S', 'H', ENVELOPE_VERSION, self->kind };
+    s_put_u16 (head + 4, self->type);
+    s_put_u16 (head + 6, 0);
+    s_put_u32 (head + 8, (uint32_t) self->status);
+    s_put_u64 (head + 12, self->request_id);
+    s_put_u64 (head + 20, self->deadline);
+    s_put_u32 (head + 28, 0);
+    zmsg_addmem (msg, head, sizeof head);
+    char *text = self->json ? json_dumps (self->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (text) {
+        zmsg_addmem (msg, text, strlen (text));
+        free (text);
+    }
+    else
+        zmsg_addmem (msg, "{}", 2);
+    for (size_t i = 0; i < self->n_blobs; i++) {
+        size_t count = 0;
+        const float *data = envelope_floats (self, i, &count);
+        zmsg_addmem (msg, data, count * sizeof (float));
+    }
+    return msg;
+}
+
+int
+envelope_send (envelope_t **self_p, zsock_t *sock)
+{
+    assert (self_p);
+    envelope_t *self = *self_p;
+    if (!self)
+        return -SH_EINVAL;
+    zmsg_t *msg = envelope_encode (self);
+    envelope_destroy (self_p);
+    int rc = zmsg_send (&msg, sock);
+    zmsg_destroy (&msg);
+    return rc == 0 ? 0 : -SH_EIO;
+}
+
+int
+envelope_decode (zmsg_t **msg_p, bool has_routing_id, envelope_t **out)
+{
+    assert (msg_p && out);
+    *out = NULL;
+    zmsg_t *msg = *msg_p;
+    if (!msg)
+        return -SH_EPROTO;
+    int rc = -SH_EPROTO;
+    zframe_t *routing = NULL;
+    envelope_t *self = NULL;
+    if (has_routing_id) {
+        routing = zmsg_pop (msg);
+        if (!routing)
+            goto done;
+    }
+    zframe_t *head = zmsg_pop (msg);
+    if (!head || zframe_size (head) != ENVELOPE_HEADER_SIZE) {
+        zframe_destroy (&head);
+        goto done;
+    }
+    const uint8_t *h = zframe_data (head);
+    if (h [0] != 'S' || h [1] != 'H' || h [2] != ENVELOPE_VERSION || h [3] > 1) {
+        zframe_destroy (&head);
+        goto done;
+    }
+    self = envelope_new (s_get_u16 (h + 4), s_get_u64 (h + 12), s_get_u64 (h + 20));
+    self->kind = h [3];
+    self->status = (int32_t) s_get_u32 (h + 8);
+    zframe_destroy (&head);
+    if (self->status > 0)
+        goto done;
+
+    zframe_t *jf = zmsg_pop (msg);
+    if (!jf || zframe_size (jf) > ENVELOPE_MAX_JSON) {
+        zframe_destroy (&jf);
+        goto done;
+    }
+    json_error_t error;
+    self->json = json_loadb ((const char *) zframe_data (jf), zframe_size (jf),
+                             JSON_REJECT_DUPLICATES, &error);
+    zframe_destroy (&jf);
+    if (!self->json || !json_is_object (self->json))
+        goto done;
+
+    if (zmsg_size (msg) > ENVELOPE_MAX_BLOBS)
+        goto done;
+    zframe_t *bf;
+    while ((bf = zmsg_pop (msg))) {
+        size_t len = zframe_size (bf);
+        if (len % sizeof (float) != 0 || len > ENVELOPE_MAX_BLOB) {
+            zframe_destroy (&bf);
+            goto done;
+        }
+        s_blob_t *blob = &self->blobs [self->n_blobs++];
+        blob->count = len / sizeof (float);
+        if (((uintptr_t) zframe_data (bf) % _Alignof (float)) == 0)
+            blob->frame = bf;
+        else {
+            blob->owned = (float *) malloc (len + sizeof (float));
+            assert (blob->owned);
+            memcpy (blob->owned, zframe_data (bf), len);
+            blob->capacity = blob->count + 1;
+            zframe_destroy (&bf);
+        }
+    }
+    self->routing_id = routing;
+    routing = NULL;
+    *out = self;
+    self = NULL;
+    rc = 0;
+done:
+    zframe_destroy (&routing);
+    envelope_destroy (&self);
+    zmsg_destroy (msg_p);
+    return rc;
+}
+
+int
+envelope_recv (zsock_t *sock, envelope_t **out)
+{
+    *out = NULL;
+    zmsg_t *msg = zmsg_recv (sock);
+    if (!msg)
+        return -SH_EIO;
+    return envelope_decode (&msg, zsock_type (sock) == ZMQ_ROUTER, out);
+}

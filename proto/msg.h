@@ -1,0 +1,129 @@
+/*  msg: every message type between shoal's actors, and the JSON each carries.
+    This header is the contract; envelope.h is the wire format.
+
+    Conventions for every request/reply pair below:
+    - a reply has the request's type and id; status 0 or -SH_E...; a failed
+      reply's JSON is {"error": "message for the user"}.
+    - "id" fields are point ids as in Qdrant's JSON: an unsigned integer or a
+      UUID string (common/pointid.h).
+    - dense vectors are vecrefs ({"b","o","d"}, proto/vecref.h) into the
+      envelope's float blobs; sparse vectors are {"indices": [u32...],
+      "values": [f32...]} inline.
+    - a "vectors" map is {vector name: vecref | sparse}; the unnamed default
+      vector has the name "".
+    - "filter" is a Qdrant Filter object, verbatim (common/filter.h parses it).
+    - "with_payload": true | false | [keys] | {"include": [keys]} |
+      {"exclude": [keys]}; "with_vector": true | false | [names].
+    - a record in a reply: {"id", "version" (the shard seq that last wrote
+      it), "payload"? (object, only if asked), "vectors"? (map, only if asked),
+      "score"? (searches only)}.
+
+    Sockets (common/paths.h gives the endpoints):
+    - raft actor: ROUTER at paths raft endpoint (META_GET, META_PROPOSE) and
+      PUB at the meta endpoint (META_STATE, topic is the header frame).
+    - shard actor: ROUTER at its shard endpoint (SHARD_*).
+*/
+#ifndef SH_MSG_H
+#define SH_MSG_H
+
+typedef enum {
+    MSG_NONE = 0,
+
+    //  --- raft actor -------------------------------------------------------
+    //  META_GET      req {}            reply {"state": <state>}
+    //  META_PROPOSE  req {"op": <op>}  reply {"result": <json>, "state": <state>}
+    //      The reply comes once the op is committed and applied. -SH_ENOLEADER
+    //      while there is no leader; the op's own errors as listed below.
+    //  META_STATE    published (PUB, no reply): {"state": <state>} after every
+    //      apply and once a second.
+    //
+    //  <state> (the metadata state machine, actors/raft/meta.h):
+    //    {"applied": u64 index of the last applied entry,
+    //     "term": u64,
+    //     "leader": peer id or 0, "peer_id": u64 of the publishing node,
+    //     "peers": {"<peer id>": "uri", ...},
+    //     "collections": {"<name>": {
+    //          "uid": u64 (log index of the create; names the storage dir),
+    //          "config": <Qdrant CollectionConfig as GET /collections/{name}
+    //                     returns it under "config": params (vectors,
+    //                     shard_number, replication_factor,
+    //                     write_consistency_factor, on_disk_payload,
+    //                     sparse_vectors), hnsw_config, optimizer_config,
+    //                     wal_config, quantization_config>,
+    //          "shards": [{"shard_id": n, "replicas": {"<peer id>": "Active"}}],
+    //          "payload_schema": {} }},
+    //     "aliases": {"<alias>": "<collection name>"}}
+    //
+    //  <op>:
+    //    {"type": "create_collection", "name": s, "config": <config>}
+    //        -SH_EEXIST if the name (or an alias) exists; result true
+    //    {"type": "update_collection", "name": s, "config": <partial config>}
+    //        deep-merged into config; -SH_ENOTFOUND; result true
+    //    {"type": "delete_collection", "name": s}
+    //        result true, or false if there was no such collection; its
+    //        aliases go with it
+    //    {"type": "change_aliases", "actions": [ {"create_alias":
+    //        {"collection_name", "alias_name"}} | {"delete_alias":
+    //        {"alias_name"}} | {"rename_alias": {"old_alias_name",
+    //        "new_alias_name"}} ]}  all or nothing; -SH_ENOTFOUND; result true
+    MSG_META_GET = 1,
+    MSG_META_PROPOSE = 2,
+    MSG_META_STATE = 3,
+
+    //  --- shard actor (one replica of one shard) ----------------------------
+    //  Writes: reply {"operation_id": seq} once durable (SQLite committed).
+    //  Every write selects points by "ids": [id...] or "filter": <filter>.
+    //  SHARD_UPSERT   {"points": [{"id", "vectors": <map>, "payload": obj|null}]}
+    //                 replaces each whole point (vectors and payload)
+    //  SHARD_DELETE   {"ids"|"filter"}
+    //  SHARD_SET_PAYLOAD       {"payload": obj, "key"?: path, "ids"|"filter"}
+    //                 merges keys into the payload (under "key" if given)
+    //  SHARD_OVERWRITE_PAYLOAD {"payload": obj, "ids"|"filter"}
+    //  SHARD_DELETE_PAYLOAD    {"keys": [path...], "ids"|"filter"}
+    //  SHARD_CLEAR_PAYLOAD     {"ids"|"filter"}
+    //  SHARD_UPDATE_VECTORS    {"points": [{"id", "vectors": <map>}]}
+    //                 replaces only the named vectors given; -SH_ENOTFOUND if
+    //                 a point does not exist
+    //  SHARD_DELETE_VECTORS    {"vector": [name...], "ids"|"filter"}
+    //
+    //  Reads:
+    //  SHARD_SEARCH   {"searches": [{"vector": {"name": s, "dense": vecref} |
+    //                   {"name": s, "sparse": {"indices","values"}},
+    //                   "filter"?, "limit": n, "offset"?: n, "score_threshold"?,
+    //                   "with_payload"?, "with_vector"?, "exact"?: bool,
+    //                   "hnsw_ef"?: n}]}
+    //                 reply {"results": [[record with score...]...]}, each list
+    //                 best first, holding at most offset+limit records (the
+    //                 gateway merges shards and applies the offset)
+    //  SHARD_RETRIEVE {"ids": [...], "with_payload"?, "with_vector"?}
+    //                 reply {"points": [record...]} (missing ids left out)
+    //  SHARD_SCROLL   {"filter"?, "offset"?: id, "limit": n, "with_payload"?,
+    //                  "with_vector"?}
+    //                 reply {"points": [record...] in id order (integers
+    //                 before UUIDs) from offset, at most limit,
+    //                 "next_page_offset": id|null}
+    //  SHARD_COUNT    {"filter"?} reply {"count": n}
+    //  SHARD_INFO     {} reply {"points_count": n, "vectors_count": n,
+    //                  "indexed_vectors_count": n, "segments_count": n,
+    //                  "status": "green"|"yellow", "seq": last seq}
+    MSG_SHARD_UPSERT = 20,
+    MSG_SHARD_DELETE = 21,
+    MSG_SHARD_SET_PAYLOAD = 22,
+    MSG_SHARD_OVERWRITE_PAYLOAD = 23,
+    MSG_SHARD_DELETE_PAYLOAD = 24,
+    MSG_SHARD_CLEAR_PAYLOAD = 25,
+    MSG_SHARD_UPDATE_VECTORS = 26,
+    MSG_SHARD_DELETE_VECTORS = 27,
+    MSG_SHARD_SEARCH = 30,
+    MSG_SHARD_RETRIEVE = 31,
+    MSG_SHARD_SCROLL = 32,
+    MSG_SHARD_COUNT = 33,
+    MSG_SHARD_INFO = 34,
+
+    MSG_TYPE_COUNT = 64
+} msg_type_t;
+
+//  "shard_upsert" etc. for logs; "unknown" for anything else.
+const char *msg_type_name (int type);
+
+#endif
