@@ -136,6 +136,12 @@ envelope_set_status (envelope_t *self, int status)
     self->status = status;
 }
 
+void
+envelope_set_request_id (envelope_t *self, uint64_t request_id)
+{
+    self->request_id = request_id;
+}
+
 json_t *
 envelope_json (envelope_t *self)
 {

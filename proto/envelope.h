@@ -46,6 +46,9 @@ int      envelope_status (const envelope_t *self);
 uint64_t envelope_request_id (const envelope_t *self);
 uint64_t envelope_deadline (const envelope_t *self);
 void     envelope_set_status (envelope_t *self, int status);
+//  Re-stamps a request's id (the gateway numbers a connection's calls itself,
+//  so that a late reply to an abandoned call is recognised and dropped).
+void     envelope_set_request_id (envelope_t *self, uint64_t request_id);
 
 //  The JSON frame. envelope_json never returns NULL (an empty object is made
 //  on demand); the reference is borrowed. envelope_set_json steals json.
