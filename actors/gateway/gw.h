@@ -19,6 +19,8 @@
 #define SH_GW_H
 
 #include "common/config.h"
+#include "common/distance.h"
+#include "common/pointid.h"
 #include "common/err.h"
 #include "proto/envelope.h"
 #include "proto/msg.h"
@@ -131,5 +133,81 @@ json_t *gw_collection_or_404 (gw_req_t *req);
 //  resolving vecrefs against the reply; vectors of a collection whose only
 //  dense vector is unnamed come out as "vector": [..], else as a map.
 json_t *gw_record_to_json (const json_t *collection, envelope_t *reply, const json_t *record);
+
+//  --- helpers shared by the point and search handlers (gw_points.c) -------
+//  A collection as gw_points and gw_search see it: its metadata object, uid,
+//  shard ids in order, the hash ring that routes a point id to its shard, and
+//  its vector specs. Built per request from gw_meta; rings are cached per
+//  shard count.
+typedef struct _gw_points_coll_t gw_points_coll_t;
+
+typedef struct {
+    const char *name;               //  vector name, "" for the unnamed default
+    bool sparse;                    //  a sparse vector (dim/distance unused)
+    uint32_t dim;                   //  dense dimension
+    distance_t distance;            //  dense distance (sparse: dot product)
+} gw_points_vspec_t;
+
+//  One vector given by a user, parsed and checked against its spec.
+typedef struct {
+    char *name;                     //  vector name (owned)
+    bool sparse;                    //  which of the two forms below
+    float *dense;                   //  dense: dim floats (owned)
+    uint32_t dim;                   //  dense: dimension
+    uint32_t *indices;              //  sparse: nnz indices (owned)
+    float *values;                  //  sparse: nnz values (owned)
+    uint32_t nnz;                   //  sparse: entry count
+} gw_points_vec_t;
+
+//  The collection of req->params[0] (or an alias); on failure answers (404,
+//  or 500 for unusable metadata) and returns NULL.
+gw_points_coll_t *gw_points_coll (gw_req_t *req);
+//  The collection `name` (lookup_from); answers 404 and NULL if none.
+gw_points_coll_t *gw_points_coll_named (gw_req_t *req, const char *name);
+void gw_points_coll_destroy (gw_points_coll_t **self_p);
+//  The collection's metadata object (borrowed), for gw_record_to_json.
+const json_t *gw_points_coll_json (const gw_points_coll_t *self);
+//  The shard ids (borrowed, ascending) and their count.
+size_t gw_points_coll_shards (const gw_points_coll_t *self, const uint32_t **shard_ids);
+//  The shard id that owns point id.
+uint32_t gw_points_shard_of (const gw_points_coll_t *self, const pointid_t *id);
+//  The spec of vector `name`, or NULL if the collection has none so named.
+const gw_points_vspec_t *gw_points_vspec (const gw_points_coll_t *self, const char *name);
+
+//  Parses value (a dense array, or a sparse {"indices","values"}) as vector
+//  `name` of coll and checks it (name exists, dense/sparse kind, dimension,
+//  sparse lengths and unique indices). `where` names the field in messages.
+//  On failure answers 400/422 with Qdrant's wording and returns -SH_EINVAL.
+int gw_points_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *name,
+                         const json_t *value, const char *where, gw_points_vec_t *out);
+//  Frees what a vec owns and zeroes it; NULL-safe.
+void gw_points_vec_reset (gw_points_vec_t *self);
+//  The vec inside a request envelope: a vecref into blob `blob` (dense) or an
+//  inline {"indices","values"} (sparse). New JSON, yours.
+json_t *gw_points_vec_json (envelope_t *env, int blob, const gw_points_vec_t *vec);
+
+//  Checks a Filter (JSON null or absent is fine) with filter_parse; answers
+//  400 with its message and returns -SH_EINVAL when bad.
+int gw_points_check_filter (gw_req_t *req, const json_t *filter);
+//  Checks with_payload / with_vector values (NULL = absent) against Qdrant's
+//  shapes and the collection's vector names; answers and returns -SH_EINVAL.
+int gw_points_check_with (gw_req_t *req, const gw_points_coll_t *coll,
+                          const json_t *with_payload, const json_t *with_vector);
+
+//  A new request envelope of `type` with a fresh request id and the
+//  request's deadline.
+envelope_t *gw_points_request (gw_req_t *req, int type);
+//  Sends requests[i] to shard_ids[i] of coll (all at once) and gathers the
+//  replies. Leftover requests are destroyed. On a timeout or any failed reply
+//  answers the request, destroys the replies and returns the error; on 0
+//  every replies[i] is a successful reply (yours).
+int gw_points_call (gw_req_t *req, const gw_points_coll_t *coll, size_t n,
+                    const uint32_t *shard_ids, envelope_t **requests, envelope_t **replies);
+//  Reads vector `name` of each point ids[0..n) from the shards of coll into
+//  out[i] (zeroed first; reset them after). Answers 404 "Not found: No point
+//  with id X found" for a missing point, 400 for a point without that
+//  vector, and returns the error.
+int gw_points_fetch_vectors (gw_req_t *req, const gw_points_coll_t *coll, const char *name,
+                             const pointid_t *ids, size_t n, gw_points_vec_t *out);
 
 #endif
