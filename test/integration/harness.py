@@ -1,0 +1,415 @@
+"""harness: what every integration suite needs to drive real shoal nodes.
+
+A Node is one `shoal` supervisor (and its actors) on loopback ports picked
+free by the kernel, with its own temp dir as working dir and storage, its
+stderr in <dir>/shoal.log. Nodes are always stopped by pid, also when a test
+fails or the suite is killed (context manager, try/finally, atexit, SIGTERM
+handler), and every process of a node is found by its working dir, so even
+an orphaned actor is seen and stopped.
+
+The tiny test framework: decorate functions with @test, call main(); each
+test runs in order, a failure prints its traceback and the log tail of the
+nodes it started, and the last line is "N passed, N failed" (test/run counts
+it). Standard library only. Waiting is done by polling a condition with a
+deadline (wait_for), never by a bare sleep.
+"""
+import atexit
+import ctypes
+import http.client
+import json
+import os
+import signal
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHOAL_BIN = os.path.abspath(os.environ.get("SHOAL_BIN") or os.path.join(REPO, "build", "shoal"))
+#  Deadlines, in seconds: generous so a loaded CI machine does not fail a
+#  test that waits for a condition that does come true.
+START_TIMEOUT = float(os.environ.get("SHOAL_TEST_START_TIMEOUT", "30"))
+WAIT_TIMEOUT = float(os.environ.get("SHOAL_TEST_WAIT_TIMEOUT", "30"))
+#  Environment a node must not inherit from whoever runs the tests.
+_SCRUBBED_PREFIXES = ("QDRANT__", "SHOAL__")
+_SCRUBBED_NAMES = ("QDRANT_URI", "QDRANT_BOOTSTRAP", "RUN_MODE", "SHOAL_RUN_CONFIG")
+
+_live_nodes = []            # every Node not yet stopped
+
+
+def free_ports(count):
+    """count distinct loopback ports the kernel says are free right now."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_for(condition, timeout=WAIT_TIMEOUT, what="condition", interval=0.05):
+    """Polls condition() until it returns something truthy (returned) or the
+    deadline passes (AssertionError naming what was awaited)."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat[stat.rfind(")") + 2:].split(" ", 1)[0]
+    return state not in ("Z", "X")
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def actor_role(pid):
+    """'raft', 'gateway', 'shard:<uid>/<shard>' for an actor's pid, else None."""
+    args = _cmdline(pid)
+    if "--actor" not in args:
+        return None
+    opts = dict(zip(args[1::2], args[2::2])) if args[1:2] == ["--actor"] else {}
+    role = opts.get("--actor")
+    if role == "shard":
+        return f"shard:{opts.get('--collection-uid')}/{opts.get('--shard-id')}"
+    return role
+
+
+def _set_parent_death_signal():
+    """Runs in the forked child before exec: a killed test runner takes its
+    nodes with it (prctl PR_SET_PDEATHSIG, SIGTERM)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def run_shoal(args, cwd=None, env=None, timeout=20):
+    """Runs shoal to completion (--help, a bad flag, a bad config) and returns
+    the CompletedProcess. A process still running at the deadline is killed
+    and the call fails: those commands must exit on their own."""
+    workdir = cwd or tempfile.mkdtemp(prefix="shoal-run-")
+    try:
+        proc = subprocess.Popen([SHOAL_BIN, *args], cwd=workdir, env=clean_env(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_set_parent_death_signal)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            _kill_tree_in(workdir)
+            raise AssertionError(f"shoal {' '.join(args)} did not exit within {timeout} s;"
+                                 f" stderr:\n{err[-2000:]}")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        if cwd is None:
+            _kill_tree_in(workdir)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED_NAMES}
+    env.update(extra or {})
+    return env
+
+
+def _pids_in(workdir):
+    """Live pids whose working dir is workdir: every process of a node (the
+    supervisor and the actors it exec'ed inherit it), orphans included."""
+    real = os.path.realpath(workdir)
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/cwd") == real and pid_alive(int(name)):
+                pids.append(int(name))
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+def _kill_tree_in(workdir):
+    for pid in _pids_in(workdir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Node:
+    """One shoal node. Node(start=False) prepares the dir and ports only.
+
+    env: extra environment variables; files: {relative path: text} written
+    into the node's working dir before the start (config/config.yaml ...);
+    args: command line flags; port_env: pass the ports and storage path as
+    QDRANT__ variables (False when a test sets them in a file itself);
+    api_key: sent by request() unless told otherwise, and used for /readyz.
+    """
+
+    def __init__(self, args=(), env=None, files=None, port_env=True, api_key=None,
+                 start=True, wait_ready=True):
+        self.dir = tempfile.mkdtemp(prefix="shoal-test-")
+        self.storage = os.path.join(self.dir, "storage")
+        self.log_path = os.path.join(self.dir, "shoal.log")
+        self.http_port, self.grpc_port, self.p2p_port = free_ports(3)
+        self.args = list(args)
+        self.api_key = api_key
+        self.proc = None
+        self._log = None
+        self.env = {
+            "QDRANT__SERVICE__HOST": "127.0.0.1",
+            "QDRANT__LOG_LEVEL": os.environ.get("SHOAL_TEST_LOG_LEVEL", "info"),
+        }
+        if port_env:
+            self.env.update({
+                "QDRANT__SERVICE__HTTP_PORT": str(self.http_port),
+                "QDRANT__SERVICE__GRPC_PORT": str(self.grpc_port),
+                "QDRANT__CLUSTER__P2P__PORT": str(self.p2p_port),
+                "QDRANT__STORAGE__STORAGE_PATH": self.storage,
+                "QDRANT__STORAGE__SNAPSHOTS_PATH": os.path.join(self.dir, "snapshots"),
+            })
+        self.env.update(env or {})
+        for rel, text in (files or {}).items():
+            path = os.path.join(self.dir, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+        _live_nodes.append(self)
+        if start:
+            self.start(wait_ready=wait_ready)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, wait_ready=True):
+        assert self.proc is None or self.proc.poll() is not None, "node already running"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SHOAL_BIN, *self.args], cwd=self.dir,
+                                     env=clean_env(self.env), stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log,
+                                     preexec_fn=_set_parent_death_signal)
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self):
+        status, _ = self.try_request("GET", "/readyz", timeout=2)
+        return status == 200
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        def check():
+            if not self.running():
+                raise AssertionError(f"shoal exited with code {self.proc.returncode}"
+                                     f" before it was ready")
+            return self.ready()
+        wait_for(check, timeout, f"node on port {self.http_port} to answer /readyz")
+
+    def kill(self, sig=signal.SIGKILL):
+        """Sends sig to the supervisor."""
+        os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout=WAIT_TIMEOUT):
+        """The supervisor's exit code, waiting at most timeout."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"supervisor pid={self.proc.pid} still running after"
+                                 f" {timeout:g} s")
+
+    def stop(self, remove=True):
+        """SIGTERM, then SIGKILL by pid; kills any leftover process of the
+        node; removes its dir unless remove=False. Safe to call twice."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _kill_tree_in(self.dir)
+        if self._log:
+            self._log.close()
+            self._log = None
+        if self in _live_nodes:
+            _live_nodes.remove(self)
+        if remove and not os.environ.get("SHOAL_TEST_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.proc is not None:
+            #  The dir goes with stop(): show the log while it is there.
+            print(f"--- log tail of node pid={self.proc.pid} dir={self.dir}:\n"
+                  f"{self.log_tail()}", flush=True)
+        self.stop()
+        return False
+
+    # -- processes ---------------------------------------------------------
+
+    def children(self):
+        """{pid: role} of the supervisor's live children."""
+        pids = set()
+        for task in _listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{task}/children") as f:
+                    pids.update(int(p) for p in f.read().split())
+            except OSError:
+                continue
+        return {pid: actor_role(pid) for pid in sorted(pids) if pid_alive(pid)}
+
+    def actors(self, role=None):
+        """Pids of live children, optionally only those whose role is role or
+        starts with role (e.g. 'shard')."""
+        return sorted(pid for pid, r in self.children().items()
+                      if role is None or (r or "").split(":")[0] == role or r == role)
+
+    def all_pids(self):
+        """Every live process of this node, found by working dir."""
+        return _pids_in(self.dir)
+
+    # -- HTTP --------------------------------------------------------------
+
+    def request(self, method, path, body=None, headers=None, timeout=30, api_key=True):
+        """(status, parsed JSON or text). api_key=True sends the node's key if
+        it has one; a string sends that key; None sends none."""
+        hdrs = dict(headers or {})
+        key = self.api_key if api_key is True else api_key
+        if key:
+            hdrs.setdefault("api-key", key)
+        data = None
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return resp.status, parsed
+
+    def try_request(self, *args, **kwargs):
+        """request(), but (None, error) when the node cannot be reached."""
+        try:
+            return self.request(*args, **kwargs)
+        except (OSError, http.client.HTTPException) as exc:
+            return None, exc
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _stop_all():
+    for node in list(_live_nodes):
+        node.stop()
+
+
+atexit.register(_stop_all)
+
+# -- the test framework ------------------------------------------------------
+
+_tests = []
+
+
+def test(fn):
+    """Registers fn as a test case; cases run in the order they are defined."""
+    _tests.append(fn)
+    return fn
+
+
+def _on_sigterm(signo, frame):
+    raise SystemExit(128 + signo)
+
+
+def main():
+    """Runs the registered tests (or those named on the command line) and
+    exits 1 if any failed. The last line printed is "N passed, N failed"."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    wanted = set(sys.argv[1:])
+    passed = failed = 0
+    if not os.access(SHOAL_BIN, os.X_OK):
+        print(f"shoal binary not found at {SHOAL_BIN} (set SHOAL_BIN)", flush=True)
+        print(f"0 passed, {len(_tests)} failed", flush=True)
+        sys.exit(1)
+    try:
+        for fn in _tests:
+            if wanted and fn.__name__ not in wanted:
+                continue
+            before = list(_live_nodes)
+            print(f"--- {fn.__name__}", flush=True)
+            try:
+                fn()
+                passed += 1
+                print(f"ok   {fn.__name__}", flush=True)
+            except Exception:
+                failed += 1
+                traceback.print_exc(file=sys.stdout)
+                for node in _live_nodes:
+                    if node not in before:
+                        print(f"--- log tail of node pid={node.proc.pid if node.proc else '-'}"
+                              f" dir={node.dir}:\n{node.log_tail()}", flush=True)
+                print(f"FAIL {fn.__name__}", flush=True)
+            finally:
+                for node in list(_live_nodes):
+                    if node not in before:
+                        node.stop()
+    finally:
+        _stop_all()
+        print(f"{passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)
