@@ -516,6 +516,13 @@ config_apply_env (json_t *tree, const char *name, const char *value)
         for (char *c = p; *c; c++)
             if (*c >= 'A' && *c <= 'Z')
                 *c = (char) (*c - 'A' + 'a');
+        //  A name is any bytes; a JSON key must be UTF-8.
+        json_t *probe = json_string (p);
+        if (!probe) {
+            free (copy);
+            return 0;
+        }
+        json_decref (probe);
         levels [n_levels++] = p;
         if (!sep)
             break;

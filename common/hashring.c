@@ -25,7 +25,7 @@ struct _hashring_t {
 
 //  All zero and fixed: the ring must be the same on every peer, and SipHash
 //  here is a well-spread hash, not a defence against chosen ids.
-#define HASHRING_MAX_SHARDS 65536
+#define S_MAX_SHARDS 65536
 
 static const unsigned char s_key [crypto_shorthash_KEYBYTES] = { 0 };
 
@@ -64,7 +64,7 @@ hashring_new (uint32_t n_shards)
 {
     //  More shards than any collection can sensibly have would only make a
     //  huge vnode array out of a bad request: NULL, as for 0.
-    if (n_shards == 0 || n_shards > HASHRING_MAX_SHARDS)
+    if (n_shards == 0 || n_shards > S_MAX_SHARDS)
         return NULL;
     if (sodium_init () < 0)
         return NULL;

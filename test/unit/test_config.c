@@ -428,7 +428,8 @@ START_TEST (test_env_names_that_are_not_overrides_are_ignored)
     json_t *t = json_object ();
     const char *names [] = { "PATH", "QDRANT_URI", "QDRANT__", "SHOAL__",
                              "QDRANT____PORT", "QDRANT__SERVICE__", "qdrant__service__x",
-                             "QDRANT_SERVICE__HTTP_PORT", "XQDRANT__A" };
+                             "QDRANT_SERVICE__HTTP_PORT", "XQDRANT__A",
+                             "QDRANT__\xff__X", "QDRANT__A__\xc3" };
     for (size_t i = 0; i < sizeof names / sizeof names [0]; i++)
         ck_assert_msg (config_apply_env (t, names [i], "1") == 0, "%s applied", names [i]);
     ck_assert_uint_eq (json_object_size (t), 0);
