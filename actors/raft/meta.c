@@ -1,0 +1,501 @@
+/*  meta: the metadata state machine (see meta.h). Owns the JSON trees of
+    peers, collections and aliases and the applied index. Every op is
+    checked whole before anything changes, so a refused op leaves no trace.
+*/
+#include "actors/raft/meta.h"
+#include "common/err.h"
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _meta_t {
+    uint64_t applied;               //  index of the last entry applied
+    json_t *peers;                  //  {"<peer id>": "uri"}
+    json_t *collections;            //  {"<name>": {"uid", "config", "shards", "payload_schema"}}
+    json_t *aliases;                //  {"<alias>": "<collection name>"}
+};
+
+meta_t *
+meta_new (void)
+{
+    meta_t *self = (meta_t *) calloc (1, sizeof (meta_t));
+    assert (self);
+    self->peers = json_object ();
+    self->collections = json_object ();
+    self->aliases = json_object ();
+    assert (self->peers && self->collections && self->aliases);
+    return self;
+}
+
+void
+meta_destroy (meta_t **self_p)
+{
+    assert (self_p);
+    meta_t *self = *self_p;
+    if (!self)
+        return;
+    json_decref (self->peers);
+    json_decref (self->collections);
+    json_decref (self->aliases);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+meta_set_peer (meta_t *self, uint64_t peer_id, const char *uri)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, peer_id);
+    json_object_set_new (self->peers, key, json_string (uri ? uri : ""));
+}
+
+static int
+s_error (char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static int
+s_error (char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list args;
+        va_start (args, fmt);
+        vsnprintf (err, errlen, fmt, args);
+        va_end (args);
+    }
+    return code;
+}
+
+//  A name as an op gives it: a non-empty string of at most META_MAX_NAME bytes.
+static const char *
+s_name (const json_t *obj, const char *key)
+{
+    const char *name = json_string_value (json_object_get (obj, key));
+    if (!name || !*name || strlen (name) > META_MAX_NAME)
+        return NULL;
+    return name;
+}
+
+//  Reads an optional positive integer at config.params.<key>; 0 if absent,
+//  -1 if present but not an integer in [1, max].
+static int64_t
+s_param (const json_t *config, const char *key, int64_t max)
+{
+    json_t *params = json_object_get (config, "params");
+    if (!params)
+        return 0;
+    json_t *value = json_object_get (params, key);
+    if (!value || json_is_null (value))
+        return 0;
+    if (!json_is_integer (value) || json_integer_value (value) < 1
+        || json_integer_value (value) > max)
+        return -1;
+    return json_integer_value (value);
+}
+
+static int
+s_cmp_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+//  The peer ids in the state, sorted (placement must not depend on the
+//  order a JSON object happens to iterate in).
+static size_t
+s_sorted_peers (const meta_t *self, uint64_t **out)
+{
+    size_t n = json_object_size (self->peers);
+    uint64_t *ids = (uint64_t *) calloc (n ? n : 1, sizeof (uint64_t));
+    assert (ids);
+    size_t count = 0;
+    const char *key;
+    json_t *value;
+    json_object_foreach (self->peers, key, value) {
+        char *end = NULL;
+        unsigned long long id = strtoull (key, &end, 10);
+        if (end && *end == 0 && id > 0)
+            ids [count++] = (uint64_t) id;
+    }
+    qsort (ids, count, sizeof (uint64_t), s_cmp_u64);
+    *out = ids;
+    return count;
+}
+
+static int
+s_create_collection (meta_t *self, uint64_t index, const json_t *op, json_t **result,
+                     char *err, size_t errlen)
+{
+    const char *name = s_name (op, "name");
+    if (!name)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: create_collection needs a \"name\" of 1 to %d bytes",
+                        META_MAX_NAME);
+    json_t *config = json_object_get (op, "config");
+    if (config && !json_is_object (config))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: create_collection \"config\" must be an object");
+    if (config && json_object_get (config, "params")
+        && !json_is_object (json_object_get (config, "params")))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: \"config.params\" must be an object");
+    if (json_object_get (self->collections, name))
+        return s_error (err, errlen, -SH_EEXIST,
+                        "Wrong input: Collection `%s` already exists!", name);
+    if (json_object_get (self->aliases, name))
+        return s_error (err, errlen, -SH_EEXIST,
+                        "Wrong input: Can't create collection with name %s. Alias with the "
+                        "same name already exists", name);
+    int64_t shard_number = s_param (config, "shard_number", META_MAX_SHARDS);
+    if (shard_number < 0)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: `shard_number` must be an integer from 1 to %d",
+                        META_MAX_SHARDS);
+    int64_t replication = s_param (config, "replication_factor", INT32_MAX);
+    if (replication < 0)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: `replication_factor` must be a positive integer");
+    uint64_t *peers = NULL;
+    size_t n_peers = s_sorted_peers (self, &peers);
+    if (n_peers == 0) {
+        free (peers);
+        return s_error (err, errlen, -SH_EUNAVAIL,
+                        "Service internal error: no peers to place shards on");
+    }
+    //  Qdrant's default: one shard per peer at creation (DESIGN §4).
+    if (shard_number == 0)
+        shard_number = (int64_t) n_peers;
+    if (replication == 0)
+        replication = 1;
+    size_t copies = (size_t) replication < n_peers ? (size_t) replication : n_peers;
+
+    json_t *conf = config ? json_deep_copy (config) : json_object ();
+    json_t *params = json_object_get (conf, "params");
+    if (!params) {
+        params = json_object ();
+        json_object_set_new (conf, "params", params);
+    }
+    if (!json_object_get (params, "shard_number")
+        || json_is_null (json_object_get (params, "shard_number")))
+        json_object_set_new (params, "shard_number", json_integer (shard_number));
+
+    //  Shard i's replicas go round robin over the sorted peers, starting at
+    //  peer i, on distinct peers; all start Active (no data to transfer yet).
+    json_t *shards = json_array ();
+    for (int64_t i = 0; i < shard_number; i++) {
+        json_t *replicas = json_object ();
+        for (size_t j = 0; j < copies; j++) {
+            char key [24];
+            snprintf (key, sizeof key, "%" PRIu64, peers [((size_t) i + j) % n_peers]);
+            json_object_set_new (replicas, key, json_string ("Active"));
+        }
+        json_array_append_new (shards, json_pack ("{sIso}", "shard_id", (json_int_t) i,
+                                                  "replicas", replicas));
+    }
+    free (peers);
+    json_t *coll = json_pack ("{sIsosos{}}", "uid", (json_int_t) index, "config", conf,
+                              "shards", shards, "payload_schema");
+    assert (coll);
+    json_object_set_new (self->collections, name, coll);
+    *result = json_true ();
+    return 0;
+}
+
+//  Merges patch into target, object by object; other values replace, and
+//  null leaves a key as it was (a diff's "not given", as in Qdrant's PATCH).
+static void
+s_deep_merge (json_t *target, const json_t *patch)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach ((json_t *) patch, key, value) {
+        if (json_is_null (value))
+            continue;
+        json_t *current = json_object_get (target, key);
+        if (json_is_object (value) && json_is_object (current))
+            s_deep_merge (current, value);
+        else
+            json_object_set_new (target, key, json_deep_copy (value));
+    }
+}
+
+static int
+s_update_collection (meta_t *self, const json_t *op, json_t **result, char *err,
+                     size_t errlen)
+{
+    const char *name = s_name (op, "name");
+    if (!name)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: update_collection needs a \"name\" of 1 to %d bytes",
+                        META_MAX_NAME);
+    json_t *patch = json_object_get (op, "config");
+    if (!json_is_object (patch))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: update_collection needs a \"config\" object");
+    json_t *coll = json_object_get (self->collections, name);
+    if (!coll)
+        return s_error (err, errlen, -SH_ENOTFOUND,
+                        "Not found: Collection `%s` doesn't exist!", name);
+    json_t *params = json_object_get (patch, "params");
+    if (params && !json_is_null (params) && !json_is_object (params))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: \"config.params\" must be an object");
+    json_t *shard_number = json_object_get (params, "shard_number");
+    if (shard_number && !json_is_null (shard_number)
+        && !json_equal (shard_number,
+                        json_object_get (json_object_get (json_object_get (coll, "config"),
+                                                          "params"), "shard_number")))
+        //  The shards are placed at creation; an update cannot re-shard.
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: `shard_number` cannot be changed by an update");
+    if (s_param (patch, "replication_factor", INT32_MAX) < 0)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: `replication_factor` must be a positive integer");
+    json_t *config = json_object_get (coll, "config");
+    if (!json_is_object (config)) {
+        config = json_object ();
+        json_object_set_new (coll, "config", config);
+    }
+    s_deep_merge (config, patch);
+    *result = json_true ();
+    return 0;
+}
+
+//  Removes every alias pointing at collection name.
+static void
+s_drop_aliases_of (json_t *aliases, const char *name)
+{
+    const char *alias;
+    json_t *target;
+    void *tmp;
+    json_object_foreach_safe (aliases, tmp, alias, target) {
+        if (json_is_string (target) && strcmp (json_string_value (target), name) == 0)
+            json_object_del (aliases, alias);
+    }
+}
+
+static int
+s_delete_collection (meta_t *self, const json_t *op, json_t **result, char *err,
+                     size_t errlen)
+{
+    const char *name = s_name (op, "name");
+    if (!name)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: delete_collection needs a \"name\" of 1 to %d bytes",
+                        META_MAX_NAME);
+    //  Qdrant: the aliases go first, and a missing collection is not an error
+    //  (the answer is false).
+    s_drop_aliases_of (self->aliases, name);
+    bool existed = json_object_del (self->collections, name) == 0;
+    *result = json_boolean (existed);
+    return 0;
+}
+
+//  One alias action against aliases (a working copy). 0 or an error.
+static int
+s_alias_action (meta_t *self, json_t *aliases, const json_t *action, size_t at, char *err,
+                size_t errlen)
+{
+    if (!json_is_object (action) || json_object_size (action) != 1)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: alias action %zu must be an object with one of "
+                        "create_alias, delete_alias, rename_alias", at);
+    json_t *create = json_object_get (action, "create_alias");
+    json_t *delete = json_object_get (action, "delete_alias");
+    json_t *rename = json_object_get (action, "rename_alias");
+    if (json_is_object (create)) {
+        const char *collection = s_name (create, "collection_name");
+        const char *alias = s_name (create, "alias_name");
+        if (!collection || !alias)
+            return s_error (err, errlen, -SH_EINVAL,
+                            "Wrong input: create_alias needs \"collection_name\" and "
+                            "\"alias_name\"");
+        if (!json_object_get (self->collections, collection))
+            return s_error (err, errlen, -SH_ENOTFOUND,
+                            "Not found: Collection `%s` doesn't exist!", collection);
+        //  Collections and aliases share one namespace.
+        if (json_object_get (self->collections, alias))
+            return s_error (err, errlen, -SH_EEXIST,
+                            "Wrong input: Collection `%s` already exists!", alias);
+        //  Qdrant: an existing alias of that name is re-pointed.
+        json_object_set_new (aliases, alias, json_string (collection));
+        return 0;
+    }
+    if (json_is_object (delete)) {
+        const char *alias = s_name (delete, "alias_name");
+        if (!alias)
+            return s_error (err, errlen, -SH_EINVAL,
+                            "Wrong input: delete_alias needs \"alias_name\"");
+        //  Qdrant: deleting an alias that does not exist is not an error.
+        json_object_del (aliases, alias);
+        return 0;
+    }
+    if (json_is_object (rename)) {
+        const char *old_name = s_name (rename, "old_alias_name");
+        const char *new_name = s_name (rename, "new_alias_name");
+        if (!old_name || !new_name)
+            return s_error (err, errlen, -SH_EINVAL,
+                            "Wrong input: rename_alias needs \"old_alias_name\" and "
+                            "\"new_alias_name\"");
+        json_t *target = json_object_get (aliases, old_name);
+        if (!target)
+            return s_error (err, errlen, -SH_ENOTFOUND,
+                            "Not found: Alias %s does not exists!", old_name);
+        if (json_object_get (self->collections, new_name))
+            return s_error (err, errlen, -SH_EEXIST,
+                            "Wrong input: Collection `%s` already exists!", new_name);
+        json_incref (target);
+        json_object_del (aliases, old_name);
+        json_object_set_new (aliases, new_name, target);
+        return 0;
+    }
+    return s_error (err, errlen, -SH_EINVAL,
+                    "Wrong input: alias action %zu must be an object with one of "
+                    "create_alias, delete_alias, rename_alias", at);
+}
+
+static int
+s_change_aliases (meta_t *self, const json_t *op, json_t **result, char *err, size_t errlen)
+{
+    json_t *actions = json_object_get (op, "actions");
+    if (!json_is_array (actions))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: change_aliases needs an \"actions\" array");
+    //  All or nothing: the actions run on a copy that replaces the aliases
+    //  only if every one of them succeeded.
+    json_t *aliases = json_deep_copy (self->aliases);
+    size_t at;
+    json_t *action;
+    json_array_foreach (actions, at, action) {
+        int rc = s_alias_action (self, aliases, action, at, err, errlen);
+        if (rc) {
+            json_decref (aliases);
+            return rc;
+        }
+    }
+    json_decref (self->aliases);
+    self->aliases = aliases;
+    *result = json_true ();
+    return 0;
+}
+
+int
+meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
+            size_t errlen)
+{
+    assert (self && result);
+    *result = NULL;
+    if (err && errlen)
+        err [0] = 0;
+    //  The entry is consumed whatever the outcome: every node moves on alike.
+    if (index > self->applied)
+        self->applied = index;
+    const char *type = json_string_value (json_object_get (op, "type"));
+    if (!json_is_object (op) || !type)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: an operation must be an object with a \"type\"");
+    if (strcmp (type, "create_collection") == 0)
+        return s_create_collection (self, index, op, result, err, errlen);
+    if (strcmp (type, "update_collection") == 0)
+        return s_update_collection (self, op, result, err, errlen);
+    if (strcmp (type, "delete_collection") == 0)
+        return s_delete_collection (self, op, result, err, errlen);
+    if (strcmp (type, "change_aliases") == 0)
+        return s_change_aliases (self, op, result, err, errlen);
+    return s_error (err, errlen, -SH_EINVAL, "Wrong input: unknown operation type `%.64s`",
+                    type);
+}
+
+int
+meta_apply_entry (meta_t *self, uint64_t index, const void *data, size_t len,
+                  json_t **result, char *err, size_t errlen)
+{
+    json_error_t error;
+    json_t *op = len ? json_loadb ((const char *) data, len, JSON_REJECT_DUPLICATES, &error)
+                     : NULL;
+    int rc = meta_apply (self, index, op, result, err, errlen);
+    json_decref (op);
+    return rc;
+}
+
+void
+meta_skip (meta_t *self, uint64_t index)
+{
+    if (index > self->applied)
+        self->applied = index;
+}
+
+uint64_t
+meta_applied (const meta_t *self)
+{
+    return self->applied;
+}
+
+json_t *
+meta_state (const meta_t *self, uint64_t term, uint64_t leader, uint64_t peer_id)
+{
+    json_t *state = json_pack ("{sIsIsIsI}", "applied", (json_int_t) self->applied,
+                               "term", (json_int_t) term, "leader", (json_int_t) leader,
+                               "peer_id", (json_int_t) peer_id);
+    assert (state);
+    json_object_set_new (state, "peers", json_deep_copy (self->peers));
+    json_object_set_new (state, "collections", json_deep_copy (self->collections));
+    json_object_set_new (state, "aliases", json_deep_copy (self->aliases));
+    return state;
+}
+
+const json_t *
+meta_collections (const meta_t *self)
+{
+    return self->collections;
+}
+
+const json_t *
+meta_aliases (const meta_t *self)
+{
+    return self->aliases;
+}
+
+char *
+meta_dump (const meta_t *self, size_t *len)
+{
+    json_t *dump = json_pack ("{sIsOsOsO}", "applied", (json_int_t) self->applied,
+                              "peers", self->peers, "collections", self->collections,
+                              "aliases", self->aliases);
+    assert (dump);
+    char *text = json_dumps (dump, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref (dump);
+    assert (text);
+    if (len)
+        *len = strlen (text);
+    return text;
+}
+
+int
+meta_load (meta_t *self, const void *data, size_t len)
+{
+    json_error_t error;
+    json_t *dump = json_loadb ((const char *) data, len, JSON_REJECT_DUPLICATES, &error);
+    json_t *applied = json_object_get (dump, "applied");
+    json_t *peers = json_object_get (dump, "peers");
+    json_t *collections = json_object_get (dump, "collections");
+    json_t *aliases = json_object_get (dump, "aliases");
+    if (!json_is_integer (applied) || json_integer_value (applied) < 0
+        || !json_is_object (peers) || !json_is_object (collections)
+        || !json_is_object (aliases)) {
+        json_decref (dump);
+        return -SH_EINVAL;
+    }
+    json_decref (self->peers);
+    json_decref (self->collections);
+    json_decref (self->aliases);
+    self->applied = (uint64_t) json_integer_value (applied);
+    self->peers = json_incref (peers);
+    self->collections = json_incref (collections);
+    self->aliases = json_incref (aliases);
+    json_decref (dump);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/*  meta: the metadata state machine that Raft replicates (proto/msg.h gives
+    its JSON layout and its ops). It owns the peers (id -> uri), the
+    collections (config, uid, shards with their replica sets) and the aliases,
+    plus the index of the last entry applied.
+
+    Applying is deterministic: the same ops at the same indexes give the same
+    state on every node (nothing here reads a clock, a random source or local
+    settings; a collection's uid is the index of the entry that created it).
+    A bad op is refused with an error and changes nothing but the applied
+    index, so every node still agrees. Errors carry Qdrant's wording:
+      -SH_EEXIST     "Wrong input: Collection `x` already exists!"
+      -SH_ENOTFOUND  "Not found: Collection `x` doesn't exist!"
+      -SH_EINVAL     "Wrong input: ..." for an op of the wrong shape
+*/
+#ifndef SH_META_H
+#define SH_META_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+//  Most shards a collection may ask for (bounds what an op makes us build).
+#define META_MAX_SHARDS 65536
+//  Longest collection or alias name, in bytes (Qdrant's limit).
+#define META_MAX_NAME 255
+
+typedef struct _meta_t meta_t;
+
+meta_t *meta_new (void);
+void meta_destroy (meta_t **self_p);
+
+//  Sets peer id -> uri in the state. Until membership goes through the log,
+//  each node records itself this way before it applies anything.
+void meta_set_peer (meta_t *self, uint64_t peer_id, const char *uri);
+
+//  Applies op, the command of the committed entry at index (> applied).
+//  0 with *result (yours: true or false, see msg.h), or -SH_E... with the
+//  message for the user in err. Either way applied becomes index.
+int meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
+                size_t errlen);
+//  Same from the entry's bytes (JSON text); text that is not a JSON object
+//  is -SH_EINVAL.
+int meta_apply_entry (meta_t *self, uint64_t index, const void *data, size_t len,
+                      json_t **result, char *err, size_t errlen);
+//  An entry with no op (a leader's no-op): only applied moves.
+void meta_skip (meta_t *self, uint64_t index);
+
+uint64_t meta_applied (const meta_t *self);
+//  The state as msg.h lays it out, with the fields only the node knows
+//  (term, leader, peer_id) added. A new reference (a copy).
+json_t *meta_state (const meta_t *self, uint64_t term, uint64_t leader, uint64_t peer_id);
+//  Borrowed views for readers in this process.
+const json_t *meta_collections (const meta_t *self);
+const json_t *meta_aliases (const meta_t *self);
+
+//  Serializes the replicated part ({"applied", "peers", "collections",
+//  "aliases"}, keys sorted) for a Raft snapshot; the text is yours.
+char *meta_dump (const meta_t *self, size_t *len);
+//  Replaces the state with a dump. 0, or -SH_EINVAL (state unchanged).
+int meta_load (meta_t *self, const void *data, size_t len);
+
+#endif

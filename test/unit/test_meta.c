@@ -1,0 +1,459 @@
+/*  test_meta: the metadata state machine: every op, every error, Qdrant's
+    wording, determinism and the snapshot round trip.
+*/
+#include "actors/raft/meta.h"
+#include "common/err.h"
+#include "test/unit/check_main.h"
+#include <string.h>
+
+static meta_t *s_meta;
+static char s_err [512];
+static uint64_t s_index;
+
+static void
+s_setup (void)
+{
+    s_meta = meta_new ();
+    meta_set_peer (s_meta, 42, "http://127.0.0.1:6335");
+    s_index = 0;
+    s_err [0] = 0;
+}
+
+static void
+s_teardown (void)
+{
+    meta_destroy (&s_meta);
+}
+
+//  Applies op (JSON text) as the next entry; returns the code, fills s_err,
+//  and checks the result is given exactly on success.
+static int
+s_apply_on (meta_t *meta, const char *text, json_t **result_out)
+{
+    json_error_t error;
+    json_t *op = json_loads (text, 0, &error);
+    ck_assert_msg (op != NULL, "bad test JSON: %s", text);
+    json_t *result = NULL;
+    int rc = meta_apply (meta, ++s_index, op, &result, s_err, sizeof s_err);
+    json_decref (op);
+    ck_assert_uint_eq (meta_applied (meta), s_index);
+    if (rc == 0)
+        ck_assert_ptr_nonnull (result);
+    else {
+        ck_assert_ptr_null (result);
+        ck_assert (s_err [0] != 0);
+    }
+    if (result_out)
+        *result_out = result;
+    else
+        json_decref (result);
+    return rc;
+}
+
+static int
+s_apply (const char *text)
+{
+    return s_apply_on (s_meta, text, NULL);
+}
+
+static json_t *
+s_collection (const char *name)
+{
+    return json_object_get ((json_t *) meta_collections (s_meta), name);
+}
+
+static const char *
+s_alias (const char *name)
+{
+    return json_string_value (json_object_get ((json_t *) meta_aliases (s_meta), name));
+}
+
+START_TEST (test_create_places_shards_and_sets_uid)
+{
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta,
+                                  "{\"type\":\"create_collection\",\"name\":\"books\","
+                                  "\"config\":{\"params\":{\"vectors\":{\"size\":4,"
+                                  "\"distance\":\"Cosine\"},\"shard_number\":3}}}", &result),
+                      0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    json_t *coll = s_collection ("books");
+    ck_assert_ptr_nonnull (coll);
+    ck_assert_int_eq (json_integer_value (json_object_get (coll, "uid")), 1);
+    ck_assert (json_is_object (json_object_get (coll, "payload_schema")));
+    ck_assert_int_eq (json_object_size (json_object_get (coll, "payload_schema")), 0);
+    json_t *shards = json_object_get (coll, "shards");
+    ck_assert_int_eq (json_array_size (shards), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *shard = json_array_get (shards, i);
+        ck_assert_int_eq (json_integer_value (json_object_get (shard, "shard_id")), (int) i);
+        json_t *replicas = json_object_get (shard, "replicas");
+        ck_assert_int_eq (json_object_size (replicas), 1);
+        ck_assert_str_eq (json_string_value (json_object_get (replicas, "42")), "Active");
+    }
+    json_t *config = json_object_get (coll, "config");
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          json_object_get (json_object_get (config, "params"), "vectors"),
+                          "size")), 4);
+
+    //  Without shard_number: one shard per peer (one peer here), recorded.
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"b\","
+                               "\"config\":{}}"), 0);
+    coll = s_collection ("b");
+    ck_assert_int_eq (json_integer_value (json_object_get (coll, "uid")), 2);
+    ck_assert_int_eq (json_array_size (json_object_get (coll, "shards")), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          json_object_get (json_object_get (coll, "config"), "params"),
+                          "shard_number")), 1);
+}
+END_TEST
+
+START_TEST (test_create_places_round_robin_over_sorted_peers)
+{
+    meta_set_peer (s_meta, 7, "http://b:6335");
+    meta_set_peer (s_meta, 1000, "http://c:6335");
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"c\",\"config\":"
+                               "{\"params\":{\"shard_number\":4,\"replication_factor\":2}}}"),
+                      0);
+    //  Sorted peers: 7, 42, 1000. Shard i on peers i and i+1 (mod 3).
+    const char *expect [4][2] = { { "7", "42" }, { "42", "1000" }, { "1000", "7" },
+                                  { "7", "42" } };
+    json_t *shards = json_object_get (s_collection ("c"), "shards");
+    for (size_t i = 0; i < 4; i++) {
+        json_t *replicas = json_object_get (json_array_get (shards, i), "replicas");
+        ck_assert_int_eq (json_object_size (replicas), 2);
+        ck_assert_ptr_nonnull (json_object_get (replicas, expect [i][0]));
+        ck_assert_ptr_nonnull (json_object_get (replicas, expect [i][1]));
+    }
+    //  A replication factor above the peer count places one replica per peer.
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"d\",\"config\":"
+                               "{\"params\":{\"shard_number\":1,\"replication_factor\":9}}}"),
+                      0);
+    json_t *replicas = json_object_get (json_array_get (json_object_get (s_collection ("d"),
+                                                                         "shards"), 0),
+                                        "replicas");
+    ck_assert_int_eq (json_object_size (replicas), 3);
+}
+END_TEST
+
+START_TEST (test_create_existing_collection_is_refused_with_qdrant_wording)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"x\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"x\",\"config\":{}}"),
+                      -SH_EEXIST);
+    ck_assert_str_eq (s_err, "Wrong input: Collection `x` already exists!");
+    //  The first one is untouched (uid still 1).
+    ck_assert_int_eq (json_integer_value (json_object_get (s_collection ("x"), "uid")), 1);
+}
+END_TEST
+
+START_TEST (test_create_named_like_an_alias_is_refused)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"x\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":"
+                               "{\"collection_name\":\"x\",\"alias_name\":\"prod\"}}]}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"prod\"}"),
+                      -SH_EEXIST);
+    ck_assert_str_eq (s_err, "Wrong input: Can't create collection with name prod. Alias "
+                             "with the same name already exists");
+    ck_assert_ptr_null (s_collection ("prod"));
+}
+END_TEST
+
+START_TEST (test_create_with_bad_shape_is_refused_and_still_consumes_the_entry)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":5}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"a\","
+                               "\"config\":[]}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"a\","
+                               "\"config\":{\"params\":{\"shard_number\":0}}}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"a\","
+                               "\"config\":{\"params\":{\"shard_number\":100000000}}}"),
+                      -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"a\","
+                               "\"config\":{\"params\":{\"replication_factor\":\"2\"}}}"),
+                      -SH_EINVAL);
+    char long_name [400];
+    memset (long_name, 'n', 256);
+    long_name [256] = 0;
+    char op [512];
+    snprintf (op, sizeof op, "{\"type\":\"create_collection\",\"name\":\"%s\"}", long_name);
+    ck_assert_int_eq (s_apply (op), -SH_EINVAL);
+    ck_assert_int_eq (json_object_size ((json_t *) meta_collections (s_meta)), 0);
+    ck_assert_uint_eq (meta_applied (s_meta), 8);
+}
+END_TEST
+
+START_TEST (test_unknown_or_malformed_ops_are_refused)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"drop_everything\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"name\":\"x\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("[1,2]"), -SH_EINVAL);
+    json_t *result = NULL;
+    ck_assert_int_eq (meta_apply_entry (s_meta, 10, "{not json", 9, &result, s_err,
+                                        sizeof s_err), -SH_EINVAL);
+    ck_assert_ptr_null (result);
+    ck_assert_uint_eq (meta_applied (s_meta), 10);
+    ck_assert_int_eq (meta_apply_entry (s_meta, 11, "", 0, &result, s_err, sizeof s_err),
+                      -SH_EINVAL);
+    const char *ok = "{\"type\":\"create_collection\",\"name\":\"e\"}";
+    ck_assert_int_eq (meta_apply_entry (s_meta, 12, ok, strlen (ok), &result, s_err,
+                                        sizeof s_err), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    ck_assert_int_eq (json_integer_value (json_object_get (s_collection ("e"), "uid")), 12);
+    meta_skip (s_meta, 13);
+    ck_assert_uint_eq (meta_applied (s_meta), 13);
+}
+END_TEST
+
+START_TEST (test_update_deep_merges_config)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"u\",\"config\":"
+                               "{\"params\":{\"shard_number\":1,\"on_disk_payload\":false,"
+                               "\"vectors\":{\"size\":4}},"
+                               "\"hnsw_config\":{\"m\":16,\"ef_construct\":100},"
+                               "\"optimizer_config\":{\"indexing_threshold\":20000}}}"), 0);
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta,
+                                  "{\"type\":\"update_collection\",\"name\":\"u\",\"config\":"
+                                  "{\"hnsw_config\":{\"m\":32},\"params\":{\"on_disk_payload\":"
+                                  "true},\"optimizer_config\":null,"
+                                  "\"quantization_config\":{\"scalar\":{\"type\":\"int8\"}}}}",
+                                  &result), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    json_t *config = json_object_get (s_collection ("u"), "config");
+    json_t *hnsw = json_object_get (config, "hnsw_config");
+    ck_assert_int_eq (json_integer_value (json_object_get (hnsw, "m")), 32);
+    ck_assert_int_eq (json_integer_value (json_object_get (hnsw, "ef_construct")), 100);
+    json_t *params = json_object_get (config, "params");
+    ck_assert (json_is_true (json_object_get (params, "on_disk_payload")));
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (params, "vectors"),
+                                                           "size")), 4);
+    //  null means "not given": kept as it was
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          json_object_get (config, "optimizer_config"),
+                          "indexing_threshold")), 20000);
+    ck_assert_ptr_nonnull (json_object_get (config, "quantization_config"));
+    //  uid and shards untouched
+    ck_assert_int_eq (json_integer_value (json_object_get (s_collection ("u"), "uid")), 1);
+}
+END_TEST
+
+START_TEST (test_update_errors)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"update_collection\",\"name\":\"ghost\","
+                               "\"config\":{}}"), -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Collection `ghost` doesn't exist!");
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"u\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"update_collection\",\"name\":\"u\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"update_collection\",\"name\":\"u\","
+                               "\"config\":{\"params\":{\"shard_number\":5}}}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"update_collection\",\"name\":\"u\","
+                               "\"config\":{\"params\":7}}"), -SH_EINVAL);
+    //  Restating the same shard_number is fine.
+    ck_assert_int_eq (s_apply ("{\"type\":\"update_collection\",\"name\":\"u\","
+                               "\"config\":{\"params\":{\"shard_number\":1}}}"), 0);
+}
+END_TEST
+
+START_TEST (test_delete_collection_and_its_aliases)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"a\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"b\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":["
+                               "{\"create_alias\":{\"collection_name\":\"a\",\"alias_name\":\"a1\"}},"
+                               "{\"create_alias\":{\"collection_name\":\"a\",\"alias_name\":\"a2\"}},"
+                               "{\"create_alias\":{\"collection_name\":\"b\",\"alias_name\":\"b1\"}}"
+                               "]}"), 0);
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta, "{\"type\":\"delete_collection\",\"name\":\"a\"}",
+                                  &result), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    ck_assert_ptr_null (s_collection ("a"));
+    ck_assert_ptr_null (s_alias ("a1"));
+    ck_assert_ptr_null (s_alias ("a2"));
+    ck_assert_str_eq (s_alias ("b1"), "b");
+    //  Deleting what is not there answers false, not an error (Qdrant).
+    ck_assert_int_eq (s_apply_on (s_meta, "{\"type\":\"delete_collection\",\"name\":\"a\"}",
+                                  &result), 0);
+    ck_assert (json_is_false (result));
+    json_decref (result);
+    ck_assert_int_eq (s_apply ("{\"type\":\"delete_collection\"}"), -SH_EINVAL);
+    //  A re-created collection gets a new uid.
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"a\"}"), 0);
+    ck_assert_int_eq (json_integer_value (json_object_get (s_collection ("a"), "uid")), 7);
+}
+END_TEST
+
+START_TEST (test_aliases_create_rename_delete)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"v1\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"v2\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":"
+                               "{\"collection_name\":\"v1\",\"alias_name\":\"prod\"}}]}"), 0);
+    ck_assert_str_eq (s_alias ("prod"), "v1");
+    //  The blue/green switch: delete then create, in one op.
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":["
+                               "{\"delete_alias\":{\"alias_name\":\"prod\"}},"
+                               "{\"create_alias\":{\"collection_name\":\"v2\",\"alias_name\":"
+                               "\"prod\"}}]}"), 0);
+    ck_assert_str_eq (s_alias ("prod"), "v2");
+    //  Creating an existing alias re-points it (Qdrant).
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":"
+                               "{\"collection_name\":\"v1\",\"alias_name\":\"prod\"}}]}"), 0);
+    ck_assert_str_eq (s_alias ("prod"), "v1");
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"rename_alias\":"
+                               "{\"old_alias_name\":\"prod\",\"new_alias_name\":\"live\"}}]}"),
+                      0);
+    ck_assert_ptr_null (s_alias ("prod"));
+    ck_assert_str_eq (s_alias ("live"), "v1");
+    //  Deleting a missing alias is not an error (Qdrant).
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"delete_alias\":"
+                               "{\"alias_name\":\"nope\"}}]}"), 0);
+}
+END_TEST
+
+START_TEST (test_alias_errors_change_nothing)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"c\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"d\"}"), 0);
+    //  All or nothing: the first action would succeed, the second fails.
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":["
+                               "{\"create_alias\":{\"collection_name\":\"c\",\"alias_name\":\"ok\"}},"
+                               "{\"create_alias\":{\"collection_name\":\"ghost\",\"alias_name\":"
+                               "\"bad\"}}]}"), -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Collection `ghost` doesn't exist!");
+    ck_assert_ptr_null (s_alias ("ok"));
+    //  One namespace: an alias may not take a collection's name.
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":"
+                               "{\"collection_name\":\"c\",\"alias_name\":\"d\"}}]}"),
+                      -SH_EEXIST);
+    ck_assert_str_eq (s_err, "Wrong input: Collection `d` already exists!");
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"rename_alias\":"
+                               "{\"old_alias_name\":\"none\",\"new_alias_name\":\"x\"}}]}"),
+                      -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Alias none does not exists!");
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":"
+                               "{\"collection_name\":\"c\",\"alias_name\":\"al\"}}]}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"rename_alias\":"
+                               "{\"old_alias_name\":\"al\",\"new_alias_name\":\"d\"}}]}"),
+                      -SH_EEXIST);
+    ck_assert_str_eq (s_alias ("al"), "c");
+    //  Shapes
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{}]}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"explode\":{}}]}"),
+                      -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":"
+                               "{\"collection_name\":\"c\"}}]}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"change_aliases\",\"actions\":[{\"delete_alias\":"
+                               "{}}]}"), -SH_EINVAL);
+    ck_assert_int_eq (json_object_size ((json_t *) meta_aliases (s_meta)), 1);
+}
+END_TEST
+
+START_TEST (test_state_layout_and_soft_fields)
+{
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"s\"}"), 0);
+    json_t *state = meta_state (s_meta, 3, 42, 42);
+    ck_assert_int_eq (json_integer_value (json_object_get (state, "applied")), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (state, "term")), 3);
+    ck_assert_int_eq (json_integer_value (json_object_get (state, "leader")), 42);
+    ck_assert_int_eq (json_integer_value (json_object_get (state, "peer_id")), 42);
+    ck_assert_str_eq (json_string_value (json_object_get (json_object_get (state, "peers"),
+                                                          "42")), "http://127.0.0.1:6335");
+    ck_assert (json_is_object (json_object_get (json_object_get (state, "collections"), "s")));
+    ck_assert (json_is_object (json_object_get (state, "aliases")));
+    //  A copy: changing it does not change the machine.
+    json_object_clear (json_object_get (state, "collections"));
+    ck_assert_ptr_nonnull (s_collection ("s"));
+    json_decref (state);
+}
+END_TEST
+
+START_TEST (test_same_ops_give_same_state_and_dump_round_trips)
+{
+    const char *ops [] = {
+        "{\"type\":\"create_collection\",\"name\":\"a\",\"config\":{\"params\":{\"shard_number\":2}}}",
+        "{\"type\":\"create_collection\",\"name\":\"a\"}",
+        "{\"type\":\"change_aliases\",\"actions\":[{\"create_alias\":{\"collection_name\":\"a\","
+        "\"alias_name\":\"x\"}}]}",
+        "{\"type\":\"update_collection\",\"name\":\"a\",\"config\":{\"hnsw_config\":{\"m\":8}}}",
+        "{\"type\":\"create_collection\",\"name\":\"b\"}",
+        "{\"type\":\"delete_collection\",\"name\":\"b\"}",
+    };
+    meta_t *other = meta_new ();
+    meta_set_peer (other, 42, "http://127.0.0.1:6335");
+    uint64_t start = s_index;
+    for (size_t i = 0; i < sizeof ops / sizeof ops [0]; i++)
+        s_apply (ops [i]);
+    s_index = start;
+    for (size_t i = 0; i < sizeof ops / sizeof ops [0]; i++)
+        s_apply_on (other, ops [i], NULL);
+    size_t len_a = 0, len_b = 0;
+    char *a = meta_dump (s_meta, &len_a);
+    char *b = meta_dump (other, &len_b);
+    ck_assert_str_eq (a, b);
+
+    //  A snapshot restores the same state into a fresh machine.
+    meta_t *restored = meta_new ();
+    ck_assert_int_eq (meta_load (restored, a, len_a), 0);
+    char *c = meta_dump (restored, NULL);
+    ck_assert_str_eq (a, c);
+    ck_assert_uint_eq (meta_applied (restored), meta_applied (s_meta));
+    ck_assert_int_eq (meta_load (restored, "{\"applied\":\"x\"}", 15), -SH_EINVAL);
+    ck_assert_int_eq (meta_load (restored, "garbage", 7), -SH_EINVAL);
+    char *d = meta_dump (restored, NULL);
+    ck_assert_str_eq (a, d);            //  unchanged by the failed loads
+    free (a);
+    free (b);
+    free (c);
+    free (d);
+    meta_destroy (&restored);
+    meta_destroy (&other);
+}
+END_TEST
+
+START_TEST (test_create_without_peers_is_refused)
+{
+    meta_t *bare = meta_new ();
+    json_t *op = json_pack ("{ssss}", "type", "create_collection", "name", "x");
+    json_t *result = NULL;
+    ck_assert_int_eq (meta_apply (bare, 1, op, &result, s_err, sizeof s_err), -SH_EUNAVAIL);
+    ck_assert_ptr_null (result);
+    json_decref (op);
+    meta_destroy (&bare);
+}
+END_TEST
+
+Suite *
+meta_suite (void)
+{
+    Suite *s = suite_create ("meta");
+    TCase *tc = tcase_create ("ops");
+    tcase_add_checked_fixture (tc, s_setup, s_teardown);
+    tcase_add_test (tc, test_create_places_shards_and_sets_uid);
+    tcase_add_test (tc, test_create_places_round_robin_over_sorted_peers);
+    tcase_add_test (tc, test_create_existing_collection_is_refused_with_qdrant_wording);
+    tcase_add_test (tc, test_create_named_like_an_alias_is_refused);
+    tcase_add_test (tc, test_create_with_bad_shape_is_refused_and_still_consumes_the_entry);
+    tcase_add_test (tc, test_unknown_or_malformed_ops_are_refused);
+    tcase_add_test (tc, test_update_deep_merges_config);
+    tcase_add_test (tc, test_update_errors);
+    tcase_add_test (tc, test_delete_collection_and_its_aliases);
+    tcase_add_test (tc, test_aliases_create_rename_delete);
+    tcase_add_test (tc, test_alias_errors_change_nothing);
+    tcase_add_test (tc, test_state_layout_and_soft_fields);
+    tcase_add_test (tc, test_same_ops_give_same_state_and_dump_round_trips);
+    tcase_add_test (tc, test_create_without_peers_is_refused);
+    suite_add_tcase (s, tc);
+    return s;
+}
+
+SH_CHECK_MAIN (meta_suite)
