@@ -1,0 +1,1839 @@
+/*  shard_actor: the process that owns one local replica of one shard of a
+    collection (DESIGN.md §1, §4).
+
+    It learns its collection's vector config from the raft actor (META_GET,
+    then the META_STATE publications), rebuilds its segment from the shard
+    store, and serves the MSG_SHARD_* requests of proto/msg.h on a ROUTER at
+    its shard endpoint. Writes are applied to the segment at once and made
+    durable once per loop turn: one SQLite transaction for every point the
+    turn changed, then the replies that were waiting for it. Every reply,
+    reads included, leaves after that commit, so no client ever sees data a
+    crash could take back.
+
+    Every write gets seq = ++last_seq: the "operation_id" of its reply and the
+    "version" of each point it touches. A write is checked whole before
+    anything changes: a batch with one bad point is refused with nothing
+    applied.
+*/
+#include "actors/actors.h"
+#include "actors/shard/segment.h"
+#include "actors/shard/shard_store.h"
+#include "common/err.h"
+#include "common/filter.h"
+#include "common/log.h"
+#include "common/paths.h"
+#include "common/pointid.h"
+#include "proto/envelope.h"
+#include "proto/msg.h"
+#include "proto/vecref.h"
+#include <czmq.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+//  Messages handled per turn before the commit: many small writes share one
+//  fsync-free commit, yet a turn stays short enough to keep replies flowing.
+#define S_MAX_PER_TURN 64
+//  META_GET at start: attempts and the wait for each (the raft actor may
+//  still be starting).
+#define S_META_ATTEMPTS 10
+#define S_META_WAIT_MS 2000
+//  Longest poll wait: the loop has no ticks of its own.
+#define S_POLL_MS 1000
+//  Bytes of bad input quoted in a log line.
+#define S_SAMPLE 48
+#define S_ERRLEN 512
+
+typedef struct {
+    const config_t *config;     //  the node's config (borrowed)
+    uint64_t peer_id;           //  this node
+    uint64_t uid;               //  collection uid (names the storage dir)
+    uint32_t shard_id;          //  shard number in the collection
+    char dir [PATHS_MAX];       //  the shard's directory
+    segment_vspec_t *specs;     //  vector specs in the segment, in config order
+    size_t n_specs;             //  entries in specs
+    segment_t *segment;         //  the points, in memory
+    shard_store_t *store;       //  the points, on disk
+    zsock_t *router;            //  ROUTER at the shard endpoint
+    zsock_t *sub;               //  SUB to the raft actor's META_STATE
+    zpoller_t *poller;          //  over router and sub
+    uint64_t last_seq;          //  last seq handed to a write
+    uint64_t meta_applied;      //  "applied" of the newest state seen
+    pointid_t *dirty;           //  ids written this turn (may repeat)
+    size_t n_dirty;             //  entries in dirty
+    size_t cap_dirty;           //  capacity of dirty
+    zlist_t *pending;           //  envelope_t replies waiting for the flush
+    bool stopping;              //  leave the loop after this turn
+    bool store_failed;          //  a commit failed: memory is ahead of disk
+    int exit_code;              //  what shard_actor_main returns
+} s_shard_t;
+
+//  ---------------------------------------------------------------------------
+//  Small helpers
+
+//  Printable sample of untrusted bytes for a log line.
+static void
+s_sample (const void *data, size_t len, char *out, size_t outlen)
+{
+    const unsigned char *p = (const unsigned char *) data;
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 4 < outlen && i < S_SAMPLE; i++)
+        out [n++] = (p [i] >= 0x20 && p [i] < 0x7f && p [i] != '"') ? (char) p [i] : '?';
+    if (len > S_SAMPLE && n + 4 < outlen) {
+        memcpy (out + n, "...", 3);
+        n += 3;
+    }
+    out [n] = 0;
+}
+
+static void
+s_mark_dirty (s_shard_t *self, const pointid_t *id)
+{
+    if (self->n_dirty == self->cap_dirty) {
+        self->cap_dirty = self->cap_dirty ? self->cap_dirty * 2 : 256;
+        self->dirty = (pointid_t *) realloc (self->dirty, self->cap_dirty * sizeof (pointid_t));
+        assert (self->dirty);
+    }
+    self->dirty [self->n_dirty++] = *id;
+}
+
+static int
+s_cmp_ids (const void *a, const void *b)
+{
+    return pointid_cmp ((const pointid_t *) a, (const pointid_t *) b);
+}
+
+//  Sorts ids and drops repeats; returns the new count.
+static size_t
+s_unique_ids (pointid_t *ids, size_t n)
+{
+    if (n < 2)
+        return n;
+    qsort (ids, n, sizeof *ids, s_cmp_ids);
+    size_t out = 1;
+    for (size_t i = 1; i < n; i++)
+        if (!pointid_eq (&ids [i], &ids [out - 1]))
+            ids [out++] = ids [i];
+    return out;
+}
+
+//  A JSON number that jansson will accept (it refuses NaN and infinities).
+static json_t *
+s_real (double value)
+{
+    return json_real (isfinite (value) ? value : 0.0);
+}
+
+//  Reads an optional non-negative integer field; -SH_EINVAL (message set)
+//  if present and not one.
+static int
+s_get_count (envelope_t *reply, const json_t *obj, const char *name, size_t dflt,
+             size_t *out)
+{
+    const json_t *v = json_object_get (obj, name);
+    if (!v || json_is_null (v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!json_is_integer (v) || json_integer_value (v) < 0) {
+        envelope_set_error (reply, -SH_EINVAL, "\"%s\" must be a non-negative integer", name);
+        return -SH_EINVAL;
+    }
+    *out = (size_t) json_integer_value (v);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Vector specs from the collection config
+
+//  Builds the specs from config.params (vectors and sparse_vectors). *specs
+//  is yours. -SH_EINVAL (logged) for a config we cannot serve.
+static int
+s_specs_from_config (const json_t *config, segment_vspec_t **specs, size_t *n_specs)
+{
+    *specs = NULL;
+    *n_specs = 0;
+    const json_t *params = json_object_get (config, "params");
+    const json_t *vectors = json_object_get (params, "vectors");
+    const json_t *sparse = json_object_get (params, "sparse_vectors");
+    size_t cap = (json_is_object (vectors) ? json_object_size (vectors) : 0)
+               + (json_is_object (sparse) ? json_object_size (sparse) : 0) + 1;
+    segment_vspec_t *out = (segment_vspec_t *) calloc (cap, sizeof *out);
+    assert (out);
+    size_t n = 0;
+
+    //  One unnamed vector {"size", "distance"}, or a map name -> that.
+    bool unnamed = json_is_object (vectors)
+                && json_is_integer (json_object_get (vectors, "size"));
+    const char *name;
+    const json_t *params_of;
+    json_t *single = NULL;
+    if (unnamed) {
+        single = json_pack ("{sO}", "", vectors);
+        vectors = single;
+    }
+    json_object_foreach ((json_t *) vectors, name, params_of) {
+        const json_t *size = json_object_get (params_of, "size");
+        const char *dist = json_string_value (json_object_get (params_of, "distance"));
+        int d = dist ? distance_parse (dist) : -1;
+        if (strlen (name) >= sizeof out [n].name || !json_is_integer (size)
+            || json_integer_value (size) <= 0 || json_integer_value (size) > UINT32_MAX
+            || d < 0) {
+            log_error ("cannot serve vector \"%.64s\": bad name, size or distance", name);
+            json_decref (single);
+            free (out);
+            return -SH_EINVAL;
+        }
+        snprintf (out [n].name, sizeof out [n].name, "%s", name);
+        out [n].dim = (uint32_t) json_integer_value (size);
+        out [n].distance = (distance_t) d;
+        n++;
+    }
+    json_decref (single);
+    if (json_is_object (sparse)) {
+        json_object_foreach ((json_t *) sparse, name, params_of) {
+            if (strlen (name) >= sizeof out [n].name) {
+                log_error ("cannot serve sparse vector \"%.64s\": name too long", name);
+                free (out);
+                return -SH_EINVAL;
+            }
+            snprintf (out [n].name, sizeof out [n].name, "%s", name);
+            out [n].sparse = true;
+            n++;
+        }
+    }
+    *specs = out;
+    *n_specs = n;
+    return 0;
+}
+
+//  The collection with our uid in a state, or NULL (borrowed).
+static json_t *
+s_find_collection (s_shard_t *self, const json_t *state)
+{
+    const char *name;
+    json_t *coll;
+    json_object_foreach (json_object_get (state, "collections"), name, coll) {
+        const json_t *uid = json_object_get (coll, "uid");
+        if (json_is_integer (uid) && (uint64_t) json_integer_value (uid) == self->uid)
+            return coll;
+    }
+    return NULL;
+}
+
+//  A newer state: stop if our collection is gone, add named vectors that
+//  appeared since. Older or equal states are ignored, so a publication
+//  that predates our META_GET answer cannot make us think we were deleted.
+static void
+s_on_state (s_shard_t *self, const json_t *state)
+{
+    const json_t *applied = json_object_get (state, "applied");
+    if (!json_is_integer (applied))
+        return;
+    uint64_t index = (uint64_t) json_integer_value (applied);
+    log_trace ("meta state applied=%" PRIu64 " (have %" PRIu64 ")", index, self->meta_applied);
+    if (index <= self->meta_applied)
+        return;
+    self->meta_applied = index;
+    const json_t *coll = s_find_collection (self, state);
+    if (!coll) {
+        log_info ("collection uid=%" PRIu64 " was deleted, stopping", self->uid);
+        self->stopping = true;
+        self->exit_code = 0;
+        return;
+    }
+    segment_vspec_t *specs = NULL;
+    size_t n = 0;
+    if (s_specs_from_config (json_object_get (coll, "config"), &specs, &n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (segment_vspec (self->segment, specs [i].name))
+            continue;
+        int rc = segment_add_vspec (self->segment, &specs [i]);
+        if (rc) {
+            log_error ("cannot add vector \"%s\": %s", specs [i].name, sh_strerror (rc));
+            continue;
+        }
+        self->specs = (segment_vspec_t *) realloc (self->specs,
+                                                   (self->n_specs + 1) * sizeof *self->specs);
+        assert (self->specs);
+        self->specs [self->n_specs++] = specs [i];
+        log_info ("added %s vector \"%s\"", specs [i].sparse ? "sparse" : "dense",
+                  specs [i].name);
+    }
+    free (specs);
+}
+
+//  Asks the raft actor for the state, retrying while it starts. 0 and
+//  *state (yours), -SH_EUNAVAIL if it never answered, -SH_EIO on SIGTERM.
+static int
+s_fetch_state (s_shard_t *self, json_t **state)
+{
+    *state = NULL;
+    char endpoint [PATHS_MAX];
+    if (paths_raft_endpoint (self->config->storage_path, endpoint))
+        return -SH_EINVAL;
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    assert (dealer);
+    zsock_set_sndtimeo (dealer, 0);
+    if (zsock_connect (dealer, "%s", endpoint)) {
+        log_error ("cannot connect to %s", endpoint);
+        zsock_destroy (&dealer);
+        return -SH_EIO;
+    }
+    zpoller_t *poller = zpoller_new (dealer, NULL);
+    assert (poller);
+    int rc = -SH_EUNAVAIL;
+    for (uint64_t attempt = 1; attempt <= S_META_ATTEMPTS && !*state; attempt++) {
+        uint64_t deadline = envelope_now_ms () + S_META_WAIT_MS;
+        envelope_t *req = envelope_new (MSG_META_GET, attempt, deadline);
+        if (envelope_send (&req, dealer))
+            log_debug ("meta_get attempt=%" PRIu64 ": send refused", attempt);
+        //  Wait for the answer to this attempt; answers to earlier attempts
+        //  that arrive late are as good.
+        while (!*state) {
+            uint64_t now = envelope_now_ms ();
+            if (now >= deadline)
+                break;
+            void *which = zpoller_wait (poller, (int) (deadline - now));
+            if (zpoller_terminated (poller)) {
+                rc = -SH_EIO;
+                attempt = S_META_ATTEMPTS;
+                break;
+            }
+            if (!which)
+                continue;
+            envelope_t *reply = NULL;
+            if (envelope_recv (dealer, &reply))
+                continue;
+            json_t *got = json_object_get (envelope_json (reply), "state");
+            if (envelope_is_reply (reply) && envelope_type (reply) == MSG_META_GET
+                && envelope_status (reply) == 0 && json_is_object (got))
+                *state = json_incref (got);
+            else
+                log_info ("meta_get req=%" PRIu64 ": no state: %s",
+                          envelope_request_id (reply), envelope_error (reply));
+            envelope_destroy (&reply);
+        }
+        if (!*state && rc != -SH_EIO)
+            log_info ("meta_get attempt=%" PRIu64 "/%d: raft actor not answering yet",
+                      attempt, S_META_ATTEMPTS);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&dealer);
+    return *state ? 0 : rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  Loading the store into the segment
+
+typedef struct {
+    s_shard_t *self;
+    size_t loaded;          //  points put in the segment
+    size_t dropped;         //  vectors left out (no longer in the config)
+    size_t failed;          //  points the segment refused
+    uint64_t max_version;   //  highest point version seen
+} s_load_t;
+
+static int
+s_load_point (const shard_store_point_t *point, void *arg)
+{
+    s_load_t *load = (s_load_t *) arg;
+    s_shard_t *self = load->self;
+    if (point->version > load->max_version)
+        load->max_version = point->version;
+    //  Keep only vectors the config still has, with the same shape: a stored
+    //  vector that no longer fits must not cost the whole point.
+    segment_vec_t *vecs = (segment_vec_t *) calloc (point->n_vecs + 1, sizeof *vecs);
+    assert (vecs);
+    size_t n = 0;
+    for (size_t i = 0; i < point->n_vecs; i++) {
+        const segment_vec_t *v = &point->vecs [i];
+        const segment_vspec_t *spec = segment_vspec (self->segment, v->name);
+        if (!spec || spec->sparse != (v->dense == NULL) || (v->dense && v->dim != spec->dim))
+            load->dropped++;
+        else
+            vecs [n++] = *v;
+    }
+    char err [S_ERRLEN] = "";
+    json_t *payload = point->payload ? json_incref (point->payload) : NULL;
+    int rc = segment_upsert (self->segment, &point->id, point->version, vecs, n, payload,
+                             err, sizeof err);
+    json_decref (payload);
+    free (vecs);
+    if (rc) {
+        char idtext [POINTID_TEXT_SIZE];
+        pointid_format (&point->id, idtext);
+        log_error ("load: point %s refused by the segment: %s", idtext, err);
+        load->failed++;
+    }
+    else
+        load->loaded++;
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Reading requests: selectors and records
+
+typedef enum { S_PAY_NONE, S_PAY_ALL, S_PAY_INCLUDE, S_PAY_EXCLUDE } s_paymode_t;
+
+typedef struct {
+    s_paymode_t pay;            //  which payload to return
+    const json_t *pay_keys;     //  include/exclude paths (array of strings)
+    bool vec_all;               //  every vector
+    const json_t *vec_names;    //  else these names (array of strings) or NULL
+    envelope_t *reply;          //  where dense vectors go
+    int blob;                   //  reply blob for dense vectors, -1 until needed
+} s_out_t;
+
+static bool
+s_is_string_array (const json_t *json)
+{
+    if (!json_is_array (json))
+        return false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach (json, i, v)
+        if (!json_is_string (v))
+            return false;
+    return true;
+}
+
+//  Parses "with_payload" and "with_vector" of obj (absent = false: records
+//  carry payload and vectors only when asked, proto/msg.h).
+static int
+s_out_init (s_out_t *out, envelope_t *reply, const json_t *obj)
+{
+    memset (out, 0, sizeof *out);
+    out->reply = reply;
+    out->blob = -1;
+    const json_t *wp = json_object_get (obj, "with_payload");
+    if (!wp || json_is_false (wp) || json_is_null (wp))
+        out->pay = S_PAY_NONE;
+    else
+    if (json_is_true (wp))
+        out->pay = S_PAY_ALL;
+    else
+    if (s_is_string_array (wp)) {
+        out->pay = S_PAY_INCLUDE;
+        out->pay_keys = wp;
+    }
+    else
+    if (json_is_object (wp) && json_object_size (wp) == 1
+        && s_is_string_array (json_object_get (wp, "include"))) {
+        out->pay = S_PAY_INCLUDE;
+        out->pay_keys = json_object_get (wp, "include");
+    }
+    else
+    if (json_is_object (wp) && json_object_size (wp) == 1
+        && s_is_string_array (json_object_get (wp, "exclude"))) {
+        out->pay = S_PAY_EXCLUDE;
+        out->pay_keys = json_object_get (wp, "exclude");
+    }
+    else {
+        envelope_set_error (reply, -SH_EINVAL,
+                            "\"with_payload\" must be a boolean, a list of keys, "
+                            "{\"include\": [...]} or {\"exclude\": [...]}");
+        return -SH_EINVAL;
+    }
+    const json_t *wv = json_object_get (obj, "with_vector");
+    if (!wv || json_is_boolean (wv) || json_is_null (wv))
+        out->vec_all = json_is_true (wv);
+    else
+    if (s_is_string_array (wv))
+        out->vec_names = wv;
+    else {
+        envelope_set_error (reply, -SH_EINVAL,
+                            "\"with_vector\" must be a boolean or a list of vector names");
+        return -SH_EINVAL;
+    }
+    return 0;
+}
+
+//  One step of a payload path: "key", "key[]" (every element), "key[n]",
+//  or a quoted "\"a.b\"" key that holds dots, as Qdrant's paths allow.
+typedef struct {
+    const char *key;        //  key bytes (not NUL-terminated)
+    size_t key_len;         //  their count
+    int bracket;            //  0 none, 1 [], 2 [n]
+    size_t index;           //  n of [n]
+    const char *rest;       //  the path after this step, or NULL if last
+} s_step_t;
+
+static void
+s_step (const char *path, s_step_t *step)
+{
+    memset (step, 0, sizeof *step);
+    const char *p = path;
+    const char *close = *p == '"' ? strchr (p + 1, '"') : NULL;
+    if (close) {
+        step->key = p + 1;
+        step->key_len = (size_t) (close - p - 1);
+        p = close + 1;
+    }
+    else {
+        step->key = p;
+        while (*p && *p != '.' && *p != '[')
+            p++;
+        step->key_len = (size_t) (p - step->key);
+    }
+    if (*p == '[') {
+        const char *end = strchr (p, ']');
+        size_t index = 0;
+        bool digits = end != NULL;
+        for (const char *d = p + 1; digits && d < end; d++) {
+            digits = *d >= '0' && *d <= '9' && index <= SIZE_MAX / 10 - 1;
+            index = index * 10 + (size_t) (*d - '0');
+        }
+        if (digits) {
+            step->bracket = end == p + 1 ? 1 : 2;
+            step->index = index;
+            p = end + 1;
+        }
+    }
+    //  Anything else up to the next dot ("a[0][1]", a stray "[") is not a
+    //  path we can follow: it stays part of the key, which then matches
+    //  nothing.
+    if (*p && *p != '.') {
+        while (*p && *p != '.')
+            p++;
+        step->key = path;
+        step->key_len = (size_t) (p - path);
+        step->bracket = 0;
+    }
+    step->rest = *p == '.' ? p + 1 : NULL;
+}
+
+static json_t *s_pick (const json_t *value, const char *path);
+
+//  Projects every element of array along rest (NULL = whole elements).
+static json_t *
+s_pick_elements (const json_t *array, const char *rest)
+{
+    json_t *out = json_array ();
+    size_t i;
+    const json_t *elem;
+    json_array_foreach (array, i, elem) {
+        json_t *sub = rest ? s_pick (elem, rest) : json_deep_copy (elem);
+        if (sub)
+            json_array_append_new (out, sub);
+    }
+    if (rest && json_array_size (out) == 0) {
+        json_decref (out);
+        return NULL;
+    }
+    return out;
+}
+
+//  The part of value that path reaches, as a new object with the same
+//  nesting ({"a": {"b": 1}} for "a.b"), or NULL if the path reaches nothing.
+static json_t *
+s_pick (const json_t *value, const char *path)
+{
+    if (!json_is_object (value))
+        return NULL;
+    s_step_t step;
+    s_step (path, &step);
+    const json_t *child = json_object_getn (value, step.key, step.key_len);
+    if (!child)
+        return NULL;
+    json_t *sub = NULL;
+    if (step.bracket == 2) {
+        const json_t *elem = json_array_get (child, step.index);
+        json_t *picked = !elem ? NULL : step.rest ? s_pick (elem, step.rest)
+                                                  : json_deep_copy (elem);
+        if (picked)
+            sub = json_pack ("[o]", picked);
+    }
+    else
+    if (json_is_array (child) && (step.bracket == 1 || step.rest))
+        //  A path through an array goes through each element, as filters do.
+        sub = s_pick_elements (child, step.rest);
+    else
+        sub = step.rest ? s_pick (child, step.rest) : json_deep_copy (child);
+    if (!sub)
+        return NULL;
+    json_t *out = json_object ();
+    json_object_setn_new (out, step.key, step.key_len, sub);
+    return out;
+}
+
+//  Merges src into dst (objects key by key, arrays element by element).
+static void
+s_merge (json_t *dst, json_t *src)
+{
+    if (json_is_object (dst) && json_is_object (src)) {
+        const char *key;
+        json_t *value;
+        json_object_foreach (src, key, value) {
+            json_t *have = json_object_get (dst, key);
+            if (have && ((json_is_object (have) && json_is_object (value))
+                         || (json_is_array (have) && json_is_array (value)
+                             && json_array_size (have) == json_array_size (value))))
+                s_merge (have, value);
+            else
+                json_object_set (dst, key, value);
+        }
+    }
+    else
+    if (json_is_array (dst) && json_is_array (src)) {
+        for (size_t i = 0; i < json_array_size (src); i++) {
+            json_t *have = json_array_get (dst, i);
+            json_t *value = json_array_get (src, i);
+            if (json_is_object (have) && json_is_object (value))
+                s_merge (have, value);
+            else
+                json_array_set (dst, i, value);
+        }
+    }
+}
+
+//  The payload a record carries under the selector (new), or NULL for none.
+static json_t *
+s_payload_out (const s_out_t *out, const json_t *payload)
+{
+    if (out->pay == S_PAY_NONE)
+        return NULL;
+    if (!payload)
+        return json_object ();
+    if (out->pay == S_PAY_ALL)
+        return json_deep_copy (payload);
+    size_t i;
+    const json_t *key;
+    if (out->pay == S_PAY_EXCLUDE) {
+        json_t *copy = json_deep_copy (payload);
+        //  The same path edit as delete_payload, so both read paths alike.
+        json_array_foreach (out->pay_keys, i, key)
+            filter_path_remove (copy, json_string_value (key));
+        return copy;
+    }
+    json_t *result = json_object ();
+    json_array_foreach (out->pay_keys, i, key) {
+        json_t *picked = s_pick (payload, json_string_value (key));
+        if (picked) {
+            s_merge (result, picked);
+            json_decref (picked);
+        }
+    }
+    return result;
+}
+
+static bool
+s_vec_wanted (const s_out_t *out, const char *name)
+{
+    if (out->vec_all)
+        return true;
+    size_t i;
+    const json_t *v;
+    json_array_foreach (out->vec_names, i, v)
+        if (strcmp (json_string_value (v), name) == 0)
+            return true;
+    return false;
+}
+
+//  A record for point id (proto/msg.h), or NULL if the point is gone.
+static json_t *
+s_record (s_shard_t *self, s_out_t *out, const pointid_t *id, const float *score)
+{
+    segment_point_t point;
+    if (segment_get (self->segment, id, &point))
+        return NULL;
+    json_t *record = json_object ();
+    json_object_set_new (record, "id", pointid_to_json (id));
+    json_object_set_new (record, "version", json_integer ((json_int_t) point.version));
+    if (score)
+        json_object_set_new (record, "score", s_real (*score));
+    json_t *payload = s_payload_out (out, point.payload);
+    if (payload)
+        json_object_set_new (record, "payload", payload);
+    if (!out->vec_all && !out->vec_names)
+        return record;
+    json_t *vectors = json_object ();
+    for (size_t i = 0; i < self->n_specs; i++) {
+        const segment_vspec_t *spec = &self->specs [i];
+        segment_vec_t v;
+        if (!s_vec_wanted (out, spec->name)
+            || segment_get_vector (self->segment, id, spec->name, &v))
+            continue;
+        if (v.dense) {
+            if (out->blob < 0)
+                out->blob = envelope_new_blob (out->reply);
+            assert (out->blob >= 0);    //  one blob per reply, created here
+            json_object_set_new (vectors, spec->name,
+                                 vecref_put (out->reply, out->blob, v.dense, v.dim));
+        }
+        else {
+            json_t *indices = json_array ();
+            json_t *values = json_array ();
+            for (uint32_t k = 0; k < v.nnz; k++) {
+                json_array_append_new (indices, json_integer (v.indices [k]));
+                json_array_append_new (values, s_real (v.values [k]));
+            }
+            json_object_set_new (vectors, spec->name,
+                                 json_pack ("{soso}", "indices", indices, "values", values));
+        }
+    }
+    json_object_set_new (record, "vectors", vectors);
+    return record;
+}
+
+//  Parses an optional "filter" of obj into *filter (NULL when absent/null).
+static int
+s_get_filter (envelope_t *reply, const json_t *obj, filter_t **filter)
+{
+    *filter = NULL;
+    const json_t *json = json_object_get (obj, "filter");
+    if (!json)
+        return 0;
+    char err [S_ERRLEN] = "";
+    int rc = filter_parse (json, filter, err, sizeof err);
+    if (rc) {
+        envelope_set_error (reply, rc, "Bad filter: %s", err [0] ? err : sh_strerror (rc));
+        return rc;
+    }
+    return 0;
+}
+
+//  Parses an array of point ids; *ids is yours.
+static int
+s_get_ids (envelope_t *reply, const json_t *json, const char *field, pointid_t **ids,
+           size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!json_is_array (json)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"%s\" must be a list of point ids", field);
+        return -SH_EINVAL;
+    }
+    size_t count = json_array_size (json);
+    pointid_t *out = (pointid_t *) calloc (count + 1, sizeof *out);
+    assert (out);
+    for (size_t i = 0; i < count; i++)
+        if (pointid_from_json (json_array_get (json, i), &out [i])) {
+            envelope_set_error (reply, -SH_EINVAL,
+                                "%s[%zu]: a point id must be an unsigned integer or a UUID",
+                                field, i);
+            free (out);
+            return -SH_EINVAL;
+        }
+    *ids = out;
+    *n = count;
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Read handlers. Each fills reply and returns 0, or sets an error on the
+//  reply and returns its code.
+
+typedef int (s_handler_fn) (s_shard_t *self, envelope_t *req, envelope_t *reply);
+
+//  One search of a SHARD_SEARCH: its ranked records.
+static int
+s_search_one (s_shard_t *self, const json_t *search, size_t index, envelope_t *req,
+              envelope_t *reply, json_t **records)
+{
+    *records = NULL;
+    if (!json_is_object (search)) {
+        envelope_set_error (reply, -SH_EINVAL, "searches[%zu] must be an object", index);
+        return -SH_EINVAL;
+    }
+    segment_search_t sreq;
+    memset (&sreq, 0, sizeof sreq);
+    const json_t *vector = json_object_get (search, "vector");
+    const json_t *name = json_object_get (vector, "name");
+    if (!json_is_object (vector) || (name && !json_is_string (name))) {
+        envelope_set_error (reply, -SH_EINVAL,
+                            "searches[%zu]: \"vector\" must be {\"name\", \"dense\"|\"sparse\"}",
+                            index);
+        return -SH_EINVAL;
+    }
+    sreq.name = name ? json_string_value (name) : "";
+    sreq.query.name = sreq.name;
+    const json_t *dense = json_object_get (vector, "dense");
+    const json_t *sparse = json_object_get (vector, "sparse");
+    uint32_t *indices = NULL;
+    float *values = NULL;
+    int rc = 0;
+    if (dense) {
+        if (vecref_get (req, dense, &sreq.query.dense, &sreq.query.dim)) {
+            envelope_set_error (reply, -SH_EPROTO,
+                                "searches[%zu]: bad dense vector reference", index);
+            return -SH_EPROTO;
+        }
+    }
+    else {
+        const json_t *ji = json_object_get (sparse, "indices");
+        const json_t *jv = json_object_get (sparse, "values");
+        if (!json_is_array (ji) || !json_is_array (jv)
+            || json_array_size (ji) != json_array_size (jv)
+            || json_array_size (ji) > UINT32_MAX) {
+            envelope_set_error (reply, -SH_EINVAL,
+                                "searches[%zu]: the query needs \"dense\" or \"sparse\" "
+                                "{\"indices\", \"values\"} of equal length", index);
+            return -SH_EINVAL;
+        }
+        size_t nnz = json_array_size (ji);
+        indices = (uint32_t *) calloc (nnz + 1, sizeof *indices);
+        values = (float *) calloc (nnz + 1, sizeof *values);
+        assert (indices && values);
+        for (size_t k = 0; k < nnz; k++) {
+            const json_t *i = json_array_get (ji, k), *v = json_array_get (jv, k);
+            if (!json_is_integer (i) || json_integer_value (i) < 0
+                || json_integer_value (i) > UINT32_MAX || !json_is_number (v)) {
+                envelope_set_error (reply, -SH_EINVAL,
+                                    "searches[%zu]: sparse indices must be u32 and values "
+                                    "numbers", index);
+                free (indices);
+                free (values);
+                return -SH_EINVAL;
+            }
+            indices [k] = (uint32_t) json_integer_value (i);
+            values [k] = (float) json_number_value (v);
+        }
+        sreq.query.indices = indices;
+        sreq.query.values = values;
+        sreq.query.nnz = (uint32_t) nnz;
+    }
+    size_t limit = 0, offset = 0;
+    filter_t *filter = NULL;
+    s_out_t out;
+    const json_t *threshold = json_object_get (search, "score_threshold");
+    if (s_get_count (reply, search, "limit", 10, &limit)
+        || s_get_count (reply, search, "offset", 0, &offset)
+        || s_out_init (&out, reply, search)
+        || s_get_filter (reply, search, &filter)) {
+        free (indices);
+        free (values);
+        return envelope_status (reply);
+    }
+    if (threshold && !json_is_null (threshold)) {
+        if (!json_is_number (threshold)) {
+            envelope_set_error (reply, -SH_EINVAL,
+                                "searches[%zu]: \"score_threshold\" must be a number", index);
+            rc = -SH_EINVAL;
+            goto done;
+        }
+        sreq.has_threshold = true;
+        sreq.score_threshold = (float) json_number_value (threshold);
+    }
+    sreq.filter = filter;
+    //  offset + limit hits, but never more than there are points: the sizes
+    //  come from outside and bound an allocation.
+    size_t want = limit > SIZE_MAX - offset ? SIZE_MAX : limit + offset;
+    size_t have = segment_size (self->segment);
+    sreq.limit = want < have ? want : have;
+    segment_hit_t *hits = (segment_hit_t *) calloc (sreq.limit + 1, sizeof *hits);
+    assert (hits);
+    char err [S_ERRLEN] = "";
+    int n = segment_search (self->segment, &sreq, hits, err, sizeof err);
+    if (n < 0) {
+        envelope_set_error (reply, n, "searches[%zu]: %s", index,
+                            err [0] ? err : sh_strerror (n));
+        rc = n;
+    }
+    else {
+        *records = json_array ();
+        for (int i = 0; i < n; i++) {
+            json_t *record = s_record (self, &out, &hits [i].id, &hits [i].score);
+            if (record)
+                json_array_append_new (*records, record);
+        }
+    }
+    free (hits);
+done:
+    filter_destroy (&filter);
+    free (indices);
+    free (values);
+    return rc;
+}
+
+static int
+s_on_search (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    const json_t *searches = json_object_get (envelope_json (req), "searches");
+    if (!json_is_array (searches)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"searches\" must be a list");
+        return -SH_EINVAL;
+    }
+    json_t *results = json_array ();
+    for (size_t i = 0; i < json_array_size (searches); i++) {
+        json_t *records = NULL;
+        int rc = s_search_one (self, json_array_get (searches, i), i, req, reply, &records);
+        if (rc) {
+            json_decref (results);
+            return rc;
+        }
+        json_array_append_new (results, records);
+    }
+    json_object_set_new (envelope_json (reply), "results", results);
+    return 0;
+}
+
+//  An id and where it was in the request.
+typedef struct {
+    pointid_t id;
+    size_t pos;
+} s_ranked_t;
+
+static int
+s_cmp_ranked (const void *a, const void *b)
+{
+    const s_ranked_t *x = (const s_ranked_t *) a, *y = (const s_ranked_t *) b;
+    int c = pointid_cmp (&x->id, &y->id);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int
+s_on_retrieve (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    json_t *json = envelope_json (req);
+    s_out_t out;
+    pointid_t *ids = NULL;
+    size_t n = 0;
+    if (s_out_init (&out, reply, json)
+        || s_get_ids (reply, json_object_get (json, "ids"), "ids", &ids, &n))
+        return envelope_status (reply);
+    //  Each point once, in the order first asked for: sort positions by id
+    //  (then position), and mark every later repeat.
+    s_ranked_t *ranked = (s_ranked_t *) calloc (n + 1, sizeof *ranked);
+    bool *repeat = (bool *) calloc (n + 1, sizeof *repeat);
+    assert (ranked && repeat);
+    for (size_t i = 0; i < n; i++) {
+        ranked [i].id = ids [i];
+        ranked [i].pos = i;
+    }
+    qsort (ranked, n, sizeof *ranked, s_cmp_ranked);
+    for (size_t i = 1; i < n; i++)
+        if (pointid_eq (&ranked [i].id, &ranked [i - 1].id))
+            repeat [ranked [i].pos] = true;
+    json_t *points = json_array ();
+    for (size_t i = 0; i < n; i++) {
+        json_t *record = repeat [i] ? NULL : s_record (self, &out, &ids [i], NULL);
+        if (record)
+            json_array_append_new (points, record);
+    }
+    free (ranked);
+    free (repeat);
+    free (ids);
+    json_object_set_new (envelope_json (reply), "points", points);
+    return 0;
+}
+
+static int
+s_on_scroll (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    json_t *json = envelope_json (req);
+    s_out_t out;
+    size_t limit = 0;
+    filter_t *filter = NULL;
+    if (s_out_init (&out, reply, json) || s_get_count (reply, json, "limit", 10, &limit))
+        return envelope_status (reply);
+    if (limit == 0) {
+        envelope_set_error (reply, -SH_EINVAL, "\"limit\" must be at least 1");
+        return -SH_EINVAL;
+    }
+    pointid_t offset;
+    const json_t *joffset = json_object_get (json, "offset");
+    bool has_offset = joffset && !json_is_null (joffset);
+    if (has_offset && pointid_from_json (joffset, &offset)) {
+        envelope_set_error (reply, -SH_EINVAL,
+                            "\"offset\" must be a point id (unsigned integer or UUID)");
+        return -SH_EINVAL;
+    }
+    if (s_get_filter (reply, json, &filter))
+        return envelope_status (reply);
+    //  A page never holds more than the segment has: bounds the allocation.
+    size_t have = segment_size (self->segment);
+    size_t cap = limit < have ? limit : have;
+    pointid_t *ids = (pointid_t *) calloc (cap + 1, sizeof *ids);
+    assert (ids);
+    pointid_t next;
+    bool has_next = false;
+    size_t n = cap ? segment_scroll (self->segment, filter, has_offset ? &offset : NULL, cap,
+                                     ids, &next, &has_next)
+                   : 0;
+    json_t *points = json_array ();
+    for (size_t i = 0; i < n; i++) {
+        json_t *record = s_record (self, &out, &ids [i], NULL);
+        if (record)
+            json_array_append_new (points, record);
+    }
+    json_t *rj = envelope_json (reply);
+    json_object_set_new (rj, "points", points);
+    json_object_set_new (rj, "next_page_offset", has_next ? pointid_to_json (&next)
+                                                          : json_null ());
+    free (ids);
+    filter_destroy (&filter);
+    return 0;
+}
+
+static int
+s_on_count (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    filter_t *filter = NULL;
+    if (s_get_filter (reply, envelope_json (req), &filter))
+        return envelope_status (reply);
+    size_t count = segment_count (self->segment, filter);
+    filter_destroy (&filter);
+    json_object_set_new (envelope_json (reply), "count", json_integer ((json_int_t) count));
+    return 0;
+}
+
+static int
+s_on_info (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    json_object_update_new (
+        envelope_json (reply),
+        json_pack ("{sIsIsIsIsssI}", "points_count",
+                   (json_int_t) segment_size (self->segment), "vectors_count",
+                   (json_int_t) segment_vector_count (self->segment),
+                   "indexed_vectors_count", (json_int_t) 0, "segments_count",
+                   (json_int_t) 1, "status", "green", "seq", (json_int_t) self->last_seq));
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Write handlers
+
+//  The vectors of one point in a write, checked against the specs.
+typedef struct {
+    pointid_t id;               //  the point
+    segment_vec_t *vecs;        //  into the batch's vecs
+    size_t n_vecs;              //  its vectors
+    json_t *payload;            //  upsert: object or NULL (borrowed from the request)
+} s_wpoint_t;
+
+typedef struct {
+    s_wpoint_t *points;         //  n_points entries
+    size_t n_points;
+    segment_vec_t *vecs;        //  every point's vectors
+    zlist_t *allocs;            //  sparse arrays to free with the batch
+} s_batch_t;
+
+static void
+s_batch_free (s_batch_t *batch)
+{
+    free (batch->points);
+    free (batch->vecs);
+    if (batch->allocs) {
+        void *mem;
+        while ((mem = zlist_pop (batch->allocs)))
+            free (mem);
+        zlist_destroy (&batch->allocs);
+    }
+    memset (batch, 0, sizeof *batch);
+}
+
+//  Formats "points[i] (id X): " into prefix.
+static void
+s_point_prefix (size_t index, const pointid_t *id, char *prefix, size_t len)
+{
+    char idtext [POINTID_TEXT_SIZE];
+    pointid_format (id, idtext);
+    snprintf (prefix, len, "points[%zu] (id %s)", index, idtext);
+}
+
+//  Checks one {name: vecref | sparse} entry and fills *v.
+static int
+s_parse_vector (s_shard_t *self, envelope_t *req, s_batch_t *batch, const char *name,
+                const json_t *json, segment_vec_t *v, char *err, size_t errlen)
+{
+    memset (v, 0, sizeof *v);
+    const segment_vspec_t *spec = segment_vspec (self->segment, name);
+    if (!spec) {
+        snprintf (err, errlen, "Wrong input: Not existing vector name error: %s", name);
+        return -SH_EINVAL;
+    }
+    v->name = spec->name;       //  lives as long as the segment
+    if (vecref_is (json)) {
+        if (spec->sparse) {
+            snprintf (err, errlen, "Wrong input: vector \"%s\" is sparse, got a dense vector",
+                      name);
+            return -SH_EINVAL;
+        }
+        if (vecref_get (req, json, &v->dense, &v->dim)) {
+            snprintf (err, errlen, "vector \"%s\": bad vector reference", name);
+            return -SH_EPROTO;
+        }
+        if (v->dim != spec->dim) {
+            snprintf (err, errlen,
+                      "Wrong input: Vector dimension error: expected dim: %u, got %u",
+                      spec->dim, v->dim);
+            return -SH_EINVAL;
+        }
+        return 0;
+    }
+    const json_t *ji = json_object_get (json, "indices");
+    const json_t *jv = json_object_get (json, "values");
+    if (!json_is_array (ji) || !json_is_array (jv)) {
+        snprintf (err, errlen, "vector \"%s\" must be a vector reference or a sparse "
+                  "vector {\"indices\", \"values\"}", name);
+        return -SH_EINVAL;
+    }
+    if (!spec->sparse) {
+        snprintf (err, errlen, "Wrong input: vector \"%s\" is dense, got a sparse vector",
+                  name);
+        return -SH_EINVAL;
+    }
+    size_t nnz = json_array_size (ji);
+    if (nnz != json_array_size (jv) || nnz > UINT32_MAX) {
+        snprintf (err, errlen, "Wrong input: sparse vector \"%s\": indices and values must "
+                  "have the same length", name);
+        return -SH_EINVAL;
+    }
+    uint32_t *indices = (uint32_t *) calloc (nnz + 1, sizeof *indices);
+    float *values = (float *) calloc (nnz + 1, sizeof *values);
+    assert (indices && values);
+    zlist_append (batch->allocs, indices);
+    zlist_append (batch->allocs, values);
+    for (size_t k = 0; k < nnz; k++) {
+        const json_t *i = json_array_get (ji, k), *x = json_array_get (jv, k);
+        if (!json_is_integer (i) || json_integer_value (i) < 0
+            || json_integer_value (i) > UINT32_MAX || !json_is_number (x)) {
+            snprintf (err, errlen, "Wrong input: sparse vector \"%s\": indices must be "
+                      "unsigned 32-bit integers and values numbers", name);
+            return -SH_EINVAL;
+        }
+        indices [k] = (uint32_t) json_integer_value (i);
+        values [k] = (float) json_number_value (x);
+    }
+    //  Qdrant refuses repeated indices; check on a sorted copy.
+    uint32_t *sorted = (uint32_t *) malloc ((nnz + 1) * sizeof *sorted);
+    assert (sorted);
+    memcpy (sorted, indices, nnz * sizeof *sorted);
+    zlist_append (batch->allocs, sorted);
+    for (size_t k = 1; k < nnz; k++)
+        for (size_t j = k; j > 0 && sorted [j - 1] > sorted [j]; j--) {
+            uint32_t t = sorted [j];
+            sorted [j] = sorted [j - 1];
+            sorted [j - 1] = t;
+        }
+    for (size_t k = 1; k < nnz; k++)
+        if (sorted [k] == sorted [k - 1]) {
+            snprintf (err, errlen, "Wrong input: sparse vector \"%s\": indices must be "
+                      "unique (%u repeats)", name, sorted [k]);
+            return -SH_EINVAL;
+        }
+    v->indices = indices;
+    v->values = values;
+    v->nnz = (uint32_t) nnz;
+    return 0;
+}
+
+//  Parses and checks every point of a "points" list before anything is
+//  applied. with_payload: upsert (payload allowed, vectors replace all).
+static int
+s_parse_points (s_shard_t *self, envelope_t *req, envelope_t *reply, bool with_payload,
+                s_batch_t *batch)
+{
+    memset (batch, 0, sizeof *batch);
+    const json_t *points = json_object_get (envelope_json (req), "points");
+    if (!json_is_array (points)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"points\" must be a list");
+        return -SH_EINVAL;
+    }
+    size_t n = json_array_size (points);
+    size_t total_vecs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *vectors = json_object_get (json_array_get (points, i), "vectors");
+        if (json_is_object (vectors))
+            total_vecs += json_object_size (vectors);
+    }
+    batch->points = (s_wpoint_t *) calloc (n + 1, sizeof *batch->points);
+    batch->vecs = (segment_vec_t *) calloc (total_vecs + 1, sizeof *batch->vecs);
+    batch->allocs = zlist_new ();
+    assert (batch->points && batch->vecs && batch->allocs);
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *point = json_array_get (points, i);
+        s_wpoint_t *wp = &batch->points [i];
+        char prefix [96];
+        if (!json_is_object (point)
+            || pointid_from_json (json_object_get (point, "id"), &wp->id)) {
+            envelope_set_error (reply, -SH_EINVAL, "points[%zu]: \"id\" must be an unsigned "
+                                "integer or a UUID", i);
+            return -SH_EINVAL;
+        }
+        s_point_prefix (i, &wp->id, prefix, sizeof prefix);
+        const json_t *vectors = json_object_get (point, "vectors");
+        if (vectors && !json_is_object (vectors) && !json_is_null (vectors)) {
+            envelope_set_error (reply, -SH_EINVAL, "%s: \"vectors\" must be a map", prefix);
+            return -SH_EINVAL;
+        }
+        wp->vecs = batch->vecs + used;
+        const char *name;
+        const json_t *vjson;
+        json_object_foreach ((json_t *) vectors, name, vjson) {
+            char err [S_ERRLEN] = "";
+            int rc = s_parse_vector (self, req, batch, name, vjson, &batch->vecs [used], err,
+                                     sizeof err);
+            if (rc) {
+                envelope_set_error (reply, rc, "%s: %s", prefix, err);
+                return rc;
+            }
+            used++;
+            wp->n_vecs++;
+        }
+        if (with_payload) {
+            const json_t *payload = json_object_get (point, "payload");
+            if (payload && !json_is_object (payload) && !json_is_null (payload)) {
+                envelope_set_error (reply, -SH_EINVAL, "%s: \"payload\" must be an object",
+                                    prefix);
+                return -SH_EINVAL;
+            }
+            wp->payload = json_is_object (payload) ? (json_t *) payload : NULL;
+        }
+    }
+    batch->n_points = n;
+    return 0;
+}
+
+//  A write was accepted: its seq, and the reply that waits for the flush.
+static uint64_t
+s_next_seq (s_shard_t *self, envelope_t *reply)
+{
+    uint64_t seq = ++self->last_seq;
+    json_object_set_new (envelope_json (reply), "operation_id", json_integer ((json_int_t) seq));
+    return seq;
+}
+
+static int
+s_on_upsert (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    s_batch_t batch;
+    int rc = s_parse_points (self, req, reply, true, &batch);
+    if (rc) {
+        s_batch_free (&batch);
+        return rc;
+    }
+    uint64_t seq = s_next_seq (self, reply);
+    for (size_t i = 0; i < batch.n_points && rc == 0; i++) {
+        s_wpoint_t *wp = &batch.points [i];
+        char err [S_ERRLEN] = "";
+        //  The segment takes a reference and edits payloads copy-on-write,
+        //  so sharing the request's object costs no copy and is never
+        //  changed under the request (which nobody changes either).
+        rc = segment_upsert (self->segment, &wp->id, seq, wp->vecs, wp->n_vecs, wp->payload,
+                             err, sizeof err);
+        if (rc) {
+            char prefix [96];
+            s_point_prefix (i, &wp->id, prefix, sizeof prefix);
+            envelope_set_error (reply, rc, "%s: %s", prefix, err [0] ? err : sh_strerror (rc));
+        }
+        else
+            s_mark_dirty (self, &wp->id);
+    }
+    s_batch_free (&batch);
+    return rc;
+}
+
+static int
+s_on_update_vectors (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    s_batch_t batch;
+    int rc = s_parse_points (self, req, reply, false, &batch);
+    for (size_t i = 0; i < batch.n_points && rc == 0; i++) {
+        segment_point_t point;
+        if (segment_get (self->segment, &batch.points [i].id, &point)) {
+            char idtext [POINTID_TEXT_SIZE];
+            pointid_format (&batch.points [i].id, idtext);
+            envelope_set_error (reply, -SH_ENOTFOUND, "No point with id %s found", idtext);
+            rc = -SH_ENOTFOUND;
+        }
+    }
+    if (rc) {
+        s_batch_free (&batch);
+        return rc;
+    }
+    uint64_t seq = s_next_seq (self, reply);
+    for (size_t i = 0; i < batch.n_points && rc == 0; i++) {
+        s_wpoint_t *wp = &batch.points [i];
+        char err [S_ERRLEN] = "";
+        rc = segment_update_vectors (self->segment, &wp->id, seq, wp->vecs, wp->n_vecs, err,
+                                     sizeof err);
+        if (rc) {
+            char prefix [96];
+            s_point_prefix (i, &wp->id, prefix, sizeof prefix);
+            envelope_set_error (reply, rc, "%s: %s", prefix, err [0] ? err : sh_strerror (rc));
+        }
+        else
+            s_mark_dirty (self, &wp->id);
+    }
+    s_batch_free (&batch);
+    return rc;
+}
+
+//  The points a write selects: "ids" (each must exist when must_exist, as
+//  Qdrant answers 404 for a payload update of a missing point) and/or
+//  "filter" (both given: both apply, as in Qdrant). *ids is yours, sorted
+//  and without repeats.
+static int
+s_select (s_shard_t *self, envelope_t *req, envelope_t *reply, bool must_exist,
+          pointid_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    json_t *json = envelope_json (req);
+    const json_t *jids = json_object_get (json, "ids");
+    const json_t *jfilter = json_object_get (json, "filter");
+    if (jids && json_is_null (jids))
+        jids = NULL;
+    if (jfilter && json_is_null (jfilter))
+        jfilter = NULL;
+    if (!jids && !jfilter) {
+        envelope_set_error (reply, -SH_EINVAL, "either \"ids\" or \"filter\" is required");
+        return -SH_EINVAL;
+    }
+    if (jfilter && !json_is_object (jfilter)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"filter\" must be an object");
+        return -SH_EINVAL;
+    }
+    pointid_t *from_ids = NULL;
+    size_t n_ids = 0;
+    if (jids && s_get_ids (reply, jids, "ids", &from_ids, &n_ids))
+        return -SH_EINVAL;
+    for (size_t i = 0; must_exist && i < n_ids; i++) {
+        segment_point_t point;
+        if (segment_get (self->segment, &from_ids [i], &point)) {
+            char idtext [POINTID_TEXT_SIZE];
+            pointid_format (&from_ids [i], idtext);
+            envelope_set_error (reply, -SH_ENOTFOUND, "No point with id %s found", idtext);
+            free (from_ids);
+            return -SH_ENOTFOUND;
+        }
+    }
+    pointid_t *from_filter = NULL;
+    size_t n_filter = 0;
+    if (jfilter) {
+        filter_t *filter = NULL;
+        if (s_get_filter (reply, json, &filter)) {
+            free (from_ids);
+            return envelope_status (reply);
+        }
+        n_filter = segment_select (self->segment, filter, &from_filter);
+        filter_destroy (&filter);
+    }
+    pointid_t *all = (pointid_t *) malloc ((n_ids + n_filter + 1) * sizeof *all);
+    assert (all);
+    if (n_ids)
+        memcpy (all, from_ids, n_ids * sizeof *all);
+    if (n_filter)
+        memcpy (all + n_ids, from_filter, n_filter * sizeof *all);
+    free (from_ids);
+    free (from_filter);
+    *n = s_unique_ids (all, n_ids + n_filter);
+    *ids = all;
+    return 0;
+}
+
+static int
+s_on_delete (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    pointid_t *ids = NULL;
+    size_t n = 0;
+    int rc = s_select (self, req, reply, false, &ids, &n);
+    if (rc)
+        return rc;
+    s_next_seq (self, reply);
+    for (size_t i = 0; i < n; i++)
+        //  A missing id is not an error (Qdrant's delete is idempotent).
+        if (segment_delete (self->segment, &ids [i]) == 0)
+            s_mark_dirty (self, &ids [i]);
+    free (ids);
+    return 0;
+}
+
+typedef enum { S_SET, S_OVERWRITE, S_DELETE_KEYS, S_CLEAR } s_payload_op_t;
+
+//  The four payload updates share selection, checks and bookkeeping.
+static int
+s_payload_update (s_shard_t *self, envelope_t *req, envelope_t *reply, s_payload_op_t op)
+{
+    json_t *json = envelope_json (req);
+    const json_t *payload = json_object_get (json, "payload");
+    const json_t *key = json_object_get (json, "key");
+    const json_t *keys = json_object_get (json, "keys");
+    if ((op == S_SET || op == S_OVERWRITE) && !json_is_object (payload)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"payload\" must be an object");
+        return -SH_EINVAL;
+    }
+    if (op == S_SET && key && !json_is_null (key)
+        && (!json_is_string (key) || json_string_length (key) == 0)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"key\" must be a non-empty path");
+        return -SH_EINVAL;
+    }
+    if (op == S_SET && json_is_string (key) && !filter_path_valid (json_string_value (key))) {
+        envelope_set_error (reply, -SH_EINVAL, "\"key\": not a valid payload path: %.64s",
+                            json_string_value (key));
+        return -SH_EINVAL;
+    }
+    if (op == S_DELETE_KEYS && !s_is_string_array (keys)) {
+        envelope_set_error (reply, -SH_EINVAL, "\"keys\" must be a list of paths");
+        return -SH_EINVAL;
+    }
+    for (size_t k = 0; op == S_DELETE_KEYS && k < json_array_size (keys); k++) {
+        const char *path = json_string_value (json_array_get (keys, k));
+        if (!filter_path_valid (path)) {
+            envelope_set_error (reply, -SH_EINVAL, "keys[%zu]: not a valid payload path: %.64s",
+                                k, path);
+            return -SH_EINVAL;
+        }
+    }
+    pointid_t *ids = NULL;
+    size_t n = 0;
+    int rc = s_select (self, req, reply, true, &ids, &n);
+    if (rc)
+        return rc;
+    uint64_t seq = s_next_seq (self, reply);
+    size_t n_keys = op == S_DELETE_KEYS ? json_array_size (keys) : 0;
+    const char **key_list = (const char **) calloc (n_keys + 1, sizeof *key_list);
+    assert (key_list);
+    for (size_t k = 0; k < n_keys; k++)
+        key_list [k] = json_string_value (json_array_get (keys, k));
+    const char *path = json_is_string (key) ? json_string_value (key) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (op == S_SET)
+            rc = segment_set_payload (self->segment, &ids [i], seq, payload, path);
+        else
+        if (op == S_OVERWRITE)
+            rc = segment_overwrite_payload (self->segment, &ids [i], seq, payload);
+        else
+        if (op == S_DELETE_KEYS)
+            rc = segment_delete_payload (self->segment, &ids [i], seq, key_list, n_keys);
+        else
+            rc = segment_clear_payload (self->segment, &ids [i], seq);
+        if (rc == 0)
+            s_mark_dirty (self, &ids [i]);
+        else {
+            char idtext [POINTID_TEXT_SIZE];
+            pointid_format (&ids [i], idtext);
+            envelope_set_error (reply, rc, "point %s: %s", idtext, sh_strerror (rc));
+            break;
+        }
+    }
+    free (key_list);
+    free (ids);
+    return rc;
+}
+
+static int
+s_on_set_payload (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    return s_payload_update (self, req, reply, S_SET);
+}
+
+static int
+s_on_overwrite_payload (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    return s_payload_update (self, req, reply, S_OVERWRITE);
+}
+
+static int
+s_on_delete_payload (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    return s_payload_update (self, req, reply, S_DELETE_KEYS);
+}
+
+static int
+s_on_clear_payload (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    return s_payload_update (self, req, reply, S_CLEAR);
+}
+
+static int
+s_on_delete_vectors (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    const json_t *names = json_object_get (envelope_json (req), "vector");
+    if (!s_is_string_array (names) || json_array_size (names) == 0) {
+        envelope_set_error (reply, -SH_EINVAL, "\"vector\" must be a list of vector names");
+        return -SH_EINVAL;
+    }
+    size_t n_names = json_array_size (names);
+    for (size_t k = 0; k < n_names; k++) {
+        const char *name = json_string_value (json_array_get (names, k));
+        if (!segment_vspec (self->segment, name)) {
+            envelope_set_error (reply, -SH_EINVAL,
+                                "Wrong input: Not existing vector name error: %s", name);
+            return -SH_EINVAL;
+        }
+    }
+    pointid_t *ids = NULL;
+    size_t n = 0;
+    int rc = s_select (self, req, reply, true, &ids, &n);
+    if (rc)
+        return rc;
+    uint64_t seq = s_next_seq (self, reply);
+    const char **list = (const char **) calloc (n_names + 1, sizeof *list);
+    assert (list);
+    for (size_t k = 0; k < n_names; k++)
+        list [k] = json_string_value (json_array_get (names, k));
+    for (size_t i = 0; i < n; i++) {
+        rc = segment_delete_vectors (self->segment, &ids [i], seq, list, n_names);
+        if (rc == 0)
+            s_mark_dirty (self, &ids [i]);
+        else {
+            char idtext [POINTID_TEXT_SIZE];
+            pointid_format (&ids [i], idtext);
+            envelope_set_error (reply, rc, "point %s: %s", idtext, sh_strerror (rc));
+            break;
+        }
+    }
+    free (list);
+    free (ids);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  Dispatch, flush, loop
+
+typedef struct {
+    const char *name;       //  for logs
+    s_handler_fn *fn;       //  the handler
+    bool read;              //  a read: refused once its deadline has passed
+} s_handler_t;
+
+static const s_handler_t s_handlers [MSG_TYPE_COUNT] = {
+    [MSG_SHARD_UPSERT] = { "upsert", s_on_upsert, false },
+    [MSG_SHARD_DELETE] = { "delete", s_on_delete, false },
+    [MSG_SHARD_SET_PAYLOAD] = { "set_payload", s_on_set_payload, false },
+    [MSG_SHARD_OVERWRITE_PAYLOAD] = { "overwrite_payload", s_on_overwrite_payload, false },
+    [MSG_SHARD_DELETE_PAYLOAD] = { "delete_payload", s_on_delete_payload, false },
+    [MSG_SHARD_CLEAR_PAYLOAD] = { "clear_payload", s_on_clear_payload, false },
+    [MSG_SHARD_UPDATE_VECTORS] = { "update_vectors", s_on_update_vectors, false },
+    [MSG_SHARD_DELETE_VECTORS] = { "delete_vectors", s_on_delete_vectors, false },
+    [MSG_SHARD_SEARCH] = { "search", s_on_search, true },
+    [MSG_SHARD_RETRIEVE] = { "retrieve", s_on_retrieve, true },
+    [MSG_SHARD_SCROLL] = { "scroll", s_on_scroll, true },
+    [MSG_SHARD_COUNT] = { "count", s_on_count, true },
+    [MSG_SHARD_INFO] = { "info", s_on_info, true },
+};
+
+static void
+s_dispatch (s_shard_t *self, envelope_t *req)
+{
+    uint16_t type = envelope_type (req);
+    uint64_t rid = envelope_request_id (req);
+    if (envelope_is_reply (req)) {
+        log_info ("req=%" PRIu64 ": dropped a reply (type %u) sent to a shard", rid, type);
+        return;
+    }
+    envelope_t *reply = envelope_new_reply (req, 0);
+    const s_handler_t *handler = type < MSG_TYPE_COUNT ? &s_handlers [type] : NULL;
+    int rc;
+    if (!handler || !handler->fn) {
+        envelope_set_error (reply, -SH_EPROTO, "unknown message type %u for a shard", type);
+        rc = -SH_EPROTO;
+    }
+    else
+    if (handler->read && envelope_deadline (req)
+        && envelope_now_ms () > envelope_deadline (req)) {
+        envelope_set_error (reply, -SH_ETIMEDOUT, "deadline passed before the shard got to it");
+        rc = -SH_ETIMEDOUT;
+    }
+    else {
+        rc = handler->fn (self, req, reply);
+        if (rc && envelope_status (reply) == 0)
+            envelope_set_error (reply, rc, "%s", sh_strerror (rc));
+    }
+    if (rc == -SH_ENOTFOUND || rc == -SH_ETIMEDOUT)
+        log_debug ("req=%" PRIu64 " %s: %s", rid, msg_type_name (type), envelope_error (reply));
+    else
+    if (rc)
+        log_info ("req=%" PRIu64 " %s: %s: %s", rid, msg_type_name (type), sh_errname (rc),
+                  envelope_error (reply));
+    else
+        log_trace ("req=%" PRIu64 " %s: ok", rid, msg_type_name (type));
+    zlist_append (self->pending, reply);
+}
+
+//  A message that did not decode: answer it if the header names a request
+//  we can answer, so the sender gets an error instead of a timeout.
+static void
+s_answer_malformed (s_shard_t *self, zframe_t *routing, const uint8_t *head, size_t head_len,
+                    const char *sample)
+{
+    if (!routing || head_len != ENVELOPE_HEADER_SIZE || head [0] != 'S' || head [1] != 'H'
+        || head [3] != 0) {
+        log_info ("dropped a malformed message: %s", sample);
+        return;
+    }
+    uint16_t type = (uint16_t) (head [4] | head [5] << 8);
+    uint64_t rid = 0, deadline = 0;
+    for (int i = 7; i >= 0; i--) {
+        rid = rid << 8 | head [12 + i];
+        deadline = deadline << 8 | head [20 + i];
+    }
+    log_info ("req=%" PRIu64 " %s: malformed envelope: %s", rid, msg_type_name (type), sample);
+    envelope_t *request = envelope_new (type, rid, deadline);
+    envelope_t *reply = envelope_new_reply (request, -SH_EPROTO);
+    envelope_destroy (&request);
+    envelope_set_error (reply, -SH_EPROTO, "malformed envelope or JSON");
+    zmsg_t *msg = envelope_encode (reply);
+    envelope_destroy (&reply);
+    zmsg_prepend (msg, &(zframe_t *) { zframe_dup (routing) });
+    if (zmsg_send (&msg, self->router))
+        zmsg_destroy (&msg);
+}
+
+//  Receives and handles one message from the ROUTER; false if none came.
+static bool
+s_recv_request (s_shard_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->router);
+    if (!msg)
+        return false;
+    //  Keep what an error reply needs before the decoder takes the message.
+    zframe_t *routing = zmsg_first (msg) ? zframe_dup (zmsg_first (msg)) : NULL;
+    zframe_t *head = zmsg_next (msg);
+    zframe_t *body = zmsg_next (msg);
+    uint8_t head_copy [ENVELOPE_HEADER_SIZE] = { 0 };
+    size_t head_len = head ? zframe_size (head) : 0;
+    if (head_len == ENVELOPE_HEADER_SIZE)
+        memcpy (head_copy, zframe_data (head), head_len);
+    char sample [S_SAMPLE + 8];
+    if (body)
+        s_sample (zframe_data (body), zframe_size (body), sample, sizeof sample);
+    else
+        snprintf (sample, sizeof sample, "(%zu frames)", zmsg_size (msg));
+    envelope_t *req = NULL;
+    if (envelope_decode (&msg, true, &req))
+        s_answer_malformed (self, routing, head_copy, head_len, sample);
+    else
+        s_dispatch (self, req);
+    envelope_destroy (&req);
+    zframe_destroy (&routing);
+    return true;
+}
+
+static void
+s_recv_state (s_shard_t *self)
+{
+    envelope_t *env = NULL;
+    if (envelope_recv (self->sub, &env))
+        return;
+    json_t *state = json_object_get (envelope_json (env), "state");
+    if (envelope_type (env) == MSG_META_STATE && json_is_object (state))
+        s_on_state (self, state);
+    envelope_destroy (&env);
+}
+
+//  Writes the points this turn changed, as the segment now has them.
+static int
+s_stage_dirty (s_shard_t *self)
+{
+    int rc = shard_store_begin (self->store);
+    segment_vec_t *vecs = (segment_vec_t *) calloc (self->n_specs + 1, sizeof *vecs);
+    assert (vecs);
+    size_t n = s_unique_ids (self->dirty, self->n_dirty);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const pointid_t *id = &self->dirty [i];
+        segment_point_t point;
+        if (segment_get (self->segment, id, &point)) {
+            rc = shard_store_delete_point (self->store, id);
+            continue;
+        }
+        size_t n_vecs = 0;
+        for (size_t k = 0; k < self->n_specs; k++)
+            if (segment_get_vector (self->segment, id, self->specs [k].name,
+                                    &vecs [n_vecs]) == 0) {
+                vecs [n_vecs].name = self->specs [k].name;
+                n_vecs++;
+            }
+        rc = shard_store_put_point (self->store, id, point.version, vecs, n_vecs,
+                                    point.payload);
+    }
+    free (vecs);
+    if (rc == 0)
+        rc = shard_store_set_seq (self->store, self->last_seq);
+    if (rc == 0)
+        rc = shard_store_commit (self->store);
+    if (rc)
+        shard_store_rollback (self->store);
+    return rc;
+}
+
+//  End of a turn: commit its writes, then send every reply it made.
+static void
+s_flush (s_shard_t *self)
+{
+    //  After a failed commit nothing more is written: the restart reloads
+    //  what is durable, and a later commit must not seal a half-lost turn.
+    if (!self->store_failed
+        && (self->n_dirty || self->last_seq != shard_store_seq (self->store))) {
+        int rc = s_stage_dirty (self);
+        self->n_dirty = 0;
+        if (rc) {
+            //  Memory is now ahead of disk: refuse this turn's replies and
+            //  exit so the supervisor restarts us from what is durable.
+            log_error ("commit failed (%s); failing %zu replies and exiting",
+                       sh_strerror (rc), zlist_size (self->pending));
+            envelope_t *reply;
+            for (reply = (envelope_t *) zlist_first (self->pending); reply;
+                 reply = (envelope_t *) zlist_next (self->pending))
+                envelope_set_error (reply, -SH_EIO, "storage I/O error: write not durable");
+            self->stopping = true;
+            self->store_failed = true;
+            self->exit_code = 1;
+        }
+    }
+    envelope_t *reply;
+    while ((reply = (envelope_t *) zlist_pop (self->pending)))
+        if (envelope_send (&reply, self->router))
+            log_info ("a reply could not be sent (peer gone)");
+}
+
+static void
+s_run (s_shard_t *self)
+{
+    while (!self->stopping) {
+        void *which = zpoller_wait (self->poller, S_POLL_MS);
+        if (zpoller_terminated (self->poller))
+            break;
+        if (which == self->sub) {
+            while (zsock_events (self->sub) & ZMQ_POLLIN)
+                s_recv_state (self);
+        }
+        if (which == self->router || (zsock_events (self->router) & ZMQ_POLLIN)) {
+            //  Drain a batch so its writes share one commit.
+            for (int i = 0; i < S_MAX_PER_TURN && !zsys_interrupted; i++) {
+                if (i > 0 && !(zsock_events (self->router) & ZMQ_POLLIN))
+                    break;
+                if (!s_recv_request (self))
+                    break;
+            }
+        }
+        s_flush (self);
+    }
+    s_flush (self);
+}
+
+//  ---------------------------------------------------------------------------
+//  Setup and teardown
+
+static void
+s_destroy (s_shard_t *self)
+{
+    if (self->pending) {
+        envelope_t *reply;
+        while ((reply = (envelope_t *) zlist_pop (self->pending)))
+            envelope_destroy (&reply);
+        zlist_destroy (&self->pending);
+    }
+    zpoller_destroy (&self->poller);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->sub);
+    shard_store_destroy (&self->store);
+    segment_destroy (&self->segment);
+    free (self->specs);
+    free (self->dirty);
+}
+
+//  Steps 1-4 of a start: dir, config, store, socket. 0 to run, 1 to exit
+//  with *exit_code.
+static int
+s_start (s_shard_t *self, int *exit_code)
+{
+    const char *storage = self->config->storage_path;
+    char endpoint [PATHS_MAX];
+    if (paths_shard_dir (storage, self->uid, self->shard_id, self->dir)
+        || paths_mkdirs (self->dir)) {
+        log_error ("cannot create the shard directory under %s", storage);
+        return 1;
+    }
+    //  Subscribe before asking, so no change between the answer and the
+    //  first publication is missed (s_on_state ignores older states).
+    self->sub = zsock_new (ZMQ_SUB);
+    assert (self->sub);
+    zsock_set_subscribe (self->sub, "");
+    if (paths_meta_endpoint (storage, endpoint) || zsock_connect (self->sub, "%s", endpoint)) {
+        log_error ("cannot subscribe to the meta endpoint");
+        return 1;
+    }
+    json_t *state = NULL;
+    int rc = s_fetch_state (self, &state);
+    if (rc) {
+        if (rc == -SH_EIO && zsys_interrupted) {
+            *exit_code = 0;
+            return 1;
+        }
+        log_error ("no metadata from the raft actor: %s", sh_strerror (rc));
+        return 1;
+    }
+    const json_t *applied = json_object_get (state, "applied");
+    self->meta_applied = json_is_integer (applied) ? (uint64_t) json_integer_value (applied) : 0;
+    json_t *coll = s_find_collection (self, state);
+    if (!coll) {
+        log_info ("collection uid=%" PRIu64 " does not exist (deleted); exiting", self->uid);
+        json_decref (state);
+        *exit_code = 0;
+        return 1;
+    }
+    rc = s_specs_from_config (json_object_get (coll, "config"), &self->specs, &self->n_specs);
+    json_decref (state);
+    if (rc)
+        return 1;
+    self->segment = segment_new (self->specs, self->n_specs);
+    if (!self->segment) {
+        log_error ("the segment refused the collection's vector config");
+        return 1;
+    }
+
+    if (shard_store_open (self->dir, &self->store))
+        return 1;
+    s_load_t load = { .self = self };
+    size_t corrupt = 0;
+    rc = shard_store_load (self->store, s_load_point, &load, &corrupt);
+    if (rc) {
+        log_error ("loading the store failed: %s", sh_strerror (rc));
+        return 1;
+    }
+    self->last_seq = shard_store_seq (self->store);
+    if (load.max_version > self->last_seq)
+        self->last_seq = load.max_version;
+    if (corrupt || load.failed || load.dropped)
+        log_error ("load: %zu corrupt rows skipped, %zu points refused, %zu vectors no "
+                   "longer in the config", corrupt, load.failed, load.dropped);
+    log_info ("loaded %zu points, seq=%" PRIu64, load.loaded, self->last_seq);
+
+    self->router = zsock_new (ZMQ_ROUTER);
+    assert (self->router);
+    char ipc_dir [PATHS_MAX];
+    if (paths_ipc_dir (storage, ipc_dir) || paths_mkdirs (ipc_dir)) {
+        log_error ("cannot create the ipc dir for %s", storage);
+        return 1;
+    }
+    if (paths_shard_endpoint (storage, self->uid, self->shard_id, endpoint)
+        || zsock_bind (self->router, "%s", endpoint) != 0) {
+        log_error ("cannot bind the shard endpoint: %s", zmq_strerror (zmq_errno ()));
+        return 1;
+    }
+    self->poller = zpoller_new (self->router, self->sub, NULL);
+    self->pending = zlist_new ();
+    assert (self->poller && self->pending);
+    log_info ("serving at %s", endpoint);
+    return 0;
+}
+
+int
+shard_actor_main (const config_t *config, uint64_t peer_id, uint64_t collection_uid,
+                  uint32_t shard_id)
+{
+    char tag [64];
+    snprintf (tag, sizeof tag, "shard:%" PRIu64 "/%u", collection_uid, shard_id);
+    log_set_actor (tag);
+    s_shard_t self = {
+        .config = config,
+        .peer_id = peer_id,
+        .uid = collection_uid,
+        .shard_id = shard_id,
+    };
+    int exit_code = 1;
+    if (s_start (&self, &exit_code) == 0) {
+        s_run (&self);
+        exit_code = self.exit_code;
+        log_info ("stopped, seq=%" PRIu64, self.last_seq);
+    }
+    s_destroy (&self);
+    return exit_code;
+}
