@@ -98,14 +98,16 @@ bool gw_meta_wait_applied (gw_meta_t *self, uint64_t applied, uint64_t deadline_
 gw_conn_t *gw_conn_new (gw_t *gw);
 void gw_conn_destroy (gw_conn_t **self_p);
 
-//  One request to the raft actor; *reply is yours (its status may be an
-//  error). -SH_ETIMEDOUT if no reply by the request's deadline.
+//  One request to the raft actor (taken: *request is set to NULL; its
+//  request id is re-stamped); *reply is yours (its status may be an error).
+//  -SH_ETIMEDOUT if no reply by the request's deadline.
 int gw_call_raft (gw_conn_t *conn, envelope_t **request, envelope_t **reply);
 //  Requests to shards of collection uid, all sent at once, replies gathered
 //  until the deadline: requests[i] goes to shard shard_ids[i]; replies[i] is
 //  set (yours) or left NULL when that shard did not answer in time. Returns 0
 //  if every shard answered (each reply may still carry an error status),
-//  -SH_ETIMEDOUT otherwise.
+//  -SH_ETIMEDOUT otherwise. The requests are taken: each is sent (its request
+//  id re-stamped from the connection's counter) and requests[i] set to NULL.
 int gw_call_shards (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
                     envelope_t **requests, envelope_t **replies);
 
@@ -131,8 +133,62 @@ void gw_search_routes (void (*add) (const gw_route_t *route, void *arg), void *a
 json_t *gw_collection_or_404 (gw_req_t *req);
 //  Converts a shard record (proto/msg.h) into Qdrant's Record/ScoredPoint JSON,
 //  resolving vecrefs against the reply; vectors of a collection whose only
-//  dense vector is unnamed come out as "vector": [..], else as a map.
+//  dense vector is unnamed come out as "vector": [..], else as a map. NULL
+//  (logged) when the record is malformed.
 json_t *gw_record_to_json (const json_t *collection, envelope_t *reply, const json_t *record);
+//  A JSON real for a float32 value (a score, a vector component), holding the
+//  shortest decimal that reads back as the same float, so 0.9f is output as
+//  0.9 and not 0.8999999761581421 (Qdrant prints f32 values so).
+json_t *gw_json_float (float value);
+
+//  --- the HTTP server (gw_http.c), started by gw_main ---------------------
+typedef struct _gw_http_t gw_http_t;
+//  Builds the route table (the four gw_*_routes), binds config host and
+//  http_port and starts serving; NULL (logged) when it cannot bind.
+gw_http_t *gw_http_new (gw_t *gw, const config_t *config);
+//  Stops serving (waits for connection threads) and frees; NULL-safe.
+void gw_http_destroy (gw_http_t **self_p);
+gw_http_t *gw_http (gw_t *gw);
+
+//  Response statistics of one (route, status) pair, for /telemetry and
+//  /metrics. Durations in microseconds; buckets are cumulative counts of
+//  responses at or under GW_HIST_LE[i] seconds.
+#define GW_HIST_BUCKETS 10
+extern const double GW_HIST_LE [GW_HIST_BUCKETS];
+typedef struct {
+    const char *method;             //  "GET", ...
+    const char *pattern;            //  "/collections/{collection_name}"
+    const char *status;             //  "200", ... ("4xx" for an unlisted one)
+    uint64_t count;                 //  responses
+    uint64_t fail_count;            //  responses with status >= 400
+    uint64_t total_us;              //  summed duration
+    uint64_t min_us;                //  shortest
+    uint64_t max_us;                //  longest
+    uint64_t buckets [GW_HIST_BUCKETS];   //  cumulative histogram
+} gw_stat_t;
+//  Calls fn for every (route, status) that has answered at least once.
+void gw_http_stats (gw_http_t *self, void (*fn) (const gw_stat_t *stat, void *arg),
+                    void *arg);
+
+//  True once a metadata state has arrived (from META_GET or a publication);
+//  /readyz answers 503 before.
+bool gw_meta_ready (gw_meta_t *self);
+
+//  Point counts of one collection summed over its local shard replicas by a
+//  SHARD_INFO fan-out (gw_collections.c), for collection info, telemetry and
+//  metrics. Shards that do not answer by the deadline are counted in
+//  `missing`; their numbers are left out.
+typedef struct {
+    uint64_t points;                //  points_count
+    uint64_t vectors;               //  vectors_count
+    uint64_t indexed;               //  indexed_vectors_count
+    uint64_t segments;              //  segments_count
+    size_t shards;                  //  shards asked
+    size_t missing;                 //  shards that did not answer
+    bool yellow;                    //  a shard reported "yellow"
+} gw_coll_stats_t;
+int gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
+                         gw_coll_stats_t *out);
 
 //  --- helpers shared by the point and search handlers (gw_points.c) -------
 //  A collection as gw_points and gw_search see it: its metadata object, uid,
