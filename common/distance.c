@@ -56,10 +56,12 @@ float
 distance_dot (const float *restrict a, const float *restrict b, uint32_t dim)
 {
     float acc [DIST_LANES] = { 0 };
-    uint32_t i = 0;
-    for (; i + DIST_LANES <= dim; i += DIST_LANES)
+    size_t i = 0;
+    for (; i + DIST_LANES <= dim; i += DIST_LANES) {
+        const float *x = a + i, *y = b + i;
         for (int j = 0; j < DIST_LANES; j++)
-            acc [j] += a [i + j] * b [i + j];
+            acc [j] += x [j] * y [j];
+    }
     float sum = s_sum_lanes (acc);
     for (; i < dim; i++)
         sum += a [i] * b [i];
@@ -70,12 +72,14 @@ float
 distance_l2sq (const float *restrict a, const float *restrict b, uint32_t dim)
 {
     float acc [DIST_LANES] = { 0 };
-    uint32_t i = 0;
-    for (; i + DIST_LANES <= dim; i += DIST_LANES)
+    size_t i = 0;
+    for (; i + DIST_LANES <= dim; i += DIST_LANES) {
+        const float *x = a + i, *y = b + i;
         for (int j = 0; j < DIST_LANES; j++) {
-            float d = a [i + j] - b [i + j];
+            float d = x [j] - y [j];
             acc [j] += d * d;
         }
+    }
     float sum = s_sum_lanes (acc);
     for (; i < dim; i++) {
         float d = a [i] - b [i];
@@ -88,10 +92,12 @@ float
 distance_l1 (const float *restrict a, const float *restrict b, uint32_t dim)
 {
     float acc [DIST_LANES] = { 0 };
-    uint32_t i = 0;
-    for (; i + DIST_LANES <= dim; i += DIST_LANES)
+    size_t i = 0;
+    for (; i + DIST_LANES <= dim; i += DIST_LANES) {
+        const float *x = a + i, *y = b + i;
         for (int j = 0; j < DIST_LANES; j++)
-            acc [j] += fabsf (a [i + j] - b [i + j]);
+            acc [j] += fabsf (x [j] - y [j]);
+    }
     float sum = s_sum_lanes (acc);
     for (; i < dim; i++)
         sum += fabsf (a [i] - b [i]);

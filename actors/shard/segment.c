@@ -1,0 +1,1116 @@
+/*  segment: a shard's points in memory and every read over them.
+
+    Layout. A point lives in one slot, an index into parallel per-slot arrays
+    (id, version, payload) and, for each vector spec, into that spec's
+    storage: dense vectors in one flat float32 array of cap x dim floats
+    (slot-major, so exact search streams through memory), sparse vectors as a
+    sorted (indices, values) pair of arrays per slot. A presence bitmap per
+    spec says which live slots have that vector (a point may lack a named
+    vector); a live bitmap says which slots hold a point at all. Slots freed by
+    deletes go on a free list and are reused before the arrays grow.
+
+    An open-addressing hash table (linear probing, backward-shift deletion so
+    there are no tombstones, load <= 1/2) maps an id to its slot through
+    pointid_hash.
+
+    Payloads are jansson objects held by reference: upsert takes a reference
+    to the caller's object, reads hand out borrowed pointers. So every payload
+    edit is copy-on-write: the stored object is deep-copied, the copy edited
+    and swapped in, and the old reference dropped, so no one holding the old
+    object sees it change.
+
+    Exact search scans the presence bitmap of the searched vector, applies the
+    filter before scoring, scores with common/distance and keeps the best
+    `limit` hits in a bounded heap (ties go to the smaller id). Nothing is
+    allocated per point; payloads are only looked at when the filter needs
+    them. Euclid is ranked by its square and square-rooted only for the hits
+    returned.
+*/
+#include "actors/shard/segment.h"
+#include "common/err.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Largest dense dimension a spec may have (Qdrant's limit).
+#define S_MAX_DIM 65536
+//  Slots are uint32_t; this one marks an empty hash table cell.
+#define S_EMPTY UINT32_MAX
+//  Most slots a segment holds (below S_EMPTY).
+#define S_MAX_SLOTS (UINT32_MAX - 1)
+
+//  Storage of one vector spec.
+typedef struct {
+    segment_vspec_t spec;       //  copy of the spec
+    float *dense;               //  dense: cap x dim floats, slot-major
+    uint32_t **sp_idx;          //  sparse: per slot, sorted indices (malloc'd)
+    float **sp_val;             //  sparse: per slot, values in the same order
+    uint32_t *sp_nnz;           //  sparse: per slot, number of entries
+    uint64_t *present;          //  bitmap over slots: slot has this vector
+    size_t count;               //  number of slots with this vector
+} vstore_t;
+
+struct _segment_t {
+    vstore_t *vs;               //  one per vector spec
+    size_t n_vs;                //  number of specs
+    size_t cap;                 //  slots allocated in every per-slot array
+    size_t n_slots;             //  slots ever used: 0 .. n_slots-1
+    pointid_t *ids;             //  per slot: the point's id
+    uint64_t *versions;         //  per slot: version of the last write
+    json_t **payloads;          //  per slot: payload object (a reference) or NULL
+    uint64_t *live;             //  bitmap over slots: slot holds a point
+    uint32_t *free;             //  slots freed by deletes, reused LIFO
+    size_t n_free;              //  entries in free
+    size_t size;                //  live points
+    uint32_t *table;            //  hash table cells: slot or S_EMPTY
+    size_t table_cap;           //  cells, a power of two
+};
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+static inline bool
+s_bit (const uint64_t *bits, size_t i)
+{
+    return (bits [i >> 6] >> (i & 63)) & 1;
+}
+
+static inline void
+s_bit_set (uint64_t *bits, size_t i)
+{
+    bits [i >> 6] |= 1ULL << (i & 63);
+}
+
+static inline void
+s_bit_clear (uint64_t *bits, size_t i)
+{
+    bits [i >> 6] &= ~(1ULL << (i & 63));
+}
+
+static size_t
+s_words (size_t slots)
+{
+    return (slots + 63) / 64;
+}
+
+static void *
+s_realloc_zero (void *ptr, size_t old_n, size_t new_n, size_t elem)
+{
+    void *p = realloc (ptr, new_n * elem);
+    assert (p);
+    memset ((char *) p + old_n * elem, 0, (new_n - old_n) * elem);
+    return p;
+}
+
+static void
+s_err (char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (err, errlen, fmt, ap);
+    va_end (ap);
+}
+
+static vstore_t *
+s_vstore (const segment_t *self, const char *name)
+{
+    if (!name)
+        name = "";
+    for (size_t i = 0; i < self->n_vs; i++)
+        if (strcmp (self->vs [i].spec.name, name) == 0)
+            return &self->vs [i];
+    return NULL;
+}
+
+static bool
+s_spec_valid (const segment_vspec_t *spec)
+{
+    if (memchr (spec->name, 0, sizeof spec->name) == NULL)
+        return false;
+    if (!spec->sparse && (spec->dim == 0 || spec->dim > S_MAX_DIM
+                          || (unsigned) spec->distance > DIST_MANHATTAN))
+        return false;
+    return true;
+}
+
+//  Grows vs's per-slot storage from old_cap to new_cap slots.
+static void
+s_vstore_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
+{
+    if (vs->spec.sparse) {
+        vs->sp_idx = s_realloc_zero (vs->sp_idx, old_cap, new_cap, sizeof (uint32_t *));
+        vs->sp_val = s_realloc_zero (vs->sp_val, old_cap, new_cap, sizeof (float *));
+        vs->sp_nnz = s_realloc_zero (vs->sp_nnz, old_cap, new_cap, sizeof (uint32_t));
+    }
+    else
+        vs->dense = s_realloc_zero (vs->dense, old_cap * vs->spec.dim,
+                                    new_cap * vs->spec.dim, sizeof (float));
+    vs->present = s_realloc_zero (vs->present, s_words (old_cap), s_words (new_cap),
+                                  sizeof (uint64_t));
+}
+
+static void
+s_vstore_fini (vstore_t *vs, size_t n_slots)
+{
+    if (vs->sp_idx)
+        for (size_t i = 0; i < n_slots; i++) {
+            free (vs->sp_idx [i]);
+            free (vs->sp_val [i]);
+        }
+    free (vs->sp_idx);
+    free (vs->sp_val);
+    free (vs->sp_nnz);
+    free (vs->dense);
+    free (vs->present);
+}
+
+//  Removes slot's vector from vs (if it has one).
+static void
+s_vstore_clear (vstore_t *vs, uint32_t slot)
+{
+    if (!s_bit (vs->present, slot))
+        return;
+    s_bit_clear (vs->present, slot);
+    vs->count--;
+    if (vs->spec.sparse) {
+        free (vs->sp_idx [slot]);
+        free (vs->sp_val [slot]);
+        vs->sp_idx [slot] = NULL;
+        vs->sp_val [slot] = NULL;
+        vs->sp_nnz [slot] = 0;
+    }
+}
+
+//  Sorts (idx, val) pairs by index; insertion sort for the short lists
+//  sparse vectors usually are, qsort on a pair array otherwise.
+typedef struct {
+    uint32_t idx;
+    float val;
+} s_pair_t;
+
+static int
+s_pair_cmp (const void *a, const void *b)
+{
+    uint32_t x = ((const s_pair_t *) a)->idx, y = ((const s_pair_t *) b)->idx;
+    return (x > y) - (x < y);
+}
+
+//  Copies a sparse vector sorted by index into fresh arrays. false if two
+//  entries share an index.
+static bool
+s_sparse_sorted (const uint32_t *indices, const float *values, uint32_t nnz,
+                 uint32_t **out_idx, float **out_val)
+{
+    s_pair_t *pairs = malloc ((nnz ? nnz : 1) * sizeof (s_pair_t));
+    assert (pairs);
+    for (uint32_t i = 0; i < nnz; i++)
+        pairs [i] = (s_pair_t) { indices [i], values [i] };
+    qsort (pairs, nnz, sizeof (s_pair_t), s_pair_cmp);
+    for (uint32_t i = 1; i < nnz; i++)
+        if (pairs [i].idx == pairs [i - 1].idx) {
+            free (pairs);
+            return false;
+        }
+    *out_idx = malloc ((nnz ? nnz : 1) * sizeof (uint32_t));
+    *out_val = malloc ((nnz ? nnz : 1) * sizeof (float));
+    assert (*out_idx && *out_val);
+    for (uint32_t i = 0; i < nnz; i++) {
+        (*out_idx) [i] = pairs [i].idx;
+        (*out_val) [i] = pairs [i].val;
+    }
+    free (pairs);
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Id -> slot hash table
+
+static uint32_t
+s_lookup (const segment_t *self, const pointid_t *id)
+{
+    size_t mask = self->table_cap - 1;
+    size_t i = pointid_hash (id) & mask;
+    while (self->table [i] != S_EMPTY) {
+        if (pointid_eq (&self->ids [self->table [i]], id))
+            return self->table [i];
+        i = (i + 1) & mask;
+    }
+    return S_EMPTY;
+}
+
+static void
+s_table_put (uint32_t *table, size_t cap, const pointid_t *ids, uint32_t slot)
+{
+    size_t mask = cap - 1;
+    size_t i = pointid_hash (&ids [slot]) & mask;
+    while (table [i] != S_EMPTY)
+        i = (i + 1) & mask;
+    table [i] = slot;
+}
+
+static void
+s_table_insert (segment_t *self, uint32_t slot)
+{
+    //  Keep the load at most 1/2 so probes stay short.
+    if ((self->size + 1) * 2 > self->table_cap) {
+        size_t cap = self->table_cap * 2;
+        uint32_t *table = malloc (cap * sizeof (uint32_t));
+        assert (table);
+        memset (table, 0xff, cap * sizeof (uint32_t));
+        for (size_t i = 0; i < self->table_cap; i++)
+            if (self->table [i] != S_EMPTY)
+                s_table_put (table, cap, self->ids, self->table [i]);
+        free (self->table);
+        self->table = table;
+        self->table_cap = cap;
+    }
+    s_table_put (self->table, self->table_cap, self->ids, slot);
+}
+
+static void
+s_table_remove (segment_t *self, uint32_t slot)
+{
+    size_t mask = self->table_cap - 1;
+    size_t i = pointid_hash (&self->ids [slot]) & mask;
+    while (self->table [i] != slot) {
+        assert (self->table [i] != S_EMPTY);
+        i = (i + 1) & mask;
+    }
+    //  Backward shift: pull later entries of the probe run into the hole
+    //  unless their home cell lies cyclically in (hole, j].
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (self->table [j] == S_EMPTY)
+            break;
+        size_t home = pointid_hash (&self->ids [self->table [j]]) & mask;
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (stays)
+            continue;
+        self->table [i] = self->table [j];
+        i = j;
+    }
+    self->table [i] = S_EMPTY;
+}
+
+//  --------------------------------------------------------------------------
+//  Life cycle
+
+segment_t *
+segment_new (const segment_vspec_t *specs, size_t n_specs)
+{
+    if (n_specs && !specs)
+        return NULL;
+    for (size_t i = 0; i < n_specs; i++) {
+        if (!s_spec_valid (&specs [i]))
+            return NULL;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp (specs [i].name, specs [j].name) == 0)
+                return NULL;
+    }
+    segment_t *self = calloc (1, sizeof (segment_t));
+    assert (self);
+    self->table_cap = 16;
+    self->table = malloc (self->table_cap * sizeof (uint32_t));
+    assert (self->table);
+    memset (self->table, 0xff, self->table_cap * sizeof (uint32_t));
+    for (size_t i = 0; i < n_specs; i++) {
+        int rc = segment_add_vspec (self, &specs [i]);
+        assert (rc == 0);
+    }
+    return self;
+}
+
+void
+segment_destroy (segment_t **self_p)
+{
+    assert (self_p);
+    segment_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->n_vs; i++)
+        s_vstore_fini (&self->vs [i], self->n_slots);
+    free (self->vs);
+    for (size_t i = 0; i < self->n_slots; i++)
+        json_decref (self->payloads [i]);
+    free (self->ids);
+    free (self->versions);
+    free (self->payloads);
+    free (self->live);
+    free (self->free);
+    free (self->table);
+    free (self);
+    *self_p = NULL;
+}
+
+size_t
+segment_size (const segment_t *self)
+{
+    return self->size;
+}
+
+size_t
+segment_vector_count (const segment_t *self)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < self->n_vs; i++)
+        total += self->vs [i].count;
+    return total;
+}
+
+const segment_vspec_t *
+segment_vspec (const segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs ? &vs->spec : NULL;
+}
+
+int
+segment_add_vspec (segment_t *self, const segment_vspec_t *spec)
+{
+    if (!spec || !s_spec_valid (spec))
+        return -SH_EINVAL;
+    if (s_vstore (self, spec->name))
+        return -SH_EEXIST;
+    self->vs = realloc (self->vs, (self->n_vs + 1) * sizeof (vstore_t));
+    assert (self->vs);
+    vstore_t *vs = &self->vs [self->n_vs++];
+    memset (vs, 0, sizeof *vs);
+    vs->spec = *spec;
+    if (vs->spec.sparse) {
+        vs->spec.dim = 0;
+        vs->spec.distance = DIST_DOT;
+    }
+    s_vstore_grow (vs, 0, self->cap);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Writes
+
+//  Checks vecs against the specs: names known and not repeated, the right
+//  kind and dimension, sparse indices unique. 0 or -SH_EINVAL with err.
+static int
+s_check_vecs (const segment_t *self, const segment_vec_t *vecs, size_t n_vecs, char *err,
+              size_t errlen)
+{
+    if (n_vecs && !vecs) {
+        s_err (err, errlen, "no vectors given");
+        return -SH_EINVAL;
+    }
+    for (size_t i = 0; i < n_vecs; i++) {
+        const segment_vec_t *v = &vecs [i];
+        const char *name = v->name ? v->name : "";
+        vstore_t *vs = s_vstore (self, name);
+        if (!vs) {
+            s_err (err, errlen, "Not existing vector name error: %s", name);
+            return -SH_EINVAL;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp (vecs [j].name ? vecs [j].name : "", name) == 0) {
+                s_err (err, errlen, "vector \"%s\" given twice", name);
+                return -SH_EINVAL;
+            }
+        if (vs->spec.sparse) {
+            if (v->dense) {
+                s_err (err, errlen, "vector \"%s\" is sparse, a dense vector was given",
+                       name);
+                return -SH_EINVAL;
+            }
+            if (v->nnz && (!v->indices || !v->values)) {
+                s_err (err, errlen, "sparse vector \"%s\": indices and values missing",
+                       name);
+                return -SH_EINVAL;
+            }
+            //  Duplicate indices show once sorted; checked before anything
+            //  changes so a bad vector leaves the point as it was.
+            uint32_t *idx;
+            float *val;
+            if (!s_sparse_sorted (v->indices, v->values, v->nnz, &idx, &val)) {
+                s_err (err, errlen, "sparse vector \"%s\": indices must be unique", name);
+                return -SH_EINVAL;
+            }
+            free (idx);
+            free (val);
+        }
+        else {
+            if (!v->dense) {
+                s_err (err, errlen, "vector \"%s\" is dense, a sparse vector was given",
+                       name);
+                return -SH_EINVAL;
+            }
+            if (v->dim != vs->spec.dim) {
+                s_err (err, errlen, "Vector dimension error: expected dim: %u, got %u",
+                       vs->spec.dim, v->dim);
+                return -SH_EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+//  Stores one checked vector into slot.
+static void
+s_set_vec (segment_t *self, uint32_t slot, const segment_vec_t *v)
+{
+    vstore_t *vs = s_vstore (self, v->name);
+    assert (vs);
+    s_vstore_clear (vs, slot);
+    if (vs->spec.sparse) {
+        bool ok = s_sparse_sorted (v->indices, v->values, v->nnz, &vs->sp_idx [slot],
+                                   &vs->sp_val [slot]);
+        assert (ok);
+        vs->sp_nnz [slot] = v->nnz;
+    }
+    else {
+        float *row = vs->dense + (size_t) slot * vs->spec.dim;
+        memcpy (row, v->dense, vs->spec.dim * sizeof (float));
+        if (vs->spec.distance == DIST_COSINE)
+            distance_normalize (row, vs->spec.dim);
+    }
+    s_bit_set (vs->present, slot);
+    vs->count++;
+}
+
+static void
+s_grow (segment_t *self)
+{
+    size_t old = self->cap;
+    size_t cap = old ? old * 2 : 64;
+    if (cap > S_MAX_SLOTS)
+        cap = S_MAX_SLOTS;
+    assert (cap > old);
+    self->ids = s_realloc_zero (self->ids, old, cap, sizeof (pointid_t));
+    self->versions = s_realloc_zero (self->versions, old, cap, sizeof (uint64_t));
+    self->payloads = s_realloc_zero (self->payloads, old, cap, sizeof (json_t *));
+    self->live = s_realloc_zero (self->live, s_words (old), s_words (cap), sizeof (uint64_t));
+    self->free = realloc (self->free, cap * sizeof (uint32_t));
+    assert (self->free);
+    for (size_t i = 0; i < self->n_vs; i++)
+        s_vstore_grow (&self->vs [i], old, cap);
+    self->cap = cap;
+}
+
+//  A slot for a new point with this id, entered into the hash table.
+static uint32_t
+s_alloc_slot (segment_t *self, const pointid_t *id)
+{
+    uint32_t slot;
+    if (self->n_free)
+        slot = self->free [--self->n_free];
+    else {
+        if (self->n_slots == self->cap)
+            s_grow (self);
+        slot = (uint32_t) self->n_slots++;
+    }
+    self->ids [slot] = *id;
+    if (!id->is_uuid)
+        memset (self->ids [slot].uuid, 0, sizeof self->ids [slot].uuid);
+    self->versions [slot] = 0;
+    self->payloads [slot] = NULL;
+    s_bit_set (self->live, slot);
+    s_table_insert (self, slot);
+    self->size++;
+    return slot;
+}
+
+int
+segment_upsert (segment_t *self, const pointid_t *id, uint64_t version,
+                const segment_vec_t *vecs, size_t n_vecs, json_t *payload, char *err,
+                size_t errlen)
+{
+    if (!id) {
+        s_err (err, errlen, "no point id");
+        return -SH_EINVAL;
+    }
+    if (payload && !json_is_object (payload) && !json_is_null (payload)) {
+        s_err (err, errlen, "payload must be an object");
+        return -SH_EINVAL;
+    }
+    int rc = s_check_vecs (self, vecs, n_vecs, err, errlen);
+    if (rc)
+        return rc;
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY) {
+        if (self->n_free == 0 && self->n_slots == S_MAX_SLOTS) {
+            s_err (err, errlen, "segment is full");
+            return -SH_ETOOBIG;
+        }
+        slot = s_alloc_slot (self, id);
+    }
+    //  The whole point is replaced: vectors not given are gone.
+    for (size_t i = 0; i < self->n_vs; i++)
+        s_vstore_clear (&self->vs [i], slot);
+    for (size_t i = 0; i < n_vecs; i++)
+        s_set_vec (self, slot, &vecs [i]);
+    json_t *old = self->payloads [slot];
+    self->payloads [slot] = json_is_object (payload) ? json_incref (payload) : NULL;
+    json_decref (old);
+    self->versions [slot] = version;
+    return 0;
+}
+
+int
+segment_delete (segment_t *self, const pointid_t *id)
+{
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    s_table_remove (self, slot);
+    for (size_t i = 0; i < self->n_vs; i++)
+        s_vstore_clear (&self->vs [i], slot);
+    json_decref (self->payloads [slot]);
+    self->payloads [slot] = NULL;
+    s_bit_clear (self->live, slot);
+    self->free [self->n_free++] = slot;
+    self->size--;
+    return 0;
+}
+
+//  A private copy of slot's payload to edit (copy-on-write).
+static json_t *
+s_payload_copy (const segment_t *self, uint32_t slot)
+{
+    json_t *p = self->payloads [slot];
+    json_t *copy = p ? json_deep_copy (p) : json_object ();
+    assert (copy);
+    return copy;
+}
+
+static void
+s_payload_replace (segment_t *self, uint32_t slot, json_t *payload)
+{
+    json_decref (self->payloads [slot]);
+    self->payloads [slot] = payload;
+}
+
+int
+segment_set_payload (segment_t *self, const pointid_t *id, uint64_t version,
+                     const json_t *payload, const char *key)
+{
+    if (!json_is_object (payload) || (key && !filter_path_valid (key)))
+        return -SH_EINVAL;
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    json_t *copy = s_payload_copy (self, slot);
+    int rc = filter_path_set (copy, key, payload);
+    assert (rc == 0);
+    s_payload_replace (self, slot, copy);
+    self->versions [slot] = version;
+    return 0;
+}
+
+int
+segment_overwrite_payload (segment_t *self, const pointid_t *id, uint64_t version,
+                           const json_t *payload)
+{
+    if (payload && !json_is_object (payload) && !json_is_null (payload))
+        return -SH_EINVAL;
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    //  Copied: payload is the caller's (const) and must not change under us.
+    json_t *copy = json_is_object (payload) ? json_deep_copy (payload) : NULL;
+    s_payload_replace (self, slot, copy);
+    self->versions [slot] = version;
+    return 0;
+}
+
+int
+segment_delete_payload (segment_t *self, const pointid_t *id, uint64_t version,
+                        const char *const *keys, size_t n_keys)
+{
+    if (n_keys && !keys)
+        return -SH_EINVAL;
+    for (size_t i = 0; i < n_keys; i++)
+        if (!filter_path_valid (keys [i]))
+            return -SH_EINVAL;
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    if (self->payloads [slot] && n_keys) {
+        json_t *copy = s_payload_copy (self, slot);
+        for (size_t i = 0; i < n_keys; i++)
+            filter_path_remove (copy, keys [i]);
+        s_payload_replace (self, slot, copy);
+    }
+    self->versions [slot] = version;
+    return 0;
+}
+
+int
+segment_clear_payload (segment_t *self, const pointid_t *id, uint64_t version)
+{
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    s_payload_replace (self, slot, NULL);
+    self->versions [slot] = version;
+    return 0;
+}
+
+int
+segment_update_vectors (segment_t *self, const pointid_t *id, uint64_t version,
+                        const segment_vec_t *vecs, size_t n_vecs, char *err, size_t errlen)
+{
+    int rc = s_check_vecs (self, vecs, n_vecs, err, errlen);
+    if (rc)
+        return rc;
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY) {
+        char text [POINTID_TEXT_SIZE];
+        pointid_format (id, text);
+        s_err (err, errlen, "No point with id %s found", text);
+        return -SH_ENOTFOUND;
+    }
+    for (size_t i = 0; i < n_vecs; i++)
+        s_set_vec (self, slot, &vecs [i]);
+    self->versions [slot] = version;
+    return 0;
+}
+
+int
+segment_delete_vectors (segment_t *self, const pointid_t *id, uint64_t version,
+                        const char *const *names, size_t n_names)
+{
+    if (n_names && !names)
+        return -SH_EINVAL;
+    for (size_t i = 0; i < n_names; i++)
+        if (!s_vstore (self, names [i]))
+            return -SH_EINVAL;
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    for (size_t i = 0; i < n_names; i++)
+        s_vstore_clear (s_vstore (self, names [i]), slot);
+    self->versions [slot] = version;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Reads
+
+int
+segment_get (const segment_t *self, const pointid_t *id, segment_point_t *out)
+{
+    uint32_t slot = s_lookup (self, id);
+    if (slot == S_EMPTY)
+        return -SH_ENOTFOUND;
+    if (out) {
+        out->id = self->ids [slot];
+        out->version = self->versions [slot];
+        out->payload = self->payloads [slot];
+    }
+    return 0;
+}
+
+int
+segment_get_vector (const segment_t *self, const pointid_t *id, const char *name,
+                    segment_vec_t *out)
+{
+    vstore_t *vs = s_vstore (self, name);
+    uint32_t slot = s_lookup (self, id);
+    if (!vs || slot == S_EMPTY || !s_bit (vs->present, slot))
+        return -SH_ENOTFOUND;
+    memset (out, 0, sizeof *out);
+    out->name = vs->spec.name;
+    if (vs->spec.sparse) {
+        out->indices = vs->sp_idx [slot];
+        out->values = vs->sp_val [slot];
+        out->nnz = vs->sp_nnz [slot];
+    }
+    else {
+        out->dense = vs->dense + (size_t) slot * vs->spec.dim;
+        out->dim = vs->spec.dim;
+    }
+    return 0;
+}
+
+//  What a filter's has_vector asks about one slot.
+typedef struct {
+    const segment_t *self;
+    uint32_t slot;
+} s_hv_arg_t;
+
+static bool
+s_has_vector (const char *name, void *arg)
+{
+    const s_hv_arg_t *hv = arg;
+    vstore_t *vs = s_vstore (hv->self, name);
+    return vs && s_bit (vs->present, hv->slot);
+}
+
+static bool
+s_slot_matches (const segment_t *self, const filter_t *filter, uint32_t slot)
+{
+    if (!filter)
+        return true;
+    s_hv_arg_t hv = { self, slot };
+    return filter_match_ex (filter, &self->ids [slot], self->payloads [slot], s_has_vector,
+                            &hv);
+}
+
+//  Runs the statement after it once per set bit of bits, slot in increasing
+//  order (`continue` moves to the next slot; no `break`).
+#define S_FOREACH_SET_BIT(bits, n_slots, slot) \
+    for (size_t w_ = 0; w_ < s_words (n_slots); w_++) \
+        for (uint64_t m_ = (bits) [w_]; m_; m_ &= m_ - 1) \
+            for (uint32_t slot = (uint32_t) (w_ * 64 + (size_t) __builtin_ctzll (m_)), \
+                 once_ = 1; once_; once_ = 0)
+
+size_t
+segment_select (const segment_t *self, const filter_t *filter, pointid_t **ids)
+{
+    assert (ids);
+    pointid_t *out = malloc ((self->size ? self->size : 1) * sizeof (pointid_t));
+    assert (out);
+    size_t n = 0;
+    S_FOREACH_SET_BIT (self->live, self->n_slots, slot) {
+        if (s_slot_matches (self, filter, slot))
+            out [n++] = self->ids [slot];
+    }
+    *ids = out;
+    return n;
+}
+
+size_t
+segment_count (const segment_t *self, const filter_t *filter)
+{
+    if (!filter)
+        return self->size;
+    size_t n = 0;
+    S_FOREACH_SET_BIT (self->live, self->n_slots, slot) {
+        n += s_slot_matches (self, filter, slot);
+    }
+    return n;
+}
+
+//  Scroll: a max-heap (by pointid_cmp) of the smallest ids seen.
+static void
+s_idheap_sift_down (pointid_t *heap, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, big = i;
+        if (l < n && pointid_cmp (&heap [l], &heap [big]) > 0)
+            big = l;
+        if (r < n && pointid_cmp (&heap [r], &heap [big]) > 0)
+            big = r;
+        if (big == i)
+            return;
+        pointid_t t = heap [i];
+        heap [i] = heap [big];
+        heap [big] = t;
+        i = big;
+    }
+}
+
+static void
+s_idheap_push (pointid_t *heap, size_t n, const pointid_t *id)
+{
+    size_t i = n;
+    heap [i] = *id;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (pointid_cmp (&heap [i], &heap [parent]) <= 0)
+            break;
+        pointid_t t = heap [i];
+        heap [i] = heap [parent];
+        heap [parent] = t;
+        i = parent;
+    }
+}
+
+static int
+s_id_qsort_cmp (const void *a, const void *b)
+{
+    return pointid_cmp (a, b);
+}
+
+size_t
+segment_scroll (const segment_t *self, const filter_t *filter, const pointid_t *offset,
+                size_t limit, pointid_t *ids, pointid_t *next, bool *has_next)
+{
+    if (has_next)
+        *has_next = false;
+    //  Keep the limit + 1 smallest matching ids >= offset: the last is the
+    //  next page's offset. The heap never holds more than there are points.
+    size_t keep = limit < self->size ? limit + 1 : self->size + 1;
+    pointid_t *heap = malloc (keep * sizeof (pointid_t));
+    assert (heap);
+    size_t n = 0;
+    S_FOREACH_SET_BIT (self->live, self->n_slots, slot) {
+        const pointid_t *id = &self->ids [slot];
+        if (offset && pointid_cmp (id, offset) < 0)
+            continue;
+        if (n == keep && pointid_cmp (id, &heap [0]) >= 0)
+            continue;           //  not among the smallest: skip the filter
+        if (!s_slot_matches (self, filter, slot))
+            continue;
+        if (n < keep)
+            s_idheap_push (heap, n++, id);
+        else {
+            heap [0] = *id;
+            s_idheap_sift_down (heap, n, 0);
+        }
+    }
+    qsort (heap, n, sizeof (pointid_t), s_id_qsort_cmp);
+    size_t count = n < limit ? n : limit;
+    if (count)
+        memcpy (ids, heap, count * sizeof (pointid_t));
+    if (n > limit) {
+        if (next)
+            *next = heap [limit];
+        if (has_next)
+            *has_next = true;
+    }
+    free (heap);
+    return count;
+}
+
+//  Search: a heap of the best hits with the worst at the root.
+typedef struct {
+    float score;                //  ranking score (Euclid: squared)
+    uint32_t slot;              //  the point's slot
+} s_cand_t;
+
+typedef struct {
+    s_cand_t *items;            //  heap storage, limit entries
+    size_t n;                   //  entries held
+    size_t limit;               //  capacity
+    bool higher;                //  higher scores rank first
+    const pointid_t *ids;       //  the segment's ids, for ties
+} s_topk_t;
+
+//  True if a ranks before b: better score, or equal score and smaller id.
+static inline bool
+s_before (const s_topk_t *k, const s_cand_t *a, const s_cand_t *b)
+{
+    if (a->score != b->score)
+        return k->higher ? a->score > b->score : a->score < b->score;
+    return pointid_cmp (&k->ids [a->slot], &k->ids [b->slot]) < 0;
+}
+
+static void
+s_topk_sift_down (s_topk_t *k, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, worst = i;
+        if (l < k->n && s_before (k, &k->items [worst], &k->items [l]))
+            worst = l;
+        if (r < k->n && s_before (k, &k->items [worst], &k->items [r]))
+            worst = r;
+        if (worst == i)
+            return;
+        s_cand_t t = k->items [i];
+        k->items [i] = k->items [worst];
+        k->items [worst] = t;
+        i = worst;
+    }
+}
+
+static inline void
+s_topk_offer (s_topk_t *k, float score, uint32_t slot)
+{
+    s_cand_t c = { score, slot };
+    if (k->n < k->limit) {
+        size_t i = k->n++;
+        k->items [i] = c;
+        while (i > 0) {
+            size_t parent = (i - 1) / 2;
+            if (!s_before (k, &k->items [parent], &k->items [i]))
+                break;
+            s_cand_t t = k->items [i];
+            k->items [i] = k->items [parent];
+            k->items [parent] = t;
+            i = parent;
+        }
+    }
+    else
+    if (s_before (k, &c, &k->items [0])) {
+        k->items [0] = c;
+        s_topk_sift_down (k, 0);
+    }
+}
+
+//  Heapsort in place: the worst goes last, leaving the hits best first.
+static void
+s_topk_sort (s_topk_t *k)
+{
+    size_t n = k->n;
+    while (k->n > 1) {
+        s_cand_t t = k->items [0];
+        k->items [0] = k->items [k->n - 1];
+        k->items [k->n - 1] = t;
+        k->n--;
+        s_topk_sift_down (k, 0);
+    }
+    k->n = n;
+}
+
+//  Sparse dot product that also says whether any index is shared.
+static inline bool
+s_sparse_score (const uint32_t *ai, const float *av, uint32_t an, const uint32_t *bi,
+                const float *bv, uint32_t bn, float *score)
+{
+    float sum = 0;
+    bool shared = false;
+    uint32_t i = 0, j = 0;
+    while (i < an && j < bn) {
+        if (ai [i] < bi [j])
+            i++;
+        else
+        if (ai [i] > bi [j])
+            j++;
+        else {
+            sum += av [i++] * bv [j++];
+            shared = true;
+        }
+    }
+    *score = sum;
+    return shared;
+}
+
+int
+segment_search (const segment_t *self, const segment_search_t *req, segment_hit_t *hits,
+                char *err, size_t errlen)
+{
+    if (!req) {
+        s_err (err, errlen, "no search request");
+        return -SH_EINVAL;
+    }
+    const char *name = req->name ? req->name : "";
+    vstore_t *vs = s_vstore (self, name);
+    if (!vs) {
+        s_err (err, errlen, "Not existing vector name error: %s", name);
+        return -SH_EINVAL;
+    }
+    const segment_vec_t *q = &req->query;
+    uint32_t *q_idx = NULL;
+    float *q_val = NULL, *q_dense = NULL;
+    if (vs->spec.sparse) {
+        if (q->dense || (q->nnz && (!q->indices || !q->values))) {
+            s_err (err, errlen, "vector \"%s\" is sparse: the query must be a sparse vector",
+                   name);
+            return -SH_EINVAL;
+        }
+        if (!s_sparse_sorted (q->indices, q->values, q->nnz, &q_idx, &q_val)) {
+            s_err (err, errlen, "sparse query: indices must be unique");
+            return -SH_EINVAL;
+        }
+    }
+    else {
+        if (!q->dense) {
+            s_err (err, errlen, "vector \"%s\" is dense: the query must be a dense vector",
+                   name);
+            return -SH_EINVAL;
+        }
+        if (q->dim != vs->spec.dim) {
+            s_err (err, errlen, "Vector dimension error: expected dim: %u, got %u",
+                   vs->spec.dim, q->dim);
+            return -SH_EINVAL;
+        }
+    }
+    if (req->limit == 0 || vs->count == 0) {
+        free (q_idx);
+        free (q_val);
+        return 0;
+    }
+    distance_t dist = vs->spec.sparse ? DIST_DOT : vs->spec.distance;
+    s_topk_t topk = {
+        .items = malloc ((req->limit < vs->count ? req->limit : vs->count)
+                         * sizeof (s_cand_t)),
+        .n = 0,
+        .limit = req->limit < vs->count ? req->limit : vs->count,
+        .higher = distance_higher_is_better (dist),
+        .ids = self->ids
+    };
+    assert (topk.items);
+    //  The threshold in ranking units: Euclid ranks by squared distance.
+    bool has_t = req->has_threshold;
+    float t = req->score_threshold;
+    bool none = false;
+    if (has_t && dist == DIST_EUCLID) {
+        if (t < 0)
+            none = true;        //  no distance is negative
+        else
+        if (!isinf (t)) {
+            //  The largest square whose root is still <= t, so the cut is
+            //  exactly "sqrtf (l2sq) <= t" without a root per point.
+            float t2 = t * t;
+            while (sqrtf (t2) > t)
+                t2 = nextafterf (t2, 0);
+            while (sqrtf (nextafterf (t2, INFINITY)) <= t)
+                t2 = nextafterf (t2, INFINITY);
+            t = t2;
+        }
+    }
+    if (has_t && isnan (t))
+        none = true;
+
+    if (!vs->spec.sparse && !none) {
+        uint32_t dim = vs->spec.dim;
+        q_dense = malloc (dim * sizeof (float));
+        assert (q_dense);
+        memcpy (q_dense, q->dense, dim * sizeof (float));
+        if (dist == DIST_COSINE)
+            distance_normalize (q_dense, dim);
+        const float *data = vs->dense;
+        const filter_t *filter = req->filter;
+        S_FOREACH_SET_BIT (vs->present, self->n_slots, slot) {
+            if (filter && !s_slot_matches (self, filter, slot))
+                continue;
+            const float *row = data + (size_t) slot * dim;
+            float score;
+            switch (dist) {
+                case DIST_EUCLID:
+                    score = distance_l2sq (q_dense, row, dim);
+                    break;
+                case DIST_MANHATTAN:
+                    score = distance_l1 (q_dense, row, dim);
+                    break;
+                default:
+                    score = distance_dot (q_dense, row, dim);
+                    break;
+            }
+            if (isnan (score))
+                continue;
+            if (has_t && (topk.higher ? score < t : score > t))
+                continue;
+            s_topk_offer (&topk, score, slot);
+        }
+    }
+    else
+    if (!none) {
+        S_FOREACH_SET_BIT (vs->present, self->n_slots, slot) {
+            if (req->filter && !s_slot_matches (self, req->filter, slot))
+                continue;
+            float score;
+            //  As Qdrant: only points sharing an index with the query.
+            if (!s_sparse_score (q_idx, q_val, q->nnz, vs->sp_idx [slot], vs->sp_val [slot],
+                                 vs->sp_nnz [slot], &score))
+                continue;
+            if (isnan (score) || (has_t && score < t))
+                continue;
+            s_topk_offer (&topk, score, slot);
+        }
+    }
+    s_topk_sort (&topk);
+    for (size_t i = 0; i < topk.n; i++) {
+        hits [i].id = self->ids [topk.items [i].slot];
+        hits [i].score = dist == DIST_EUCLID ? sqrtf (topk.items [i].score)
+                                             : topk.items [i].score;
+    }
+    int n = (int) topk.n;
+    free (topk.items);
+    free (q_dense);
+    free (q_idx);
+    free (q_val);
+    return n;
+}
