@@ -100,6 +100,8 @@ s_words (size_t slots)
 static void *
 s_realloc_zero (void *ptr, size_t old_n, size_t new_n, size_t elem)
 {
+    if (new_n == 0)
+        return ptr;
     void *p = realloc (ptr, new_n * elem);
     assert (p);
     memset ((char *) p + old_n * elem, 0, (new_n - old_n) * elem);
