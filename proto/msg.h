@@ -58,7 +58,8 @@ typedef enum {
     //    {"type": "create_collection", "name": s, "config": <config>}
     //        -SH_EEXIST if the name (or an alias) exists; result true
     //    {"type": "update_collection", "name": s, "config": <partial config>}
-    //        deep-merged into config; -SH_ENOTFOUND; result true
+    //        deep-merged into config as a JSON merge patch (RFC 7386: objects
+    //        merge, a null value removes the key); -SH_ENOTFOUND; result true
     //    {"type": "delete_collection", "name": s}
     //        result true, or false if there was no such collection; its
     //        aliases go with it

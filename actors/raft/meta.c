@@ -204,19 +204,28 @@ s_create_collection (meta_t *self, uint64_t index, const json_t *op, json_t **re
     return 0;
 }
 
-//  Merges patch into target, object by object; other values replace, and
-//  null leaves a key as it was (a diff's "not given", as in Qdrant's PATCH).
+//  Merges patch into target as a JSON merge patch (RFC 7386): objects merge
+//  key by key, other values replace, and null removes the key (Qdrant's
+//  metadata merge; the gateway sends a "Disabled" quantization as null).
 static void
 s_deep_merge (json_t *target, const json_t *patch)
 {
     const char *key;
     json_t *value;
     json_object_foreach ((json_t *) patch, key, value) {
-        if (json_is_null (value))
+        if (json_is_null (value)) {
+            json_object_del (target, key);
             continue;
+        }
         json_t *current = json_object_get (target, key);
-        if (json_is_object (value) && json_is_object (current))
+        if (json_is_object (value)) {
+            if (!json_is_object (current)) {
+                //  merged into an empty object, so its nulls vanish too
+                current = json_object ();
+                json_object_set_new (target, key, current);
+            }
             s_deep_merge (current, value);
+        }
         else
             json_object_set_new (target, key, json_deep_copy (value));
     }

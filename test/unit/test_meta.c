@@ -220,7 +220,7 @@ START_TEST (test_update_deep_merges_config)
     json_t *result = NULL;
     ck_assert_int_eq (s_apply_on (s_meta,
                                   "{\"type\":\"update_collection\",\"name\":\"u\",\"config\":"
-                                  "{\"hnsw_config\":{\"m\":32},\"params\":{\"on_disk_payload\":"
+                                  "{\"metadata\":{\"keep\":1,\"drop\":null},\"hnsw_config\":{\"m\":32},\"params\":{\"on_disk_payload\":"
                                   "true},\"optimizer_config\":null,"
                                   "\"quantization_config\":{\"scalar\":{\"type\":\"int8\"}}}}",
                                   &result), 0);
@@ -234,11 +234,12 @@ START_TEST (test_update_deep_merges_config)
     ck_assert (json_is_true (json_object_get (params, "on_disk_payload")));
     ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (params, "vectors"),
                                                            "size")), 4);
-    //  null means "not given": kept as it was
-    ck_assert_int_eq (json_integer_value (json_object_get (
-                          json_object_get (config, "optimizer_config"),
-                          "indexing_threshold")), 20000);
+    //  null removes the key (a JSON merge patch, as Qdrant merges metadata)
+    ck_assert_ptr_null (json_object_get (config, "optimizer_config"));
     ck_assert_ptr_nonnull (json_object_get (config, "quantization_config"));
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (config, "metadata"),
+                                                           "keep")), 1);
+    ck_assert_ptr_null (json_object_get (json_object_get (config, "metadata"), "drop"));
     //  uid and shards untouched
     ck_assert_int_eq (json_integer_value (json_object_get (s_collection ("u"), "uid")), 1);
 }
