@@ -688,6 +688,8 @@ s_handle_append_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
         }
         return;
     }
+    if (m->index > s_last_index (self))
+        return;                 //  claims entries we never sent: not from our term
     bool updated = false;
     if (m->index > pr->match) {
         pr->match = m->index;

@@ -368,6 +368,11 @@ s_deliver (s_net_t *net)
         if (to < net->n && from < net->n && s_connected (net, from, to) && !lost) {
             S_CHECK (rcore_step (net->nodes [to].core, m) == 0);
             s_process (net, to);
+            //  a lossy network duplicates too
+            if (net->drop_percent && s_rand (net) % 100 < 5) {
+                S_CHECK (rcore_step (net->nodes [to].core, m) == 0);
+                s_process (net, to);
+            }
         }
         s_msg_free (m);
     }
