@@ -10,7 +10,8 @@
                        and applied, with {"result", "state"} or the op's
                        error; -SH_ENOLEADER when this node is not the leader
     and publishes META_STATE {"state"} on a PUB at paths_meta_endpoint after
-    every turn that applied entries, and once a second.
+    every turn that applied entries, when a subscriber joins, and once a
+    second.
 
     One loop, per STYLE.md: wait on the ROUTER until the next tick, handle
     messages, tick, then run the ready cycle in order: persist, send, apply,
@@ -54,8 +55,8 @@ typedef struct {
     rcore_t *core;                  //  the Raft core
     meta_t *meta;                   //  the state machine
     zsock_t *router;                //  META_GET / META_PROPOSE
-    zsock_t *pub;                   //  META_STATE
-    zpoller_t *poller;              //  on router
+    zsock_t *pub;                   //  META_STATE (an XPUB: it sees subscribers join)
+    zpoller_t *poller;              //  on router and pub
     int64_t tick_ms;                //  tick period
     int64_t next_tick;              //  zclock_mono time of the next tick
     int64_t next_publish;           //  zclock_mono time of the next republish
@@ -253,6 +254,22 @@ s_dispatch (s_actor_t *self)
         s_handlers [type].fn (self, request);
     }
     envelope_destroy (&request);
+}
+
+//  Drains subscription notices; true if someone subscribed.
+static bool
+s_subscribed (s_actor_t *self)
+{
+    bool joined = false;
+    while (zsock_events (self->pub) & ZMQ_POLLIN) {
+        zframe_t *frame = zframe_recv (self->pub);
+        if (!frame)
+            break;
+        if (zframe_size (frame) > 0 && zframe_data (frame) [0] == 1)
+            joined = true;
+        zframe_destroy (&frame);
+    }
+    return joined;
 }
 
 //  --------------------------------------------------------------------------
@@ -483,10 +500,14 @@ s_open (s_actor_t *self, const config_t *config)
               stored.snapshot.index, uri);
 
     self->router = zsock_new (ZMQ_ROUTER);
-    self->pub = zsock_new (ZMQ_PUB);
+    //  An XPUB is a PUB that hears subscriptions: a subscriber that joins
+    //  late (the gateway, the supervisor after a restart) gets the state at
+    //  once instead of at the next republish.
+    self->pub = zsock_new (ZMQ_XPUB);
     assert (self->router && self->pub);
     zsock_set_linger (self->router, 0);
     zsock_set_linger (self->pub, 0);
+    zsock_set_xpub_verbose (self->pub, 1);
     if (zsock_bind (self->router, "%s", raft_ep) != 0) {
         log_error ("raft: cannot bind %s: %s", raft_ep, zmq_strerror (zmq_errno ()));
         return -SH_EIO;
@@ -495,7 +516,7 @@ s_open (s_actor_t *self, const config_t *config)
         log_error ("raft: cannot bind %s: %s", meta_ep, zmq_strerror (zmq_errno ()));
         return -SH_EIO;
     }
-    self->poller = zpoller_new (self->router, NULL);
+    self->poller = zpoller_new (self->router, self->pub, NULL);
     assert (self->poller);
     return 0;
 }
@@ -570,6 +591,8 @@ raft_actor_main (const config_t *config, uint64_t peer_id)
         if (which == self->router)
             for (int n = 0; n < S_BATCH && (zsock_events (self->router) & ZMQ_POLLIN); n++)
                 s_dispatch (self);
+        if (which == self->pub && s_subscribed (self))
+            self->applied_since_publish = true;     //  publish below, this turn
         now = zclock_mono ();
         if (now >= self->next_tick) {
             rcore_tick (self->core);
