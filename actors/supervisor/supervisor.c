@@ -395,13 +395,13 @@ s_child_remove (supervisor_t *self, s_child_t *child)
         }
 }
 
+//  The table entry of a shard actor, wanted or still stopping; NULL if none.
 static s_child_t *
 s_find_shard (supervisor_t *self, uint64_t uid, uint32_t shard)
 {
     for (size_t i = 0; i < self->n_children; i++) {
         s_child_t *child = self->children [i];
-        if (child->kind == S_SHARD && child->wanted && child->uid == uid
-        &&  child->shard == shard)
+        if (child->kind == S_SHARD && child->uid == uid && child->shard == shard)
             return child;
     }
     return NULL;
@@ -725,10 +725,19 @@ s_on_state (supervisor_t *self, json_t *state)
                   applied, n_uids, n_places);
     self->have_state = true;
 
-    //  Start what should run here and does not.
-    for (size_t i = 0; i < n_places; i++)
-        if (!s_find_shard (self, places [i].uid, places [i].shard))
+    //  Start what should run here and does not. A replica placed back here
+    //  while its actor is still stopping is wanted again: it restarts once
+    //  the old process is gone, never two actors on one shard endpoint.
+    for (size_t i = 0; i < n_places; i++) {
+        s_child_t *child = s_find_shard (self, places [i].uid, places [i].shard);
+        if (!child)
             s_child_add (self, S_SHARD, places [i].uid, places [i].shard);
+        else
+        if (!child->wanted) {
+            child->wanted = true;
+            child->remove_dir = false;
+        }
+    }
 
     //  Stop what should not run here any more.
     if (complete) {
