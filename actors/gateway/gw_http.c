@@ -106,6 +106,8 @@ typedef struct {
     size_t body_cap;                    //  bytes allocated for body
     bool too_big;                       //  body passed the limit: discarded, 413
     bool answered;                      //  a response is queued already
+    bool early;                         //  answered before the body (404, 401...)
+    bool preflight;                     //  a CORS preflight to answer
     char *path_buf;                     //  decoded path segments, NUL-separated
     char *qkeys [S_MAX_QUERY];          //  decoded query parameter names
     char *qvals [S_MAX_QUERY];          //  decoded values ("" when absent)
@@ -618,6 +620,24 @@ s_respond_error (s_request_t *r, struct MHD_Connection *connection, int http_sta
     return s_respond (r, connection);
 }
 
+//  An answer decided before the body: filled now, sent by s_access (at
+//  once when a body would follow, so it is never read; else at the last
+//  callback, which keeps the connection alive).
+static enum MHD_Result
+s_early_error (s_request_t *r, int http_status, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static enum MHD_Result
+s_early_error (s_request_t *r, int http_status, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    s_fail_v (&r->req, http_status, fmt, args);
+    va_end (args);
+    r->early = true;
+    return MHD_YES;
+}
+
 //  CORS preflight: any path, no key needed (browsers send none).
 static enum MHD_Result
 s_respond_preflight (s_request_t *r, struct MHD_Connection *connection)
@@ -673,7 +693,7 @@ s_check_auth (s_request_t *r, struct MHD_Connection *connection, enum MHD_Result
             key = auth + 7;
     }
     if (!key) {
-        *rc = s_respond_error (r, connection, 401,
+        *rc = s_early_error (r, 401,
                                "Must provide an API key or an Authorization bearer token");
         return false;
     }
@@ -681,13 +701,13 @@ s_check_auth (s_request_t *r, struct MHD_Connection *connection, enum MHD_Result
         return true;
     if (self->has_ro && s_key_matches (key, self->ro_hash)) {
         if (r->route && r->route->route.writes) {
-            *rc = s_respond_error (r, connection, 403,
+            *rc = s_early_error (r, 403,
                                    "Forbidden: Global manage access is required");
             return false;
         }
         return true;
     }
-    *rc = s_respond_error (r, connection, 401, "Invalid API key or JWT");
+    *rc = s_early_error (r, 401, "Invalid API key or JWT");
     return false;
 }
 
@@ -754,6 +774,20 @@ s_split_path (s_request_t *r, const char *url, char **segs, size_t *n_segs)
     return 0;
 }
 
+//  True when a body follows the headers (a non-zero Content-Length or a
+//  chunked transfer).
+static bool
+s_has_body (struct MHD_Connection *connection)
+{
+    const char *length = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length && strtoull (length, NULL, 10) > 0)
+        return true;
+    const char *encoding = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    return encoding && strcasestr (encoding, "chunked");
+}
+
 static bool
 s_all_space (const char *s, size_t len)
 {
@@ -789,13 +823,15 @@ s_begin (s_request_t *r, struct MHD_Connection *connection, const char *url,
     gw_req_t *req = &r->req;
     enum MHD_Result rc = MHD_YES;
 
-    if (streq (method, "OPTIONS") && self->config->enable_cors)
-        return s_respond_preflight (r, connection);
+    if (streq (method, "OPTIONS") && self->config->enable_cors) {
+        r->preflight = true;
+        return MHD_YES;
+    }
 
     char *segs [S_MAX_SEGS];
     size_t n_segs = 0;
     if (s_split_path (r, url, segs, &n_segs))
-        return s_respond_error (r, connection, 404, "Not found");
+        return s_early_error (r, 404, "Not found");
 
     //  HEAD is GET without a body (MHD drops the body).
     const char *match_method = streq (method, "HEAD") ? "GET" : method;
@@ -818,8 +854,8 @@ s_begin (s_request_t *r, struct MHD_Connection *connection, const char *url,
         if (!s_check_auth (r, connection, &rc))
             return rc;
         if (path_known)
-            return s_respond_error (r, connection, 405, "Method Not Allowed");
-        return s_respond_error (r, connection, 404, "Not found");
+            return s_early_error (r, 405, "Method Not Allowed");
+        return s_early_error (r, 404, "Not found");
     }
     if (!s_check_auth (r, connection, &rc))
         return rc;
@@ -831,7 +867,7 @@ s_begin (s_request_t *r, struct MHD_Connection *connection, const char *url,
         errno = 0;
         unsigned long long declared = strtoull (length, &end, 10);
         if (errno == 0 && end != length && declared > self->max_body)
-            return s_respond_error (r, connection, 413,
+            return s_early_error (r, 413,
                                     "Payload too large: the request body of %llu bytes "
                                     "exceeds the limit of %zu bytes "
                                     "(service.max_request_size_mb)",
@@ -911,10 +947,17 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
         r->req.method = method;
         r->req.path = url;
         r->req.http = connection;
-        return s_begin (r, connection, url, method);
+        enum MHD_Result rc = s_begin (r, connection, url, method);
+        if (rc == MHD_YES && (r->early || r->preflight) && s_has_body (connection))
+            return r->preflight ? s_respond_preflight (r, connection) : s_respond (r, connection);
+        return rc;
     }
     if (r->answered) {
         *upload_data_size = 0;          //  refused early: drop what still comes
+        return MHD_YES;
+    }
+    if (*upload_data_size && (r->early || r->preflight)) {
+        *upload_data_size = 0;          //  refused: the body is not kept
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -943,6 +986,10 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
         r->body [r->body_len] = 0;
         return MHD_YES;
     }
+    if (r->preflight)
+        return s_respond_preflight (r, connection);
+    if (r->early)
+        return s_respond (r, connection);
     return s_finish (r, connection);
 }
 
@@ -1060,14 +1107,13 @@ gw_http_new (gw_t *gw, const config_t *config)
     }
     self->daemon = MHD_start_daemon (
         flags, (uint16_t) config->http_port, NULL, NULL, s_access, self,
+        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self,
         MHD_OPTION_SOCK_ADDR, addrs->ai_addr,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned) 1,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) S_IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, self,
         MHD_OPTION_NOTIFY_CONNECTION, s_notify_connection, self,
         MHD_OPTION_UNESCAPE_CALLBACK, s_no_unescape, self,
-        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self,
         MHD_OPTION_END);
     int err = errno;
     freeaddrinfo (addrs);

@@ -9,6 +9,8 @@
 #include "actors/gateway/gw.h"
 #include "common/log.h"
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #ifdef __linux__
@@ -77,8 +79,12 @@ gateway_actor_main (const config_t *config, uint64_t peer_id)
     pthread_sigmask (SIG_BLOCK, &stop, NULL);
     signal (SIGPIPE, SIG_IGN);
     zsys_handler_set (NULL);
-    //  Each HTTP connection has its own sockets: lift czmq's 1024 default.
-    zsys_set_max_sockets (0);
+    //  Each HTTP connection has its own sockets: lift czmq's 1024 default
+    //  to zmq's own limit. Through the environment, which czmq reads when it
+    //  first makes a socket: zsys_set_max_sockets asserts if one exists.
+    char limit [32];
+    snprintf (limit, sizeof limit, "%zu", zsys_socket_limit ());
+    setenv ("ZSYS_MAX_SOCKETS", limit, 0);
 
     gw_t self = { .config = config, .peer_id = peer_id };
     clock_gettime (CLOCK_MONOTONIC, &self.started);

@@ -54,9 +54,16 @@ s_healthz (gw_req_t *req)
 static void
 s_readyz (gw_req_t *req)
 {
-    //  Ready once the metadata has arrived: before that, every collection
-    //  request would answer as if there were no collections.
-    if (gw_meta_ready (gw_meta (req->gw)))
+    //  Ready once the metadata has arrived (before that, every collection
+    //  request would answer as if there were none) and names a leader (before
+    //  that, every collection change would be refused for want of one).
+    bool ready = gw_meta_ready (gw_meta (req->gw));
+    if (ready) {
+        json_t *state = gw_meta_state (gw_meta (req->gw));
+        ready = json_integer_value (json_object_get (state, "leader")) > 0;
+        json_decref (state);
+    }
+    if (ready)
         s_probe_text (req, 200, "all shards are ready");
     else
         s_probe_text (req, 503, "some shards are not ready");
@@ -214,24 +221,20 @@ s_telemetry (gw_req_t *req)
                              "debug", 0, "service_debug_feature", 0, "recovery_mode", 0,
                              "gpu", 0, "rocksdb", 0, "staging", 0);
 
+    //  One CollectionTelemetry per collection: its id and config, plus its
+    //  shards' replica states from details_level 1 on.
     json_t *list = json_array ();
     size_t n_names = 0;
     const char **names = s_sorted_names (collections, &n_names);
-    uint64_t deadline = s_stats_deadline (req);
     for (size_t i = 0; i < n_names; i++) {
         json_t *collection = json_object_get (collections, names [i]);
         json_t *config_json = json_object_get (collection, "config");
-        if (level == 0) {
-            gw_coll_stats_t stats;
-            gw_collection_stats (req, collection, deadline, &stats);
-            json_t *params = json_object_get (config_json, "params");
-            json_array_append_new (list, json_pack ("{sIsssO}", "vectors",
-                                                    (json_int_t) stats.vectors,
-                                                    "optimizers_status", "ok", "params",
-                                                    params ? params : json_null ()));
-        }
-        else {
-            char *id = anonymize ? s_anonymize (names [i]) : strdup (names [i]);
+        char *id = anonymize ? s_anonymize (names [i]) : strdup (names [i]);
+        assert (id);
+        json_t *entry = json_pack ("{ssso}", "id", id, "config",
+                                   config_json ? json_incref (config_json) : json_null ());
+        free (id);
+        if (level >= 1) {
             json_t *shards = json_array ();
             json_t *shard;
             size_t k;
@@ -244,11 +247,9 @@ s_telemetry (gw_req_t *req)
                                        json_is_object (replicas) ? json_incref (replicas)
                                                                  : json_object ()));
             }
-            json_array_append_new (list, json_pack ("{sssOso}", "id", id, "config",
-                                                    config_json ? config_json : json_null (),
-                                                    "shards", shards));
-            free (id);
+            json_object_set_new (entry, "shards", shards);
         }
+        json_array_append_new (list, entry);
     }
     free (names);
 
