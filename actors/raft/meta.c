@@ -15,7 +15,8 @@
 struct _meta_t {
     uint64_t applied;               //  index of the last entry applied
     json_t *peers;                  //  {"<peer id>": "uri"}
-    json_t *collections;            //  {"<name>": {"uid", "config", "shards", "payload_schema"}}
+    json_t *collections;            //  {"<name>": {"uid", "config", "shards",
+                                    //    "payload_schema"}}
     json_t *aliases;                //  {"<alias>": "<collection name>"}
 };
 

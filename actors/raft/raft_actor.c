@@ -290,7 +290,8 @@ s_send (s_actor_t *self, const rcore_msg_t *messages, size_t count)
 
 //  Answers the proposal waiting for index, if any.
 static void
-s_answer (s_actor_t *self, const rcore_entry_t *entry, int rc, json_t *result, const char *err)
+s_answer (s_actor_t *self, const rcore_entry_t *entry, int rc, json_t *result,
+          const char *err)
 {
     for (size_t i = 0; i < self->n_pending; i++) {
         s_pending_t *p = &self->pending [i];
@@ -376,8 +377,9 @@ s_flush (s_actor_t *self)
     }
     if (rcore_leader (self->core) != self->last_leader
         || rcore_term (self->core) != self->last_term) {
-        log_info ("raft: term=%" PRIu64 " leader=%" PRIu64 " role=%s", rcore_term (self->core),
-                  rcore_leader (self->core), rcore_role_name (rcore_role (self->core)));
+        log_info ("raft: term=%" PRIu64 " leader=%" PRIu64 " role=%s",
+                  rcore_term (self->core), rcore_leader (self->core),
+                  rcore_role_name (rcore_role (self->core)));
         self->last_leader = rcore_leader (self->core);
         self->last_term = rcore_term (self->core);
         self->applied_since_publish = true;     //  subscribers see the new leader

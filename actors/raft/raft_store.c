@@ -121,7 +121,8 @@ raft_store_open (const char *dir, raft_store_t **out)
     }
     if (!rc)
         rc = s_prepare (self,
-                        "INSERT INTO hard_state (id, term, vote, \"commit\") VALUES (0, ?, ?, ?)"
+                        "INSERT INTO hard_state (id, term, vote, \"commit\")"
+                        " VALUES (0, ?, ?, ?)"
                         " ON CONFLICT (id) DO UPDATE SET term = excluded.term,"
                         " vote = excluded.vote, \"commit\" = excluded.\"commit\"",
                         &self->put_hard_state);
@@ -130,7 +131,8 @@ raft_store_open (const char *dir, raft_store_t **out)
     if (!rc)
         rc = s_prepare (self, "DELETE FROM entries WHERE idx <= ?", &self->delete_upto);
     if (!rc)
-        rc = s_prepare (self, "INSERT INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)",
+        rc = s_prepare (self,
+                        "INSERT INTO entries (idx, term, type, data) VALUES (?, ?, ?, ?)",
                         &self->insert_entry);
     if (!rc)
         rc = s_prepare (self,
@@ -182,7 +184,8 @@ s_end (raft_store_t *self, int rc)
 }
 
 static int
-s_put_snapshot (raft_store_t *self, uint64_t index, uint64_t term, const void *data, size_t len)
+s_put_snapshot (raft_store_t *self, uint64_t index, uint64_t term, const void *data,
+                size_t len)
 {
     if (len > (size_t) INT32_MAX)
         return -SH_ETOOBIG;
@@ -193,8 +196,8 @@ s_put_snapshot (raft_store_t *self, uint64_t index, uint64_t term, const void *d
 }
 
 int
-raft_store_save (raft_store_t *self, const rcore_hard_state_t *hs, const rcore_entry_t *entries,
-                 size_t n_entries)
+raft_store_save (raft_store_t *self, const rcore_hard_state_t *hs,
+                 const rcore_entry_t *entries, size_t n_entries)
 {
     assert (self && hs);
     for (size_t i = 1; i < n_entries; i++)
@@ -236,7 +239,7 @@ raft_store_install_snapshot (raft_store_t *self, const rcore_snapshot_t *snapsho
     int rc = s_begin (self);
     if (rc)
         return rc;
-    //  §5.3: the snapshot replaces the whole log
+    //  §5.1, Figure 5.3: the snapshot replaces the whole log
     rc = s_exec (self, "DELETE FROM entries;");
     if (!rc)
         rc = s_put_snapshot (self, snapshot->index, snapshot->term, snapshot->data,
@@ -277,7 +280,8 @@ raft_store_load (raft_store_t *self, rcore_storage_t *out)
     s_free_loaded (self);
     memset (out, 0, sizeof *out);
     sqlite3_stmt *stmt = NULL;
-    int rc = s_prepare (self, "SELECT term, vote, \"commit\" FROM hard_state WHERE id = 0", &stmt);
+    int rc = s_prepare (self, "SELECT term, vote, \"commit\" FROM hard_state WHERE id = 0",
+                        &stmt);
     if (rc)
         return rc;
     if (sqlite3_step (stmt) == SQLITE_ROW) {

@@ -32,7 +32,7 @@ int raft_store_save (raft_store_t *self, const rcore_hard_state_t *hard_state,
                      const rcore_entry_t *entries, size_t n_entries);
 
 //  Installs a snapshot received from the leader: replaces the stored
-//  snapshot and drops the whole stored log (§5.3). 0 or -SH_EIO.
+//  snapshot and drops the whole stored log (§5.1, Figure 5.3). 0 or -SH_EIO.
 int raft_store_install_snapshot (raft_store_t *self, const rcore_snapshot_t *snapshot);
 
 //  Log compaction (§5.1): stores a snapshot taken locally at index and drops

@@ -198,7 +198,8 @@ s_log_push (rcore_t *self, const rcore_entry_t *entry)
     assert (entry->index == s_last_index (self) + 1);
     if (self->n_log == self->cap_log) {
         self->cap_log = self->cap_log ? self->cap_log * 2 : 64;
-        self->log = (rcore_entry_t *) realloc (self->log, self->cap_log * sizeof (rcore_entry_t));
+        self->log = (rcore_entry_t *) realloc (self->log,
+                                               self->cap_log * sizeof (rcore_entry_t));
         assert (self->log);
     }
     s_entry_copy (&self->log [self->n_log++], entry);
@@ -449,7 +450,8 @@ s_send_append (rcore_t *self, s_progress_t *pr)
 
     uint64_t prev = pr->next - 1;
     if (prev < self->snap.index) {
-        //  §5.3: the entries it needs were compacted; send the snapshot
+        //  §5.1, Figure 5.3: the entries it needs were compacted: send the
+        //  snapshot instead
         if (self->snap.index == 0)
             return false;
         rcore_msg_t *msg = s_outbox_new (self, RCORE_MSG_SNAPSHOT, pr->id, self->term);
@@ -623,7 +625,7 @@ s_handle_heartbeat (rcore_t *self, const rcore_msg_t *m)
     s_outbox_new (self, RCORE_MSG_HEARTBEAT_RESP, m->from, self->term);
 }
 
-//  Follower side of InstallSnapshot (§5.3).
+//  Follower side of InstallSnapshot (§5.1, Figure 5.3).
 static void
 s_handle_snapshot (rcore_t *self, const rcore_msg_t *m)
 {
@@ -633,14 +635,14 @@ s_handle_snapshot (rcore_t *self, const rcore_msg_t *m)
         return;
     }
     if (s_match_term (self, s->index, s->term)) {
-        //  §5.3: if the log has an entry matching the snapshot's last one,
-        //  the entries after it are kept; it is all committed.
+        //  §5.1, Figure 5.3: if the log has an entry matching the snapshot's
+        //  last one, the entries after it are kept; it is all committed.
         self->commit = s->index;
         s_reply_append (self, m->from, self->commit);
         return;
     }
-    //  §5.3: otherwise the whole log is discarded and the state machine is
-    //  reset from the snapshot.
+    //  §5.1, Figure 5.3: otherwise the whole log is discarded and the state
+    //  machine is reset from the snapshot.
     while (self->n_log)
         s_entry_free (&self->log [--self->n_log]);
     s_snapshot_set (&self->snap, s->index, s->term, s->data, s->len);

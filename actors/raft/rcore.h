@@ -98,7 +98,7 @@ typedef enum {
     RCORE_MSG_PREVOTE_RESP,
     RCORE_MSG_HEARTBEAT,            //  empty AppendEntries carrying only the commit
     RCORE_MSG_HEARTBEAT_RESP,
-    RCORE_MSG_SNAPSHOT,             //  InstallSnapshot (§5.3)
+    RCORE_MSG_SNAPSHOT,             //  InstallSnapshot (§5.1, Figure 5.3)
     RCORE_MSG_TYPE_COUNT
 } rcore_msg_type_t;
 
