@@ -463,6 +463,15 @@ s_child_env (const char *run_config)
     return envp;
 }
 
+//  The delay before a child's next start; doubles the next one, up to the cap.
+static int64_t
+s_take_backoff (s_child_t *child)
+{
+    int64_t delay = child->backoff_ms;
+    child->backoff_ms = delay * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : delay * 2;
+    return delay;
+}
+
 static void
 s_spawn (supervisor_t *self, s_child_t *child)
 {
@@ -519,11 +528,10 @@ s_spawn (supervisor_t *self, s_child_t *child)
 
     int64_t now = zclock_mono ();
     if (pid < 0) {
+        int64_t delay = s_take_backoff (child);
         log_error ("cannot fork %s: %s; retrying in %" PRId64 " ms", name,
-                   strerror (errno), child->backoff_ms);
-        child->start_at = now + child->backoff_ms;
-        child->backoff_ms = child->backoff_ms * 2 > S_BACKOFF_MAX_MS
-                          ? S_BACKOFF_MAX_MS : child->backoff_ms * 2;
+                   strerror (errno), delay);
+        child->start_at = now + delay;
         return;
     }
     if (reinit)
@@ -565,9 +573,8 @@ s_on_exit (supervisor_t *self, s_child_t *child, int status)
     }
     if (ran_ms >= S_BACKOFF_RESET_MS)
         child->backoff_ms = S_BACKOFF_FIRST_MS;
-    int64_t delay = child->backoff_ms;
+    int64_t delay = s_take_backoff (child);
     child->start_at = now + delay;
-    child->backoff_ms = delay * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : delay * 2;
     log_warn ("restarting %s after %s in %" PRId64 " ms", name, why, delay);
 }
 
