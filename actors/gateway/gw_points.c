@@ -116,7 +116,8 @@ s_coll_load (gw_points_coll_t *self, char *err, size_t errlen)
     assert (self->vspecs);
 
     //  One unnamed VectorParams {"size", "distance"}, or a map name -> params.
-    bool single = json_is_object (vectors) && json_is_integer (json_object_get (vectors, "size"))
+    bool single = json_is_object (vectors)
+               && json_is_integer (json_object_get (vectors, "size"))
                && json_is_string (json_object_get (vectors, "distance"));
     const char *key;
     json_t *value;
@@ -124,7 +125,8 @@ s_coll_load (gw_points_coll_t *self, char *err, size_t errlen)
         gw_points_vspec_t *spec = &self->vspecs [self->n_vspecs++];
         spec->name = "";
         json_int_t size = json_integer_value (json_object_get (vectors, "size"));
-        int dist = distance_parse (json_string_value (json_object_get (vectors, "distance")));
+        const char *dname = json_string_value (json_object_get (vectors, "distance"));
+        int dist = distance_parse (dname);
         if (size <= 0 || size > 65536 || dist < 0) {
             snprintf (err, errlen, "collection metadata has bad vector params");
             return -SH_EINTERNAL;
@@ -139,7 +141,8 @@ s_coll_load (gw_points_coll_t *self, char *err, size_t errlen)
             const char *dname = json_string_value (json_object_get (value, "distance"));
             int dist = dname ? distance_parse (dname) : -1;
             if (size <= 0 || size > 65536 || dist < 0) {
-                snprintf (err, errlen, "collection metadata has bad params for vector %s", key);
+                snprintf (err, errlen, "collection metadata has bad params for vector %s",
+                          key);
                 return -SH_EINTERNAL;
             }
             gw_points_vspec_t *spec = &self->vspecs [self->n_vspecs++];
@@ -352,7 +355,8 @@ gw_points_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *na
     if (json_is_array (value)) {
         size_t n = json_array_size (value);
         if (!spec)
-            snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s", name);
+            snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s",
+                      name);
         else
         if (n > 0 && json_is_array (json_array_get (value, 0)))
             snprintf (err, sizeof (err), "Wrong input: Wrong usage of multi vectors");
@@ -391,11 +395,13 @@ gw_points_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *na
         rc = s_sparse_parse (value, where, out, &http, err, sizeof (err));
         if (rc == 0 && !spec) {
             http = 400;
-            snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s", name);
+            snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s",
+                      name);
             rc = -SH_EINVAL;
         }
         else
         if (rc == 0 && !spec->sparse) {
+            http = 400;
             snprintf (err, sizeof (err), "Wrong input: Wrong usage of sparse vectors");
             rc = -SH_EINVAL;
         }
@@ -708,7 +714,8 @@ s_plan_json (gw_req_t *req, s_plan_t *plan, size_t pos, const json_t *base)
 {
     if (!plan->envs [pos]) {
         plan->envs [pos] = gw_points_request (req, plan->type);
-        envelope_set_json (plan->envs [pos], base ? json_copy ((json_t *) base) : json_object ());
+        envelope_set_json (plan->envs [pos],
+                           base ? json_copy ((json_t *) base) : json_object ());
     }
     return envelope_json (plan->envs [pos]);
 }
@@ -831,8 +838,8 @@ s_vectors_json (gw_req_t *req, const gw_points_coll_t *coll, const json_t *vstru
                 json_decref (map);
                 return -SH_EINVAL;
             }
-            json_object_set_new (map, name,
-                                 gw_points_vec_json (env, vec.sparse ? -1 : blob (blob_arg), &vec));
+            int index = vec.sparse ? -1 : blob (blob_arg);
+            json_object_set_new (map, name, gw_points_vec_json (env, index, &vec));
             gw_points_vec_reset (&vec);
         }
     }
@@ -919,7 +926,8 @@ static int
 s_prep_upsert (gw_req_t *req, s_plan_t *plan, const json_t *body)
 {
     plan->type = MSG_SHARD_UPSERT;
-    if (s_need_object (req, body, "a PointInsertOperations") || s_reject_unsupported (req, body))
+    if (s_need_object (req, body, "a PointInsertOperations")
+        || s_reject_unsupported (req, body))
         return -SH_EINVAL;
     json_t *points = json_object_get (body, "points");
     json_t *batch = json_object_get (body, "batch");
@@ -994,8 +1002,9 @@ s_prep_upsert (gw_req_t *req, s_plan_t *plan, const json_t *body)
             json_object_foreach (vectors, name, column)
                 json_object_set (vstruct, name, json_array_get (column, i));
         }
-        int rc = s_plan_point (req, plan, json_array_get (ids, i), "batch.ids", i, vstruct, true,
-                               json_is_array (payloads) ? json_array_get (payloads, i) : NULL);
+        json_t *payload = json_is_array (payloads) ? json_array_get (payloads, i) : NULL;
+        int rc = s_plan_point (req, plan, json_array_get (ids, i), "batch.ids", i, vstruct,
+                               true, payload);
         json_decref (vstruct);
         if (rc)
             return rc;
@@ -1033,9 +1042,9 @@ s_prep_update_vectors (gw_req_t *req, s_plan_t *plan, const json_t *body)
     return 0;
 }
 
-//  Points selector: "points" (ids) and/or "filter". Ids go to their owning
-//  shards only, a filter alone to every shard; both: the owning shards get
-//  both and apply the operation to the listed points the filter matches.
+//  Points selector: "points" (ids) or "filter". Ids go to their owning
+//  shards only, a filter to every shard. Given both, the ids win and the
+//  (still checked) filter is ignored, as Qdrant's payload operations do.
 static int
 s_prep_selector (gw_req_t *req, s_plan_t *plan, const json_t *body, const json_t *base)
 {
@@ -1076,8 +1085,6 @@ s_prep_selector (gw_req_t *req, s_plan_t *plan, const json_t *body, const json_t
         if (!ids) {
             ids = json_array ();
             json_object_set_new (json, "ids", ids);
-            if (filter)
-                json_object_set (json, "filter", filter);
         }
         json_array_append_new (ids, pointid_to_json (&id));
     }
@@ -1170,8 +1177,9 @@ s_prep_delete_vectors (gw_req_t *req, s_plan_t *plan, const json_t *body)
         return -SH_EINVAL;
     json_t *names = json_object_get (body, "vector");
     if (!s_is_string_array (names)) {
-        gw_fail_http (req, 400, "Format error in JSON body: %s", names
-                      ? "vector: expected an array of vector names" : "missing field `vector`");
+        gw_fail_http (req, 400, "Format error in JSON body: %s",
+                      names ? "vector: expected an array of vector names"
+                            : "missing field `vector`");
         return -SH_EINVAL;
     }
     size_t n = json_array_size (names);
@@ -1299,7 +1307,8 @@ s_batch (gw_req_t *req)
         const char *key = json_is_object (op) && json_object_size (op) == 1
                         ? json_object_iter_key (json_object_iter (op)) : NULL;
         s_prep_fn *prep = NULL;
-        for (size_t k = 0; key && k < sizeof (s_operations) / sizeof (s_operations [0]); k++)
+        size_t n_ops = sizeof (s_operations) / sizeof (s_operations [0]);
+        for (size_t k = 0; key && k < n_ops; k++)
             if (streq (key, s_operations [k].name))
                 prep = s_operations [k].prep;
         if (!prep) {

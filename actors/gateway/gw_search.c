@@ -439,8 +439,10 @@ s_recommend_vector (gw_req_t *req, const gw_points_coll_t *coll,
         if (!lookup.other) {
             pointid_t *ids = calloc (pos.n_ids + neg.n_ids + 1, sizeof (pointid_t));
             assert (ids);
-            memcpy (ids, pos.ids, pos.n_ids * sizeof (pointid_t));
-            memcpy (ids + pos.n_ids, neg.ids, neg.n_ids * sizeof (pointid_t));
+            if (pos.n_ids)
+                memcpy (ids, pos.ids, pos.n_ids * sizeof (pointid_t));
+            if (neg.n_ids)
+                memcpy (ids + pos.n_ids, neg.ids, neg.n_ids * sizeof (pointid_t));
             s_exclude_ids (s, ids, pos.n_ids + neg.n_ids);
             free (ids);
         }
