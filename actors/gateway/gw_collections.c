@@ -551,6 +551,22 @@ s_check_name (gw_req_t *req, const char *name)
     return 0;
 }
 
+//  optimizers_config, also accepted as "optimizer_config" (the name GET
+//  answers with), as Qdrant's serde alias does; both at once is a duplicate.
+static int
+s_optimizers_field (gw_req_t *req, const json_t *body, const json_t **out)
+{
+    const json_t *plural = json_object_get (body, "optimizers_config");
+    const json_t *singular = json_object_get (body, "optimizer_config");
+    if (plural && singular) {
+        gw_fail (req, -SH_EINVAL,
+                 "Format error in JSON body: duplicate field `optimizers_config`");
+        return -SH_EINVAL;
+    }
+    *out = plural ? plural : singular;
+    return 0;
+}
+
 //  --- proposals -------------------------------------------------------------------
 
 //  Proposes op (stolen) and returns the op's result (yours), or NULL after
@@ -742,15 +758,16 @@ s_create (gw_req_t *req)
     static const char *const fields [] = {
         "vectors", "shard_number", "sharding_method", "replication_factor",
         "write_consistency_factor", "on_disk_payload", "payload", "hnsw_config", "wal_config",
-        "optimizers_config", "init_from", "quantization_config", "sparse_vectors",
-        "strict_mode_config", "metadata", NULL
+        "optimizers_config", "optimizer_config", "init_from", "quantization_config",
+        "sparse_vectors", "strict_mode_config", "metadata", NULL
     };
     static const char *const methods [] = { "auto", "custom", NULL };
     json_t *vectors = NULL, *hnsw = NULL, *optim = NULL, *wal = NULL, *quant = NULL;
     json_t *sparse = NULL;
     bool has_shards, has_rf, has_wcf;
     uint64_t shard_number = 1, rf = 1, wcf = 1;
-    if (s_known_fields (req, body, fields))
+    const json_t *optimizers = NULL;
+    if (s_known_fields (req, body, fields) || s_optimizers_field (req, body, &optimizers))
         goto done;
     const json_t *init_from = json_object_get (body, "init_from");
     if (init_from && !json_is_null (init_from)) {
@@ -768,8 +785,7 @@ s_create (gw_req_t *req)
         || s_object_or_null (req, body, "metadata", "", "a map")
         || s_vectors_config (req, json_object_get (body, "vectors"), &vectors)
         || s_hnsw_diff (req, json_object_get (body, "hnsw_config"), "hnsw_config", &hnsw)
-        || s_optimizers_diff (req, json_object_get (body, "optimizers_config"),
-                              "optimizers_config", &optim)
+        || s_optimizers_diff (req, optimizers, "optimizers_config", &optim)
         || s_wal_diff (req, json_object_get (body, "wal_config"), "wal_config", &wal)
         || s_quantization (req, json_object_get (body, "quantization_config"),
                            "quantization_config", false, &quant)
@@ -927,10 +943,11 @@ s_update (gw_req_t *req)
     const json_t *body = req->body ? req->body : empty;
     json_t *partial = json_object ();
     static const char *const fields [] = {
-        "vectors", "optimizers_config", "params", "hnsw_config", "quantization_config",
-        "sparse_vectors", "strict_mode_config", "metadata", NULL
+        "vectors", "optimizers_config", "optimizer_config", "params", "hnsw_config",
+        "quantization_config", "sparse_vectors", "strict_mode_config", "metadata", NULL
     };
-    if (s_known_fields (req, body, fields))
+    const json_t *optimizers = NULL;
+    if (s_known_fields (req, body, fields) || s_optimizers_field (req, body, &optimizers))
         goto done;
     const json_t *config = json_object_get (collection, "config");
     const json_t *cur_params = json_object_get (config, "params");
@@ -991,8 +1008,7 @@ s_update (gw_req_t *req)
         goto done;
     if (diff)
         json_object_set_new (partial, "hnsw_config", diff);
-    if (s_optimizers_diff (req, json_object_get (body, "optimizers_config"),
-                           "optimizers_config", &diff))
+    if (s_optimizers_diff (req, optimizers, "optimizers_config", &diff))
         goto done;
     if (diff)
         json_object_set_new (partial, "optimizer_config", diff);
