@@ -7,10 +7,12 @@
     the op produced, which is installed in the cache at once so the client's
     next request sees its own change.
 
-    Validation follows Qdrant: a body that does not deserialize (unknown
-    top-level field, wrong type, unknown enum variant, missing field) is
-    400 "Format error in JSON body: ..."; a value out of range is 422
-    "Validation error in JSON body: [field: ...]". create_collection fills
+    Validation follows Qdrant: a body that does not deserialize (wrong type,
+    unknown enum variant, missing field) is 400 "Format error in JSON body:
+    ..."; a value out of range is 422 "Validation error in JSON body: [field:
+    ...]". Fields Qdrant does not know are ignored, as its request bodies do
+    (so clients may send newer ones), except init_from, which older Qdrant
+    honoured and shoal cannot: refusing it beats silently not copying. create_collection fills
     in Qdrant's defaults so the stored config is the full CollectionConfig
     that GET /collections/{name} returns.
 */
@@ -755,19 +757,13 @@ s_create (gw_req_t *req)
         return;
     json_t *empty = json_object ();
     const json_t *body = req->body ? req->body : empty;
-    static const char *const fields [] = {
-        "vectors", "shard_number", "sharding_method", "replication_factor",
-        "write_consistency_factor", "on_disk_payload", "payload", "hnsw_config", "wal_config",
-        "optimizers_config", "optimizer_config", "init_from", "quantization_config",
-        "sparse_vectors", "strict_mode_config", "metadata", NULL
-    };
     static const char *const methods [] = { "auto", "custom", NULL };
     json_t *vectors = NULL, *hnsw = NULL, *optim = NULL, *wal = NULL, *quant = NULL;
     json_t *sparse = NULL;
     bool has_shards, has_rf, has_wcf;
     uint64_t shard_number = 1, rf = 1, wcf = 1;
     const json_t *optimizers = NULL;
-    if (s_known_fields (req, body, fields) || s_optimizers_field (req, body, &optimizers))
+    if (s_optimizers_field (req, body, &optimizers))
         goto done;
     const json_t *init_from = json_object_get (body, "init_from");
     if (init_from && !json_is_null (init_from)) {
@@ -942,12 +938,8 @@ s_update (gw_req_t *req)
     json_t *empty = json_object ();
     const json_t *body = req->body ? req->body : empty;
     json_t *partial = json_object ();
-    static const char *const fields [] = {
-        "vectors", "optimizers_config", "optimizer_config", "params", "hnsw_config",
-        "quantization_config", "sparse_vectors", "strict_mode_config", "metadata", NULL
-    };
     const json_t *optimizers = NULL;
-    if (s_known_fields (req, body, fields) || s_optimizers_field (req, body, &optimizers))
+    if (s_optimizers_field (req, body, &optimizers))
         goto done;
     const json_t *config = json_object_get (collection, "config");
     const json_t *cur_params = json_object_get (config, "params");
@@ -1147,9 +1139,6 @@ s_change_aliases (gw_req_t *req)
         s_bad_type (req, "actions", actions, "a sequence");
         return;
     }
-    static const char *const fields [] = { "actions", NULL };
-    if (s_known_fields (req, req->body, fields))
-        return;
     json_t *clean = json_array ();
     for (size_t i = 0; i < json_array_size (actions); i++) {
         json_t *action = NULL;

@@ -682,8 +682,10 @@ s_check_auth (s_request_t *r, struct MHD_Connection *connection, enum MHD_Result
     gw_http_t *self = r->http;
     if (!self->has_keys)
         return true;
+    //  Qdrant's whitelist: the version info and the probes stay open.
     const char *path = r->req.path;
-    if (streq (path, "/healthz") || streq (path, "/livez") || streq (path, "/readyz"))
+    if (streq (path, "/") || streq (path, "/healthz") || streq (path, "/livez")
+        || streq (path, "/readyz"))
         return true;
     const char *key = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "api-key");
     if (!key) {
