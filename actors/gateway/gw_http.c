@@ -696,15 +696,14 @@ s_check_auth (s_request_t *r, struct MHD_Connection *connection, enum MHD_Result
     }
     if (!key) {
         *rc = s_early_error (r, 401,
-                               "Must provide an API key or an Authorization bearer token");
+                             "Must provide an API key or an Authorization bearer token");
         return false;
     }
     if (self->has_rw && s_key_matches (key, self->rw_hash))
         return true;
     if (self->has_ro && s_key_matches (key, self->ro_hash)) {
         if (r->route && r->route->route.writes) {
-            *rc = s_early_error (r, 403,
-                                   "Forbidden: Global manage access is required");
+            *rc = s_early_error (r, 403, "Forbidden: Global manage access is required");
             return false;
         }
         return true;
@@ -870,10 +869,10 @@ s_begin (s_request_t *r, struct MHD_Connection *connection, const char *url,
         unsigned long long declared = strtoull (length, &end, 10);
         if (errno == 0 && end != length && declared > self->max_body)
             return s_early_error (r, 413,
-                                    "Payload too large: the request body of %llu bytes "
-                                    "exceeds the limit of %zu bytes "
-                                    "(service.max_request_size_mb)",
-                                    declared, self->max_body);
+                                  "Payload too large: the request body of %llu bytes "
+                                  "exceeds the limit of %zu bytes "
+                                  "(service.max_request_size_mb)",
+                                  declared, self->max_body);
     }
     return MHD_YES;
 }
