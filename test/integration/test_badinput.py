@@ -156,6 +156,43 @@ def test_wrong_vector_size_and_element_types_are_400():
 
 
 @test
+def test_bad_sparse_vectors_payloads_and_query_parameters_are_rejected():
+    create = {"vectors": {"d": {"size": 2, "distance": "Dot"}}, "sparse_vectors": {"s": {}}}
+    status, body = node().request("PUT", "/collections/sparse_bad", create)
+    assert status == 200, (status, body)
+    path = "/collections/sparse_bad/points?wait=true"
+    for sparse in ({"indices": [1, 2], "values": [1.0]},
+                   {"indices": [3, 3], "values": [1.0, 2.0]},
+                   {"indices": [-1], "values": [1.0]},
+                   {"indices": [1.5], "values": [1.0]},
+                   {"indices": [1], "values": ["x"]},
+                   {"indices": [1]},
+                   [1.0, 2.0]):
+        send("PUT", path, {"points": [{"id": 1, "vector": {"s": sparse}}]}, 400, 422)
+    #  A dense vector given for a sparse name and the reverse.
+    send("PUT", path, {"points": [{"id": 1, "vector": {"d": {"indices": [0],
+                                                             "values": [1.0]}}}]}, 400, 422)
+    for payload in ([1], "text", 5):
+        send("PUT", path, {"points": [{"id": 1, "vector": {"d": [1.0, 2.0]},
+                                       "payload": payload}]}, 400)
+    send("PUT", "/collections/sparse_bad/points?wait=maybe",
+         {"points": [{"id": 1, "vector": {"d": [1.0, 2.0]}}]}, 400)
+    send("POST", "/collections/sparse_bad/points/count?timeout=soon", {}, 400)
+    status, body = node().request("POST", "/collections/sparse_bad/points/count", {})
+    assert status == 200 and body["result"] == {"count": 0}, body
+    status, body = node().request("DELETE", "/collections/sparse_bad")
+    assert status == 200, (status, body)
+
+
+@test
+def test_bad_collection_names_are_rejected():
+    send("PUT", "/collections/" + "n" * 300, {"vectors": {"size": 2, "distance": "Dot"}},
+         400, 422)
+    status, body = node().request("GET", "/collections")
+    assert [c["name"] for c in body["result"]["collections"]] == [NAME], body
+
+
+@test
 def test_unknown_distance_and_bad_collection_configs_are_rejected():
     for config in ({"vectors": {"size": 4, "distance": "Hamming"}},
                    {"vectors": {"size": 4}},

@@ -485,6 +485,76 @@ def test_count_exact_with_filters():
     assert approx == {"count": 300}, approx
 
 
+@test
+def test_duplicate_ids_in_one_upsert_last_wins_and_missing_deletes_are_fine():
+    n = node()
+    create(n, "dups", {"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2})
+    upsert(n, "dups", [{"id": 1, "vector": [1.0, 1.0], "payload": {"v": "first"}},
+                       {"id": 2, "vector": [2.0, 2.0], "payload": {"v": "two"}},
+                       {"id": 1, "vector": [3.0, 3.0], "payload": {"v": "last"}}])
+    records = by_id(retrieve(n, "dups", [1, 2], with_vector=True))
+    assert records[1]["payload"] == {"v": "last"} and records[1]["vector"] == [3.0, 3.0], records
+    assert count(n, "dups") == 2
+    #  Deleting ids that do not exist succeeds and changes nothing.
+    completed(ok(n, "POST", "/collections/dups/points/delete?wait=true",
+                 {"points": [77, "11111111-2222-3333-4444-555555555555"]}))
+    assert count(n, "dups") == 2
+    info = ok(n, "GET", "/collections/dups")
+    assert info["points_count"] == 2, info
+    create(n, "empty", {"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})
+    assert count(n, "empty") == 0
+    assert ok(n, "POST", "/collections/empty/points/scroll", {}) == \
+        {"points": [], "next_page_offset": None}
+    assert retrieve(n, "empty", [1, 2]) == []
+
+
+@test
+def test_concurrent_writers_and_readers_lose_nothing():
+    import threading
+    n = node()
+    create(n, "concurrent", {"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})
+    errors = []
+
+    def writer(t):
+        try:
+            for start in range(0, 250, 50):
+                upsert(n, "concurrent", [{"id": t * 1000 + i, "vector": [float(t), float(i)],
+                                          "payload": {"t": t, "i": i}}
+                                         for i in range(start, start + 50)])
+                #  Every writer also rewrites one shared point: whichever
+                #  write lands last, its vector and payload belong together.
+                upsert(n, "concurrent", [{"id": 999999, "vector": [float(t), float(start)],
+                                          "payload": {"t": t, "start": start}}])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    def reader():
+        try:
+            for _ in range(20):
+                ok(n, "POST", "/collections/concurrent/points/search",
+                   {"vector": [1.0, 1.0], "limit": 5})
+                ok(n, "POST", "/collections/concurrent/points/count", {"exact": True})
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(1, 9)]
+    threads += [threading.Thread(target=reader) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert count(n, "concurrent") == 8 * 250 + 1
+    ids = [t * 1000 + i for t in range(1, 9) for i in range(0, 250, 7)]
+    for record in retrieve(n, "concurrent", ids, with_vector=True):
+        t, i = divmod(record["id"], 1000)
+        assert record["vector"] == [float(t), float(i)], record
+        assert record["payload"] == {"t": t, "i": i}, record
+    [shared] = retrieve(n, "concurrent", [999999], with_vector=True)
+    assert shared["vector"] == [float(shared["payload"]["t"]),
+                                float(shared["payload"]["start"])], shared
+
+
 # --- Cosine ----------------------------------------------------------------
 
 @test

@@ -255,8 +255,11 @@ def run_queries(distance, shards):
         assert all(h.get("payload") is None and h.get("vector") is None for h in hits), hits[0]
         points = query(n, data.name, {"query": q, "limit": 10, "offset": 7})
         check_hits(points, ranked, truth, 10, 7, what + " query offset 7")
-        hits = search(n, data.name, {"vector": q, "limit": 5, "offset": 3})
-        check_hits(hits, ranked, truth, 5, 3, what + " search offset 3")
+        #  Search params are accepted; exact or not, this many points are
+        #  searched exactly (below Qdrant's default indexing threshold).
+        params = {"hnsw_ef": 32 + qi, "exact": qi % 2 == 0}
+        hits = search(n, data.name, {"vector": q, "limit": 5, "offset": 3, "params": params})
+        check_hits(hits, ranked, truth, 5, 3, what + f" search offset 3 params {params}")
 
         fjson, pred = flts[(qi + shards) % len(flts)]
         sub = data.truth(q, pred)
@@ -344,6 +347,38 @@ def test_results_carry_payload_and_vector_when_asked():
         for h in hits:
             p = data.payloads[h["id"]]
             assert h["payload"] == {"n": p["n"], "flag": p["flag"]}, h
+
+
+@test
+def test_edge_limits_empty_matches_and_query_without_vector():
+    n = node()
+    data = collection("Euclid", 3)
+    flts = filters(data)
+    q = rand_vec(random.Random("edges"))
+    #  A filter that leaves few points, with a limit above their number.
+    fjson, pred = flts[13]
+    sub = data.truth(q, pred)
+    assert 0 < len(sub) < 200, len(sub)
+    hits = search(n, data.name, {"vector": q, "filter": fjson, "limit": 500})
+    check_hits(hits, rank(sub, "Euclid"), sub, len(sub), 0, "limit above the matches")
+    #  A filter nothing matches, and an offset past the end.
+    none = {"must": [{"key": "cat", "match": {"value": "no-such-colour"}}]}
+    assert search(n, data.name, {"vector": q, "filter": none, "limit": 5}) == []
+    assert query(n, data.name, {"query": q, "filter": none, "limit": 5}) == []
+    assert search(n, data.name, {"vector": q, "limit": 5, "offset": N_POINTS}) == []
+    #  A query without a vector lists points in id order (as scroll does).
+    want = sorted((pid for pid in data.ids if pred(pid, data.payloads[pid])),
+                  key=lambda pid: (1, uuid.UUID(pid).bytes) if isinstance(pid, str)
+                  else (0, pid))
+    points = query(n, data.name, {"filter": fjson, "limit": 20, "with_payload": True})
+    assert [p["id"] for p in points] == want[:20], ([p["id"] for p in points], want[:20])
+    assert all(p["payload"] == data.payloads[p["id"]] for p in points)
+    #  An empty collection answers every search with nothing.
+    ok(n, "PUT", "/collections/s_empty", {"vectors": {"size": DIM, "distance": "Cosine"},
+                                          "shard_number": 2})
+    assert search(n, "s_empty", {"vector": q, "limit": 5}) == []
+    assert query(n, "s_empty", {"query": q, "limit": 5}) == []
+    assert ok(n, "DELETE", "/collections/s_empty") is True
 
 
 def _recommend_target(data, positive, negative):
