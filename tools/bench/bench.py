@@ -108,7 +108,7 @@ def main():
             host, port = u.hostname, u.port or 6333
         else:
             workdir = tempfile.mkdtemp(prefix="shoal-bench-")
-            proc, port = start_node(args.bin, workdir)
+            proc, port = start_node(os.path.abspath(args.bin), workdir)
             host = "127.0.0.1"
         conn = Conn(host, port)
         name = "bench"
