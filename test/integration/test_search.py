@@ -381,6 +381,74 @@ def test_edge_limits_empty_matches_and_query_without_vector():
     assert ok(n, "DELETE", "/collections/s_empty") is True
 
 
+SHAPES = {
+    1: {"items": [{"k": 1, "v": "a"}, {"k": 2, "v": "b"}], "nums": [1, 5, 9],
+        "ts": "2024-01-01T00:00:00Z", "desc": "the quick brown fox"},
+    2: {"items": [{"k": 1, "v": "b"}], "nums": [20], "ts": "2024-06-15T12:30:00Z",
+        "desc": "lazy dog"},
+    3: {"items": [], "nums": [], "ts": "2023-12-31T23:59:59Z", "desc": "quick"},
+    4: {"items": [{"k": 3, "v": "c"}, {"k": 2, "v": "a"}, {"k": 2, "v": "b"}],
+        "nums": [7, 8], "ts": "2025-02-01T00:00:00Z", "desc": "slow"},
+    5: {"nums": 6, "desc": "no items at all"},
+}
+
+
+@test
+def test_filters_on_arrays_of_objects_nested_min_should_datetime_and_text():
+    n = node()
+    ok(n, "PUT", "/collections/shapes", {"vectors": {"size": 2, "distance": "Dot"},
+                                         "shard_number": 2})
+    ok(n, "PUT", "/collections/shapes/points?wait=true", {"points": [
+        {"id": pid, "vector": [1.0, float(pid)], "payload": payload}
+        for pid, payload in SHAPES.items()]})
+    cases = [
+        #  A path through an array of objects matches if any element does.
+        ({"must": [{"key": "items[].k", "match": {"value": 2}}]}, [1, 4]),
+        ({"must": [{"key": "items[].v", "match": {"any": ["c"]}}]}, [4]),
+        #  Two conditions on the array match different elements...
+        ({"must": [{"key": "items[].k", "match": {"value": 1}},
+                   {"key": "items[].v", "match": {"value": "b"}}]}, [1, 2]),
+        #  ...while nested asks for one element satisfying both.
+        ({"must": [{"nested": {"key": "items", "filter": {"must": [
+            {"key": "k", "match": {"value": 1}}, {"key": "v", "match": {"value": "b"}}]}}}]},
+         [2]),
+        ({"must": [{"nested": {"key": "items", "filter": {"must": [
+            {"key": "k", "match": {"value": 2}}, {"key": "v", "match": {"value": "a"}}]}}}]},
+         [4]),
+        ({"must_not": [{"nested": {"key": "items", "filter": {"must": [
+            {"key": "k", "match": {"value": 2}}]}}}]}, [2, 3, 5]),
+        #  Arrays of numbers: range and match hit if any element does.
+        ({"must": [{"key": "nums", "range": {"gt": 8}}]}, [1, 2]),
+        ({"must": [{"key": "nums", "match": {"any": [5, 6, 7]}}]}, [1, 4, 5]),
+        ({"must": [{"key": "nums", "values_count": {"gte": 2}}]}, [1, 4]),
+        ({"must": [{"key": "items", "values_count": {"lt": 2}}]}, [2, 3]),
+        ({"must": [{"is_empty": {"key": "items"}}]}, [3, 5]),
+        ({"must": [{"is_empty": {"key": "nums"}}]}, [3]),
+        #  min_should: at least min_count of the conditions.
+        ({"min_should": {"conditions": [
+            {"key": "nums", "match": {"value": 1}}, {"key": "desc", "match": {"text": "quick"}},
+            {"key": "items[].k", "match": {"value": 2}}], "min_count": 2}}, [1]),
+        ({"min_should": {"conditions": [
+            {"key": "nums", "match": {"value": 20}}, {"key": "desc", "match": {"text": "quick"}},
+            {"key": "items[].k", "match": {"value": 3}}], "min_count": 1}}, [1, 2, 3, 4]),
+        #  RFC 3339 datetimes in a range.
+        ({"must": [{"key": "ts", "range": {"gte": "2024-01-01T00:00:00Z",
+                                            "lt": "2025-01-01T00:00:00Z"}}]}, [1, 2]),
+        ({"must": [{"key": "ts", "range": {"lt": "2024-01-01T00:00:00Z"}}]}, [3]),
+        #  Text match without a full-text index: substring.
+        ({"must": [{"key": "desc", "match": {"text": "quick"}}]}, [1, 3]),
+    ]
+    for flt, want in cases:
+        got = ok(n, "POST", "/collections/shapes/points/scroll",
+                 {"filter": flt, "limit": 10, "with_payload": False})
+        assert [p["id"] for p in got["points"]] == want, (flt, got, want)
+        assert ok(n, "POST", "/collections/shapes/points/count",
+                  {"filter": flt, "exact": True}) == {"count": len(want)}, flt
+        hits = search(n, "shapes", {"vector": [0.0, 1.0], "filter": flt, "limit": 10})
+        assert [h["id"] for h in hits] == sorted(want, reverse=True), (flt, hits)
+    assert ok(n, "DELETE", "/collections/shapes") is True
+
+
 def _recommend_target(data, positive, negative):
     """Qdrant's average_vector rule over the stored vectors."""
     def avg(ids):
