@@ -3,6 +3,7 @@
 */
 #include "proto/envelope.h"
 #include "common/err.h"
+#include "common/jsonx.h"
 #include <stdarg.h>
 #include <string.h>
 #include <sys/time.h>
@@ -337,9 +338,12 @@ envelope_decode (zmsg_t **msg_p, bool has_routing_id, envelope_t **out)
         zframe_destroy (&jf);
         goto done;
     }
-    json_error_t error;
-    self->json = json_loadb ((const char *) zframe_data (jf), zframe_size (jf),
-                             JSON_REJECT_DUPLICATES, &error);
+    //  jsonx, not json_loadb: a batch's metadata frame (ids, vecrefs,
+    //  payloads) is parsed ~3x faster (see common/jsonx.h).
+    char error [256];
+    self->json = jsonx_loadb ((const char *) zframe_data (jf), zframe_size (jf),
+                              JSONX_REJECT_DUPLICATES, error,
+                              sizeof error);
     zframe_destroy (&jf);
     if (!self->json || !json_is_object (self->json))
         goto done;

@@ -16,6 +16,7 @@
     output does.
 */
 #include "actors/gateway/gw.h"
+#include "common/jsonx.h"
 #include "common/log.h"
 #include <microhttpd.h>
 #include <sodium.h>
@@ -906,12 +907,11 @@ s_finish (s_request_t *r, struct MHD_Connection *connection)
     req->deadline_ms = envelope_now_ms () + timeout_s * 1000;
 
     if (r->body_len && !s_all_space (r->body, r->body_len)) {
-        json_error_t error;
-        json_t *body = json_loadb (r->body, r->body_len, JSON_DECODE_ANY, &error);
+        char error [256];
+        json_t *body = jsonx_loadb (r->body, r->body_len, 0, error, sizeof error);
         if (!body)
-            return s_respond_error (r, connection, 400,
-                                    "Format error in JSON body: %s at line %d column %d",
-                                    error.text, error.line, error.column);
+            return s_respond_error (r, connection, 400, "Format error in JSON body: %s",
+                                    error);
         if (!json_is_object (body)) {
             const char *type = s_json_type_name (body);
             json_decref (body);

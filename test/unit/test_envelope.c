@@ -307,7 +307,7 @@ START_TEST (test_malformed_json_frames_are_refused)
     s_header (head, ENVELOPE_VERSION, 0, 1, 0, 1, 0);
     s_decode_fails (s_message (head, sizeof head, NULL, 0, 0), false, "no JSON frame");
     const char *bad [] = { "", "{", "[]", "[1,2]", "3", "\"text\"", "null", "true",
-                           "{\"a\":1,\"a\":2}", "{\"a\":1} trailing", "{\"a\":\"\\u0000\"}" };
+                           "{\"a\":1,\"a\":2}", "{\"a\":1} trailing" };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
         s_decode_fails (s_message (head, sizeof head, bad [i], 0, 0), false, bad [i]);
     //  Invalid UTF-8 inside a string.

@@ -1,0 +1,141 @@
+/*  test_jsonx: the fast body parser must build exactly the tree jansson
+    builds (same types, same doubles to the bit) and refuse what it refuses.
+*/
+#include "common/jsonx.h"
+#include "test/unit/check_main.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static json_t *
+s_load (const char *text)
+{
+    char err [256];
+    return jsonx_loadb (text, strlen (text), 0, err, sizeof err);
+}
+
+static void
+s_assert_same_as_jansson (const char *text)
+{
+    json_error_t error;
+    json_t *want = json_loadb (text, strlen (text), JSON_DECODE_ANY, &error);
+    ck_assert_msg (want, "jansson refused %s: %s", text, error.text);
+    json_t *got = s_load (text);
+    ck_assert_msg (got, "jsonx refused %s", text);
+    ck_assert_msg (json_equal (want, got), "trees differ for %s", text);
+    json_decref (want);
+    json_decref (got);
+}
+
+START_TEST (test_documents_parse_to_the_same_tree_as_jansson)
+{
+    s_assert_same_as_jansson ("{\"a\": [1, 2.5, -3e-2, true, false, null, \"x\\u00e9\\n\"],"
+                              " \"b\": {\"c\": {}}, \"d\": []}");
+    s_assert_same_as_jansson ("[]");
+    s_assert_same_as_jansson ("42");
+    s_assert_same_as_jansson ("\"just a string\"");
+    s_assert_same_as_jansson ("{\"dup\": 1, \"dup\": 2}");
+    s_assert_same_as_jansson ("[-0, 0.0, -0.0, 9223372036854775807, -9223372036854775808]");
+    s_assert_same_as_jansson ("{\"\\ud83d\\ude00\": \"\xf0\x9f\x98\x80\"}");
+}
+END_TEST
+
+START_TEST (test_numbers_are_bit_identical_to_strtod)
+{
+    //  Random doubles printed in the ways clients print them, plus the
+    //  corners of the fast path (2^53, 10^22, long mantissas).
+    const char *fixed [] = {
+        "0.1", "0.2", "0.3", "1e22", "1e23", "9007199254740992", "9007199254740993.0",
+        "123456789012345678901234567890", "0.000001", "1e-300", "2.2250738585072014e-308",
+        "4.9e-324", "1.7976931348623157e308", "3.141592653589793238462643383279",
+        "0.1000000000000000055511151231257827", "-0.49304536", "1E5", "1e+5", "5e-1"
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed [0]; i++) {
+        double want = strtod (fixed [i], NULL);
+        double got = jsonx_strtod (fixed [i], strlen (fixed [i]));
+        ck_assert_msg (memcmp (&want, &got, sizeof want) == 0, "%s: %.17g != %.17g",
+                       fixed [i], got, want);
+    }
+    uint64_t state = 88172645463325252ULL;
+    char text [64];
+    const char *formats [] = { "%.17g", "%.6f", "%.9g", "%g", "%.3e", "%.15g" };
+    for (int i = 0; i < 200000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        double value = ((double) (state >> 11) / (double) (1ULL << 53) - 0.5)
+                     * pow (10, (int) (state % 40) - 20);
+        snprintf (text, sizeof text, formats [i % 6], value);
+        double want = strtod (text, NULL);
+        double got = jsonx_strtod (text, strlen (text));
+        ck_assert_msg (memcmp (&want, &got, sizeof want) == 0, "%s: %.17g != %.17g", text,
+                       got, want);
+    }
+}
+END_TEST
+
+START_TEST (test_bad_input_is_refused_with_a_message)
+{
+    const char *bad [] = {
+        "", "{", "[1,]", "{\"a\" 1}", "[1] 2", "nul", "[\"\xff\"]", "{\"a\":01}",
+        "[99999999999999999999]", "[-9223372036854775809]", "[1e999]", "{\"a\\u0000b\": 1}"
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        char err [256] = "";
+        json_t *got = jsonx_loadb (bad [i], strlen (bad [i]), 0, err, sizeof err);
+        ck_assert_msg (got == NULL, "accepted %s", bad [i]);
+        ck_assert_msg (strlen (err) > 0, "no message for %s", bad [i]);
+    }
+}
+END_TEST
+
+START_TEST (test_deep_nesting_is_refused_not_overflowed)
+{
+    size_t depth = 100000;
+    char *text = (char *) malloc (2 * depth + 1);
+    memset (text, '[', depth);
+    memset (text + depth, ']', depth);
+    text [2 * depth] = 0;
+    char err [256];
+    ck_assert_ptr_null (jsonx_loadb (text, 2 * depth, 0, err, sizeof err));
+    ck_assert_ptr_nonnull (strstr (err, "depth"));
+    //  Just inside the limit is fine.
+    memset (text, '[', JSONX_MAX_DEPTH);
+    memset (text + JSONX_MAX_DEPTH, ']', JSONX_MAX_DEPTH);
+    json_t *ok = jsonx_loadb (text, 2 * JSONX_MAX_DEPTH, 0, err, sizeof err);
+    ck_assert_ptr_nonnull (ok);
+    json_decref (ok);
+    free (text);
+}
+END_TEST
+
+START_TEST (test_duplicate_keys_are_refused_when_asked)
+{
+    const char *text = "{\"a\": {\"b\": 1, \"b\": 2}}";
+    char err [256];
+    ck_assert_ptr_null (jsonx_loadb (text, strlen (text), JSONX_REJECT_DUPLICATES, err,
+                                     sizeof err));
+    ck_assert_ptr_nonnull (strstr (err, "duplicate"));
+    json_t *last = jsonx_loadb (text, strlen (text), 0, err, sizeof err);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_object_get (last, "a"), "b")),
+                      2);
+    json_decref (last);
+}
+END_TEST
+
+static Suite *
+jsonx_suite (void)
+{
+    Suite *s = suite_create ("jsonx");
+    TCase *tc = tcase_create ("jsonx");
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_documents_parse_to_the_same_tree_as_jansson);
+    tcase_add_test (tc, test_numbers_are_bit_identical_to_strtod);
+    tcase_add_test (tc, test_bad_input_is_refused_with_a_message);
+    tcase_add_test (tc, test_deep_nesting_is_refused_not_overflowed);
+    tcase_add_test (tc, test_duplicate_keys_are_refused_when_asked);
+    suite_add_tcase (s, tc);
+    return s;
+}
+
+SH_CHECK_MAIN (jsonx_suite)
