@@ -27,6 +27,16 @@ bool distance_higher_is_better (distance_t d);
 bool distance_better (distance_t d, float a, float b);
 //  Scales v to unit length in place; a zero vector stays zero.
 void distance_normalize (float *v, uint32_t dim);
+//  A raw kernel: dot product, squared L2 or L1 of two dim-float vectors.
+typedef float (*distance_kernel_t) (const float *a, const float *b, uint32_t dim);
+//  The fastest kernel this CPU runs for the metric's raw value (Cosine and
+//  Dot: dot product; Euclid: squared L2; Manhattan: L1), picked once by
+//  runtime CPU detection. Hot loops (exact scan, HNSW) call through it.
+distance_kernel_t distance_kernel (distance_t d);
+//  Name of the instruction set the kernels use ("avx512", "avx2", "neon",
+//  "scalar"), for logs and the benchmark.
+const char *distance_isa (void);
+
 //  Sparse dot product over shared indices; both index lists sorted ascending.
 float distance_sparse_dot (const uint32_t *ai, const float *av, uint32_t an,
                            const uint32_t *bi, const float *bv, uint32_t bn);
