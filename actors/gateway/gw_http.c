@@ -16,6 +16,7 @@
     output does.
 */
 #include "actors/gateway/gw.h"
+#include "common/fmtnum.h"
 #include "common/jsonx.h"
 #include "common/log.h"
 #include <microhttpd.h>
@@ -196,20 +197,10 @@ s_buf_puts (s_buf_t *b, const char *s)
 static void
 s_put_real (s_buf_t *b, double v)
 {
-    char tmp [40];
-    if (!isfinite (v)) {
-        s_buf_puts (b, "null");        //  jansson never holds these; be safe
-        return;
-    }
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf (tmp, sizeof tmp, "%.*g", prec, v);
-        if (strtod (tmp, NULL) == v)
-            break;
-    }
-    //  Keep a real a real: Qdrant (serde) prints 1.0, not 1.
-    if (!strpbrk (tmp, ".eEn"))
-        strcat (tmp, ".0");
-    s_buf_puts (b, tmp);
+    //  Shortest round-trip form, ".0" kept on integral values (serde's).
+    char tmp [FMTNUM_SIZE];
+    size_t n = fmtnum_double (v, tmp);
+    s_buf_put (b, tmp, n);
 }
 
 static void

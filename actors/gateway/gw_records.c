@@ -13,6 +13,7 @@
     vectors are output as a map of name to array or {"indices", "values"}.
 */
 #include "actors/gateway/gw.h"
+#include "common/fmtnum.h"
 #include "common/log.h"
 #include "proto/vecref.h"
 #include <math.h>
@@ -35,15 +36,9 @@ gw_json_float (float value)
 {
     if (!isfinite (value))
         return json_null ();
-    //  Shortest precision whose text reads back as the same float; %.9g
-    //  always does. The double parsed from that text prints short again.
-    char text [32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf (text, sizeof text, "%.*g", prec, (double) value);
-        if (strtof (text, NULL) == value)
-            break;
-    }
-    return json_real (strtod (text, NULL));
+    //  The double nearest the float's shortest decimal: it prints short
+    //  again (0.1, not 0.100000001) when the response is written.
+    return json_real (fmtnum_float_as_double (value));
 }
 
 //  True when the collection's "vectors" config is one unnamed VectorParams
