@@ -377,10 +377,20 @@ def _on_sigterm(signo, frame):
     raise SystemExit(128 + signo)
 
 
-def main():
+def main(shared=None):
     """Runs the registered tests (or those named on the command line) and
-    exits 1 if any failed. The last line printed is "N passed, N failed"."""
+    exits 1 if any failed. The last line printed is "N passed, N failed".
+
+    shared: a function that starts the suite's shared node, called before
+    the tests so the node outlives each of them (nodes a test starts are
+    stopped at its end); should it fail, each test calls it again and
+    reports why."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if shared is not None:
+        try:
+            shared()
+        except Exception:
+            traceback.print_exc(file=sys.stdout)
     wanted = set(sys.argv[1:])
     passed = failed = 0
     if not os.access(SHOAL_BIN, os.X_OK):

@@ -8,7 +8,6 @@ collections, search, query, scroll, count, retrieve) and gets 403 on every
 write (collection create/update/delete, aliases, point writes)."""
 import os
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -174,12 +173,4 @@ def test_read_only_key_reads_and_is_forbidden_to_write():
 
 
 if __name__ == "__main__":
-    #  The shared node is started before the tests run, so the harness
-    #  keeps it across tests (it stops nodes a test started at that
-    #  test's end); should it fail to start, each test tries again and
-    #  reports why.
-    try:
-        node()
-    except Exception:
-        traceback.print_exc(file=sys.stdout)
-    harness.main()
+    harness.main(shared=node)

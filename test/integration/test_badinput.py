@@ -15,7 +15,6 @@ import os
 import select
 import socket
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -362,12 +361,4 @@ def test_node_still_serves_correctly_and_no_actor_restarted():
 
 
 if __name__ == "__main__":
-    #  The shared node is started before the tests run, so the harness
-    #  keeps it across tests (it stops nodes a test started at that
-    #  test's end); should it fail to start, each test tries again and
-    #  reports why.
-    try:
-        node()
-    except Exception:
-        traceback.print_exc(file=sys.stdout)
-    harness.main()
+    harness.main(shared=node)

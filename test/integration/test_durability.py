@@ -14,7 +14,6 @@ import random
 import signal
 import struct
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -254,12 +253,4 @@ def test_collection_metadata_and_deletes_survive_restarts():
 
 
 if __name__ == "__main__":
-    #  The shared node is started before the tests run, so the harness
-    #  keeps it across tests (it stops nodes a test started at that
-    #  test's end); should it fail to start, each test tries again and
-    #  reports why.
-    try:
-        state()
-    except Exception:
-        traceback.print_exc(file=sys.stdout)
-    harness.main()
+    harness.main(shared=state)

@@ -10,7 +10,6 @@ point operations). Every JSON answer must carry Qdrant's envelope:
 import os
 import re
 import sys
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -373,12 +372,4 @@ def test_alias_serves_point_operations():
 
 
 if __name__ == "__main__":
-    #  The shared node is started before the tests run, so the harness
-    #  keeps it across tests (it stops nodes a test started at that
-    #  test's end); should it fail to start, each test tries again and
-    #  reports why.
-    try:
-        node()
-    except Exception:
-        traceback.print_exc(file=sys.stdout)
-    harness.main()
+    harness.main(shared=node)

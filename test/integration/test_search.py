@@ -23,7 +23,6 @@ import os
 import random
 import struct
 import sys
-import traceback
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -596,12 +595,4 @@ def test_sparse_vector_search_scores_shared_indices_only():
 
 
 if __name__ == "__main__":
-    #  The shared node is started before the tests run, so the harness
-    #  keeps it across tests (it stops nodes a test started at that
-    #  test's end); should it fail to start, each test tries again and
-    #  reports why.
-    try:
-        node()
-    except Exception:
-        traceback.print_exc(file=sys.stdout)
-    harness.main()
+    harness.main(shared=node)
