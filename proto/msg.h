@@ -51,7 +51,7 @@ typedef enum {
     //                     sparse_vectors), hnsw_config, optimizer_config,
     //                     wal_config, quantization_config>,
     //          "shards": [{"shard_id": n, "replicas": {"<peer id>": "Active"}}],
-    //          "payload_schema": {} }},
+    //          "payload_schema": {"<field path>": {"data_type", "params"}} }},
     //     "aliases": {"<alias>": "<collection name>"}}
     //
     //  <op>:
@@ -106,7 +106,9 @@ typedef enum {
     //  SHARD_COUNT    {"filter"?} reply {"count": n}
     //  SHARD_INFO     {} reply {"points_count": n, "vectors_count": n,
     //                  "indexed_vectors_count": n, "segments_count": n,
-    //                  "status": "green"|"yellow", "seq": last seq}
+    //                  "status": "green"|"yellow", "seq": last seq,
+    //                  "payload_points": {field: points with a value, for
+    //                  every field in the collection's payload_schema}}
     MSG_SHARD_UPSERT = 20,
     MSG_SHARD_DELETE = 21,
     MSG_SHARD_SET_PAYLOAD = 22,

@@ -186,6 +186,8 @@ typedef struct {
     size_t shards;                  //  shards asked
     size_t missing;                 //  shards that did not answer
     bool yellow;                    //  a shard reported "yellow"
+    json_t *payload_points;         //  {field: points with an indexed value},
+                                    //  summed; NULL if no shard said (yours)
 } gw_coll_stats_t;
 int gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
                          gw_coll_stats_t *out);

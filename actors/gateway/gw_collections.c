@@ -17,6 +17,7 @@
     that GET /collections/{name} returns.
 */
 #include "actors/gateway/gw.h"
+#include "common/filter.h"
 #include "common/log.h"
 #include <inttypes.h>
 #include <math.h>
@@ -667,6 +668,18 @@ gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_
         const char *status = json_string_value (json_object_get (info, "status"));
         if (status && !streq (status, "green"))
             out->yellow = true;
+        const char *field;
+        json_t *count;
+        json_object_foreach (json_object_get (info, "payload_points"), field, count) {
+            if (!json_is_integer (count) || json_integer_value (count) < 0)
+                continue;
+            if (!out->payload_points)
+                out->payload_points = json_object ();
+            json_t *sum = json_object_get (out->payload_points, field);
+            json_object_set_new (out->payload_points, field,
+                                 json_integer (json_integer_value (sum)
+                                               + json_integer_value (count)));
+        }
         envelope_destroy (&replies [i]);
     }
     free (replies);
@@ -733,9 +746,22 @@ s_info (gw_req_t *req)
     json_object_set_new (info, "segments_count", json_integer ((json_int_t) stats.segments));
     json_t *config = json_object_get (collection, "config");
     json_object_set (info, "config", config ? config : json_object ());
-    json_t *schema = json_object_get (collection, "payload_schema");
-    json_object_set_new (info, "payload_schema",
-                         json_is_object (schema) ? json_incref (schema) : json_object ());
+    //  PayloadIndexInfo: the stored schema plus how many points the shards
+    //  hold a value for.
+    json_t *schema = json_object ();
+    const char *field;
+    json_t *entry;
+    json_object_foreach (json_object_get (collection, "payload_schema"), field, entry) {
+        json_t *out = json_pack ("{sO}", "data_type", json_object_get (entry, "data_type"));
+        json_t *params = json_object_get (entry, "params");
+        if (json_is_object (params))
+            json_object_set (out, "params", params);
+        json_int_t points = json_integer_value (json_object_get (stats.payload_points, field));
+        json_object_set_new (out, "points", json_integer (points));
+        json_object_set_new (schema, field, out);
+    }
+    json_object_set_new (info, "payload_schema", schema);
+    json_decref (stats.payload_points);
     json_decref (collection);
     gw_ok (req, info);
 }
@@ -1206,6 +1232,116 @@ s_all_aliases (gw_req_t *req)
     json_decref (state);
 }
 
+//  --- payload indexes ---------------------------------------------------------
+//  The schema goes through consensus (every replica of every shard indexes
+//  the same fields); each shard actor builds or drops its index when the
+//  published state changes. Answered with Qdrant's UpdateResult.
+
+//  ?wait and ?ordering as the point writes check them.
+static bool
+s_index_params (gw_req_t *req, bool *wait)
+{
+    bool bad = false;
+    *wait = gw_query_bool (req, "wait", false, &bad);
+    const char *ordering = gw_query (req, "ordering");
+    if (bad || (ordering && !streq (ordering, "weak") && !streq (ordering, "medium")
+                && !streq (ordering, "strong"))) {
+        gw_fail_http (req, 400, "Deserialize error in query parameters: wait must be true "
+                      "or false, ordering one of weak, medium, strong");
+        return false;
+    }
+    return true;
+}
+
+static void
+s_index_result (gw_req_t *req, json_t *result, bool wait)
+{
+    json_int_t applied = json_integer_value (
+        json_object_get (gw_meta_state (gw_meta (req->gw)), "applied"));
+    json_decref (result);
+    gw_ok (req, json_pack ("{sIss}", "operation_id", applied,
+                           "status", wait ? "completed" : "acknowledged"));
+}
+
+static void
+s_create_index (gw_req_t *req)
+{
+    static const char *types [] = { "keyword", "integer", "float", "bool", "uuid",
+                                    "datetime" };
+    bool wait;
+    if (!s_index_params (req, &wait))
+        return;
+    if (!req->body) {
+        gw_fail_http (req, 400, "Format error in JSON body: EOF while parsing a value");
+        return;
+    }
+    json_t *collection = gw_collection_or_404 (req);
+    if (!collection)
+        return;
+    char *name = NULL;
+    json_decref (gw_meta_collection (gw_meta (req->gw), req->params [0], &name));
+    const json_t *body = req->body;
+    const char *field = json_string_value (json_object_get (body, "field_name"));
+    const json_t *schema = json_object_get (body, "field_schema");
+    //  Qdrant's PayloadFieldSchema: a type name, or params with a "type".
+    const json_t *params = json_is_object (schema) ? schema : NULL;
+    const char *type = json_is_string (schema) ? json_string_value (schema)
+                     : json_string_value (json_object_get (params, "type"));
+    if (!field || !*field || !filter_path_valid (field))
+        gw_fail_http (req, 400, "Format error in JSON body: field_name: expected a payload "
+                      "key path such as \"city\" or \"a.b[].c\"");
+    else
+    if (!type)
+        gw_fail_http (req, 400, "Format error in JSON body: field_schema: expected one of "
+                      "keyword, integer, float, bool, uuid, datetime (or {\"type\": ...})");
+    else {
+        bool known = false;
+        for (size_t i = 0; i < sizeof types / sizeof types [0]; i++)
+            known |= streq (type, types [i]);
+        if (!known && (streq (type, "geo") || streq (type, "text")))
+            gw_fail_http (req, 400, "Bad request: %s payload indexes are not supported yet",
+                          type);
+        else
+        if (!known)
+            gw_fail_http (req, 400, "Format error in JSON body: field_schema: unknown variant "
+                          "`%s`, expected one of `keyword`, `integer`, `float`, `geo`, "
+                          "`text`, `bool`, `datetime`, `uuid`", type);
+        else {
+            json_t *stored = json_pack ("{ss}", "data_type", type);
+            json_object_set_new (stored, "params",
+                                 params ? json_deep_copy (params) : json_null ());
+            json_t *op = json_pack ("{sssssssO}", "type", "create_field_index", "name", name,
+                                    "field_name", field, "field_schema", stored);
+            json_decref (stored);
+            json_t *result = s_propose (req, op, name);
+            if (result)
+                s_index_result (req, result, wait);
+        }
+    }
+    free (name);
+    json_decref (collection);
+}
+
+static void
+s_delete_index (gw_req_t *req)
+{
+    bool wait;
+    if (!s_index_params (req, &wait))
+        return;
+    json_t *collection = gw_collection_or_404 (req);
+    if (!collection)
+        return;
+    char *name = NULL;
+    json_decref (gw_meta_collection (gw_meta (req->gw), req->params [0], &name));
+    json_t *op = json_pack ("{ssssss}", "type", "delete_field_index", "name", name,
+                            "field_name", req->params [1]);
+    json_t *result = s_propose (req, op, name);
+    if (result)
+        s_index_result (req, result, wait);
+    free (name);
+    json_decref (collection);
+}
+
 void
 gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *arg)
 {
@@ -1219,6 +1355,8 @@ gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *a
         { "GET", "/collections/{collection_name}/exists", s_exists, false },
         { "GET", "/collections/{collection_name}/aliases", s_collection_aliases, false },
         { "GET", "/aliases", s_all_aliases, false },
+        { "PUT", "/collections/{collection_name}/index", s_create_index, true },
+        { "DELETE", "/collections/{collection_name}/index/{field_name}", s_delete_index, true },
     };
     for (size_t i = 0; i < sizeof (routes) / sizeof (routes [0]); i++)
         add (&routes [i], arg);

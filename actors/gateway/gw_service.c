@@ -372,6 +372,7 @@ s_metrics (gw_req_t *req)
     json_object_foreach (collections, name, collection) {
         gw_coll_stats_t stats;
         gw_collection_stats (req, collection, deadline, &stats);
+        json_decref (stats.payload_points);
         vectors += stats.points;
     }
 

@@ -392,6 +392,57 @@ s_change_aliases (meta_t *self, const json_t *op, json_t **result, char *err, si
     return 0;
 }
 
+//  {"type": "create_field_index", "name", "field_name", "field_schema":
+//  {"data_type": type, "params": object|null}} (the gateway normalises
+//  Qdrant's string-or-params form): sets collection.payload_schema
+//  [field_name]; creating it again replaces it, as Qdrant does. Shards see
+//  the schema in the state and build or drop their indexes.
+static int
+s_create_field_index (meta_t *self, const json_t *op, json_t **result, char *err,
+                      size_t errlen)
+{
+    const char *name = s_name (op, "name");
+    const char *field = s_name (op, "field_name");
+    const json_t *schema = json_object_get (op, "field_schema");
+    if (!name || !field || !json_is_object (schema)
+        || !json_is_string (json_object_get (schema, "data_type")))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: create_field_index needs \"name\", \"field_name\" and "
+                        "a \"field_schema\" with a \"data_type\"");
+    json_t *coll = json_object_get (self->collections, name);
+    if (!coll)
+        return s_error (err, errlen, -SH_ENOTFOUND,
+                        "Not found: Collection `%s` doesn't exist!", name);
+    json_t *schemas = json_object_get (coll, "payload_schema");
+    if (!json_is_object (schemas)) {
+        schemas = json_object ();
+        json_object_set_new (coll, "payload_schema", schemas);
+    }
+    json_object_set_new (schemas, field, json_deep_copy (schema));
+    *result = json_true ();
+    return 0;
+}
+
+//  {"type": "delete_field_index", "name", "field_name"}: a field without an
+//  index is not an error (Qdrant answers ok).
+static int
+s_delete_field_index (meta_t *self, const json_t *op, json_t **result, char *err,
+                      size_t errlen)
+{
+    const char *name = s_name (op, "name");
+    const char *field = s_name (op, "field_name");
+    if (!name || !field)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: delete_field_index needs \"name\" and \"field_name\"");
+    json_t *coll = json_object_get (self->collections, name);
+    if (!coll)
+        return s_error (err, errlen, -SH_ENOTFOUND,
+                        "Not found: Collection `%s` doesn't exist!", name);
+    json_object_del (json_object_get (coll, "payload_schema"), field);
+    *result = json_true ();
+    return 0;
+}
+
 int
 meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
             size_t errlen)
@@ -415,6 +466,10 @@ meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, cha
         return s_delete_collection (self, op, result, err, errlen);
     if (strcmp (type, "change_aliases") == 0)
         return s_change_aliases (self, op, result, err, errlen);
+    if (strcmp (type, "create_field_index") == 0)
+        return s_create_field_index (self, op, result, err, errlen);
+    if (strcmp (type, "delete_field_index") == 0)
+        return s_delete_field_index (self, op, result, err, errlen);
     return s_error (err, errlen, -SH_EINVAL, "Wrong input: unknown operation type `%.64s`",
                     type);
 }

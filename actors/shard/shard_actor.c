@@ -60,6 +60,7 @@ typedef struct {
     zpoller_t *poller;          //  over router and sub
     uint64_t last_seq;          //  last seq handed to a write
     uint64_t meta_applied;      //  "applied" of the newest state seen
+    json_t *payload_schema;     //  the collection's indexed fields (from the state)
     pointid_t *dirty;           //  ids written this turn (may repeat)
     size_t n_dirty;             //  entries in dirty
     size_t cap_dirty;           //  capacity of dirty
@@ -222,6 +223,15 @@ s_find_collection (s_shard_t *self, const json_t *state)
     return NULL;
 }
 
+//  Keeps the collection's payload_schema (the fields to index).
+static void
+s_set_schema (s_shard_t *self, const json_t *coll)
+{
+    const json_t *schema = json_object_get (coll, "payload_schema");
+    json_decref (self->payload_schema);
+    self->payload_schema = json_is_object (schema) ? json_deep_copy (schema) : json_object ();
+}
+
 //  A newer state: stop if our collection is gone, add named vectors that
 //  appeared since. Older or equal states are ignored, so a publication
 //  that predates our META_GET answer cannot make us think we were deleted.
@@ -243,6 +253,7 @@ s_on_state (s_shard_t *self, const json_t *state)
         self->exit_code = 0;
         return;
     }
+    s_set_schema (self, coll);
     segment_vspec_t *specs = NULL;
     size_t n = 0;
     if (s_specs_from_config (json_object_get (coll, "config"), &specs, &n))
@@ -990,6 +1001,23 @@ s_on_info (s_shard_t *self, envelope_t *req, envelope_t *reply)
                    (json_int_t) segment_vector_count (self->segment),
                    "indexed_vectors_count", (json_int_t) 0, "segments_count",
                    (json_int_t) 1, "status", "green", "seq", (json_int_t) self->last_seq));
+    //  Points holding a value for each indexed field (Qdrant's
+    //  PayloadIndexInfo.points), counted by a scan until the payload index
+    //  (pindex) keeps the count.
+    json_t *points = json_object ();
+    const char *field;
+    json_t *entry;
+    json_object_foreach (self->payload_schema, field, entry) {
+        json_t *json = json_pack ("{s[{s{ss}}]}", "must_not", "is_empty", "key", field);
+        filter_t *filter = NULL;
+        char err [256];
+        if (json && filter_parse (json, &filter, err, sizeof err) == 0)
+            json_object_set_new (points, field, json_integer (
+                (json_int_t) segment_count (self->segment, filter)));
+        filter_destroy (&filter);
+        json_decref (json);
+    }
+    json_object_set_new (envelope_json (reply), "payload_points", points);
     return 0;
 }
 
@@ -1726,6 +1754,7 @@ s_destroy (s_shard_t *self)
     shard_store_destroy (&self->store);
     segment_destroy (&self->segment);
     free (self->specs);
+    json_decref (self->payload_schema);
     free (self->dirty);
 }
 
@@ -1769,6 +1798,7 @@ s_start (s_shard_t *self, int *exit_code)
         *exit_code = 0;
         return 1;
     }
+    s_set_schema (self, coll);
     rc = s_specs_from_config (json_object_get (coll, "config"), &self->specs, &self->n_specs);
     json_decref (state);
     if (rc)

@@ -371,5 +371,40 @@ def test_alias_serves_point_operations():
     envelope_error(status, body, 404)
 
 
+@test
+def test_payload_indexes_are_created_shown_and_deleted():
+    n = node()
+    create(n, "idx", {"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2})
+    ok(n, "PUT", "/collections/idx/points?wait=true", {"points": [
+        {"id": i, "vector": [1.0, float(i)],
+         "payload": {"city": "Oslo" if i % 2 else "Rome", "n": i} if i < 8 else {}}
+        for i in range(10)]})
+    result = ok(n, "PUT", "/collections/idx/index?wait=true",
+                {"field_name": "city", "field_schema": "keyword"})
+    assert result["status"] == "completed" and isinstance(result["operation_id"], int), result
+    ok(n, "PUT", "/collections/idx/index", {"field_name": "n",
+                                           "field_schema": {"type": "integer", "range": True}})
+    schema = ok(n, "GET", "/collections/idx")["payload_schema"]
+    assert schema["city"] == {"data_type": "keyword", "points": 8}, schema
+    assert schema["n"]["data_type"] == "integer" and schema["n"]["points"] == 8, schema
+    assert schema["n"]["params"]["range"] is True, schema
+    #  Filters give the same answers with the index.
+    count = ok(n, "POST", "/collections/idx/points/count",
+               {"filter": {"must": [{"key": "city", "match": {"value": "Oslo"}}]}})
+    assert count == {"count": 4}, count
+    ok(n, "DELETE", "/collections/idx/index/city?wait=true")
+    schema = ok(n, "GET", "/collections/idx")["payload_schema"]
+    assert list(schema) == ["n"], schema
+    #  Bad input is refused with 400, an unknown collection with 404.
+    for body in ({"field_name": "city", "field_schema": "nope"},
+                 {"field_name": "city"}, {"field_schema": "keyword"},
+                 {"field_name": "a..b", "field_schema": "keyword"},
+                 {"field_name": "g", "field_schema": "geo"}):
+        envelope_error(*n.request("PUT", "/collections/idx/index", body), 400)
+    envelope_error(*n.request("PUT", "/collections/missing/index",
+                              {"field_name": "a", "field_schema": "keyword"}), 404)
+    ok(n, "DELETE", "/collections/idx")
+
+
 if __name__ == "__main__":
     harness.main(shared=node)

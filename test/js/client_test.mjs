@@ -210,6 +210,22 @@ test('batch update', async () => {
     assert.deepEqual(await client.retrieve(C, { ids: [5] }), []);
 });
 
+test('payload indexes', async () => {
+    const res = await client.createPayloadIndex(C, { field_name: 'group', field_schema: 'keyword', wait: true });
+    assert.equal(res.status, 'completed');
+    await client.createPayloadIndex(C, { field_name: 'n', field_schema: { type: 'integer', range: true }, wait: true });
+    const info = await client.getCollection(C);
+    assert.equal(info.payload_schema.group.data_type, 'keyword');
+    assert.equal(info.payload_schema.n.data_type, 'integer');
+    assert.ok(info.payload_schema.n.points > 0);
+    const q = await client.query(C, { query: vec(8), limit: 5, params: { hnsw_ef: 64 },
+        filter: { must: [{ key: 'group', match: { value: 'b' } }] }, with_payload: true });
+    assert.equal(q.points.length, 5);
+    for (const p of q.points) assert.equal(p.payload.group, 'b');
+    await client.deletePayloadIndex(C, 'n', { wait: true });
+    assert.equal((await client.getCollection(C)).payload_schema.n, undefined);
+});
+
 test('aliases', async () => {
     await client.updateCollectionAliases({ actions: [{ create_alias: { collection_name: C, alias_name: 'js_alias' } }] });
     const aliases = await client.getAliases();

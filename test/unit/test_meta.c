@@ -433,6 +433,37 @@ START_TEST (test_create_without_peers_is_refused)
 }
 END_TEST
 
+START_TEST (test_field_indexes_are_set_replaced_and_dropped)
+{
+    ck_assert_int_eq (s_apply ("{\"type\": \"create_collection\", \"name\": \"c\", "
+                               "\"config\": {\"params\": {\"shard_number\": 1}}}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\": \"create_field_index\", \"name\": \"c\", "
+                               "\"field_name\": \"a.b\", \"field_schema\": "
+                               "{\"data_type\": \"keyword\", \"params\": null}}"), 0);
+    json_t *schema = json_object_get (json_object_get (s_collection ("c"), "payload_schema"),
+                                      "a.b");
+    ck_assert_str_eq (json_string_value (json_object_get (schema, "data_type")), "keyword");
+    //  Again with another type: replaced, as Qdrant does.
+    ck_assert_int_eq (s_apply ("{\"type\": \"create_field_index\", \"name\": \"c\", "
+                               "\"field_name\": \"a.b\", \"field_schema\": "
+                               "{\"data_type\": \"integer\", \"params\": null}}"), 0);
+    schema = json_object_get (json_object_get (s_collection ("c"), "payload_schema"), "a.b");
+    ck_assert_str_eq (json_string_value (json_object_get (schema, "data_type")), "integer");
+    ck_assert_int_eq (s_apply ("{\"type\": \"delete_field_index\", \"name\": \"c\", "
+                               "\"field_name\": \"a.b\"}"), 0);
+    ck_assert_int_eq (json_object_size (json_object_get (s_collection ("c"), "payload_schema")),
+                      0);
+    //  Dropping an absent index is fine; an unknown collection or a bad op is not.
+    ck_assert_int_eq (s_apply ("{\"type\": \"delete_field_index\", \"name\": \"c\", "
+                               "\"field_name\": \"zz\"}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\": \"create_field_index\", \"name\": \"nope\", "
+                               "\"field_name\": \"a\", \"field_schema\": "
+                               "{\"data_type\": \"keyword\"}}"), -SH_ENOTFOUND);
+    ck_assert_int_eq (s_apply ("{\"type\": \"create_field_index\", \"name\": \"c\", "
+                               "\"field_name\": \"a\"}"), -SH_EINVAL);
+}
+END_TEST
+
 Suite *
 meta_suite (void)
 {
@@ -453,6 +484,7 @@ meta_suite (void)
     tcase_add_test (tc, test_state_layout_and_soft_fields);
     tcase_add_test (tc, test_same_ops_give_same_state_and_dump_round_trips);
     tcase_add_test (tc, test_create_without_peers_is_refused);
+    tcase_add_test (tc, test_field_indexes_are_set_replaced_and_dropped);
     suite_add_tcase (s, tc);
     return s;
 }
