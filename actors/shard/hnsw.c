@@ -84,7 +84,7 @@ struct _hnsw_t {
     uint32_t ef_construct;      //  candidate list size while inserting
     uint64_t seed;              //  level draw seed
     double level_mult;          //  1 / ln (m)
-    distance_kernel_t kernel;   //  raw distance kernel for the metric
+    distance_kernel_t kernel;   //  raw SIMD kernel for the metric (distance_kernel)
     bool negate;                //  distance = -kernel (dot products)
     const float *base;          //  vectors: base + slot * stride, or
     size_t stride;              //    floats between two vectors
@@ -108,26 +108,7 @@ struct _hnsw_t {
     s_ctx_t *pool;              //  free search contexts
 };
 
-//  --- distance kernels -----------------------------------------------------
-//  The raw kernel for a metric. common/distance.c's distance_kernel () will
-//  pick SIMD code at run time; until it exists this wrapper returns the
-//  portable kernels (vectorized by the compiler), and it is the one place
-//  to switch.
-static distance_kernel_t
-s_kernel (distance_t d)
-{
-    switch (d) {
-        case DIST_EUCLID:
-            return distance_l2sq;
-        case DIST_MANHATTAN:
-            return distance_l1;
-        case DIST_COSINE:
-        case DIST_DOT:
-        default:
-            return distance_dot;
-    }
-}
-
+//  --- vectors and distances ------------------------------------------------
 static inline const float *
 s_vec (const hnsw_t *self, uint32_t slot)
 {
@@ -724,7 +705,7 @@ s_new (distance_t distance, uint32_t dim, uint32_t m, uint32_t ef, uint64_t seed
     self->ef_construct = ef;
     self->seed = seed;
     self->level_mult = 1.0 / log ((double) m);
-    self->kernel = s_kernel (distance);
+    self->kernel = distance_kernel (distance);
     self->negate = distance == DIST_COSINE || distance == DIST_DOT;
     self->stride = dim;
     self->stride0 = 1 + self->m0;
