@@ -6,9 +6,16 @@
     store, and serves the MSG_SHARD_* requests of proto/msg.h on a ROUTER at
     its shard endpoint. Writes are applied to the segment at once and made
     durable once per loop turn: one SQLite transaction for every point the
-    turn changed, then the replies that were waiting for it. Every reply,
-    reads included, leaves after that commit, so no client ever sees data a
-    crash could take back.
+    turn changed, then the replies that were waiting for it.
+
+    Threads. The main thread owns the ROUTER, every write and every commit.
+    Reads (search, retrieve, scroll, count) go to a pool of worker threads
+    (workers.h), one per core, which hand their replies back over an inproc
+    PULL that the main thread forwards to the ROUTER. The segment is guarded
+    by a writer-first gate (rwgate.h): the main thread takes it for writing
+    at the first write of a turn and gives it back only after that turn's
+    commit, so no read ever sees data a crash could take back, and no write
+    is answered before it is durable.
 
     Every write gets seq = ++last_seq: the "operation_id" of its reply and the
     "version" of each point it touches. A write is checked whole before
@@ -16,8 +23,10 @@
     applied.
 */
 #include "actors/actors.h"
+#include "actors/shard/rwgate.h"
 #include "actors/shard/segment.h"
 #include "actors/shard/shard_store.h"
+#include "actors/shard/workers.h"
 #include "common/err.h"
 #include "common/filter.h"
 #include "common/log.h"
@@ -28,6 +37,7 @@
 #include "proto/vecref.h"
 #include <czmq.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -44,6 +54,9 @@
 //  Bytes of bad input quoted in a log line.
 #define S_SAMPLE 48
 #define S_ERRLEN 512
+//  Results pulled from the workers per turn before the ROUTER is looked at
+//  again.
+#define S_MAX_RESULTS_PER_TURN 256
 
 typedef struct {
     const config_t *config;     //  the node's config (borrowed)
@@ -57,7 +70,11 @@ typedef struct {
     shard_store_t *store;       //  the points, on disk
     zsock_t *router;            //  ROUTER at the shard endpoint
     zsock_t *sub;               //  SUB to the raft actor's META_STATE
-    zpoller_t *poller;          //  over router and sub
+    zsock_t *results;           //  PULL: replies the workers made
+    zpoller_t *poller;          //  over router, sub and results
+    rwgate_t *gate;             //  readers-writer gate over the segment
+    bool write_held;            //  this turn holds the gate for writing
+    workers_t *workers;         //  the read pool
     uint64_t last_seq;          //  last seq handed to a write
     uint64_t meta_applied;      //  "applied" of the newest state seen
     json_t *payload_schema;     //  the collection's indexed fields (from the state)
@@ -209,6 +226,17 @@ s_specs_from_config (const json_t *config, segment_vspec_t **specs, size_t *n_sp
     return 0;
 }
 
+//  Takes the gate for writing until the end of the turn (s_flush): called
+//  before anything the readers look at changes.
+static void
+s_write_begin (s_shard_t *self)
+{
+    if (self->write_held || !self->gate)
+        return;
+    rwgate_write_lock (self->gate);
+    self->write_held = true;
+}
+
 //  The collection with our uid in a state, or NULL (borrowed).
 static json_t *
 s_find_collection (s_shard_t *self, const json_t *state)
@@ -253,6 +281,7 @@ s_on_state (s_shard_t *self, const json_t *state)
         self->exit_code = 0;
         return;
     }
+    s_write_begin (self);
     s_set_schema (self, coll);
     segment_vspec_t *specs = NULL;
     size_t n = 0;
@@ -1537,17 +1566,22 @@ static const s_handler_t s_handlers [MSG_TYPE_COUNT] = {
     [MSG_SHARD_INFO] = { "info", s_on_info, true },
 };
 
+//  Whether a read goes to the workers: all but INFO, which reads the main
+//  thread's own counters and is answered after the turn's commit like a
+//  write, so it never counts a point that is not durable yet.
+static bool
+s_on_worker (uint16_t type)
+{
+    return type != MSG_SHARD_INFO && s_handlers [type].read;
+}
+
+//  Runs handler on req into reply and logs the outcome.
 static void
-s_dispatch (s_shard_t *self, envelope_t *req)
+s_run_handler (s_shard_t *self, const s_handler_t *handler, envelope_t *req,
+               envelope_t *reply)
 {
     uint16_t type = envelope_type (req);
     uint64_t rid = envelope_request_id (req);
-    if (envelope_is_reply (req)) {
-        log_info ("req=%" PRIu64 ": dropped a reply (type %u) sent to a shard", rid, type);
-        return;
-    }
-    envelope_t *reply = envelope_new_reply (req, 0);
-    const s_handler_t *handler = type < MSG_TYPE_COUNT ? &s_handlers [type] : NULL;
     int rc;
     if (!handler || !handler->fn) {
         envelope_set_error (reply, -SH_EPROTO, "unknown message type %u for a shard", type);
@@ -1572,6 +1606,76 @@ s_dispatch (s_shard_t *self, envelope_t *req)
                   envelope_error (reply));
     else
         log_trace ("req=%" PRIu64 " %s: ok", rid, msg_type_name (type));
+}
+
+//  A read handed to the workers.
+typedef struct {
+    s_shard_t *self;            //  the shard (its read side only)
+    envelope_t *req;            //  the request (the job's own)
+} s_job_t;
+
+//  A worker thread: serve one read under the gate and hand the reply back.
+static void
+s_work (void *jobp, zsock_t *out, void *arg)
+{
+    s_job_t *job = (s_job_t *) jobp;
+    s_shard_t *self = job->self;
+    envelope_t *reply = envelope_new_reply (job->req, 0);
+    if (rwgate_read_lock (self->gate)) {
+        s_run_handler (self, &s_handlers [envelope_type (job->req)], job->req, reply);
+        rwgate_read_unlock (self->gate);
+    }
+    else
+        envelope_set_error (reply, -SH_EUNAVAIL, "the shard is stopping");
+    //  Encoding (JSON text) happens here, in parallel, not on the main thread.
+    zmsg_t *msg = envelope_encode (reply);
+    envelope_destroy (&reply);
+    if (zmsg_send (&msg, out))
+        zmsg_destroy (&msg);
+    envelope_destroy (&job->req);
+    free (job);
+}
+
+//  A read the workers never started (the shard is stopping): answered so
+//  the sender does not wait for its deadline. Runs on the main thread.
+static void
+s_drop_job (void *jobp, void *arg)
+{
+    s_job_t *job = (s_job_t *) jobp;
+    envelope_t *reply = envelope_new_reply (job->req, 0);
+    envelope_set_error (reply, -SH_EUNAVAIL, "the shard is stopping");
+    if (envelope_send (&reply, job->self->router))
+        log_debug ("a reply could not be sent (peer gone)");
+    envelope_destroy (&job->req);
+    free (job);
+}
+
+//  Handles one request: reads go to the workers (the request with them),
+//  the rest runs here and its reply waits for the flush.
+static void
+s_dispatch (s_shard_t *self, envelope_t **req_p)
+{
+    envelope_t *req = *req_p;
+    uint16_t type = envelope_type (req);
+    if (envelope_is_reply (req)) {
+        log_info ("req=%" PRIu64 ": dropped a reply (type %u) sent to a shard",
+                  envelope_request_id (req), type);
+        return;
+    }
+    const s_handler_t *handler = type < MSG_TYPE_COUNT ? &s_handlers [type] : NULL;
+    if (handler && handler->fn && s_on_worker (type) && self->workers) {
+        s_job_t *job = (s_job_t *) calloc (1, sizeof *job);
+        assert (job);
+        job->self = self;
+        job->req = req;
+        *req_p = NULL;
+        workers_submit (self->workers, job);
+        return;
+    }
+    if (handler && handler->fn && !handler->read)
+        s_write_begin (self);
+    envelope_t *reply = envelope_new_reply (req, 0);
+    s_run_handler (self, handler, req, reply);
     zlist_append (self->pending, reply);
 }
 
@@ -1628,7 +1732,7 @@ s_recv_request (s_shard_t *self)
     if (envelope_decode (&msg, true, &req))
         s_answer_malformed (self, routing, head_copy, head_len, sample);
     else
-        s_dispatch (self, req);
+        s_dispatch (self, &req);
     envelope_destroy (&req);
     zframe_destroy (&routing);
     return true;
@@ -1703,12 +1807,34 @@ s_flush (s_shard_t *self)
             self->stopping = true;
             self->store_failed = true;
             self->exit_code = 1;
+            //  No reader may see what the failed commit did not keep.
+            if (self->gate)
+                rwgate_close (self->gate);
         }
+    }
+    if (self->write_held) {
+        rwgate_write_unlock (self->gate);
+        self->write_held = false;
     }
     envelope_t *reply;
     while ((reply = (envelope_t *) zlist_pop (self->pending)))
         if (envelope_send (&reply, self->router))
             log_info ("a reply could not be sent (peer gone)");
+}
+
+//  Forwards up to max replies the workers made to the ROUTER.
+static void
+s_forward_results (s_shard_t *self, int max)
+{
+    for (int i = 0; i < max && (zsock_events (self->results) & ZMQ_POLLIN); i++) {
+        zmsg_t *msg = zmsg_recv (self->results);
+        if (!msg)
+            break;
+        if (zmsg_send (&msg, self->router)) {
+            log_info ("a reply could not be sent (peer gone)");
+            zmsg_destroy (&msg);
+        }
+    }
 }
 
 static void
@@ -1718,6 +1844,9 @@ s_run (s_shard_t *self)
         void *which = zpoller_wait (self->poller, S_POLL_MS);
         if (zpoller_terminated (self->poller))
             break;
+        //  Every turn, whichever socket woke us: a busy ROUTER must not
+        //  hold finished replies back.
+        s_forward_results (self, S_MAX_RESULTS_PER_TURN);
         if (which == self->sub) {
             while (zsock_events (self->sub) & ZMQ_POLLIN)
                 s_recv_state (self);
@@ -1734,6 +1863,10 @@ s_run (s_shard_t *self)
         s_flush (self);
     }
     s_flush (self);
+    //  Reads in flight finish (the gate is free again), queued ones are
+    //  refused; then every reply made is sent.
+    workers_destroy (&self->workers);
+    s_forward_results (self, INT_MAX);
 }
 
 //  ---------------------------------------------------------------------------
@@ -1748,7 +1881,10 @@ s_destroy (s_shard_t *self)
             envelope_destroy (&reply);
         zlist_destroy (&self->pending);
     }
+    workers_destroy (&self->workers);
     zpoller_destroy (&self->poller);
+    zsock_destroy (&self->results);
+    rwgate_destroy (&self->gate);
     zsock_destroy (&self->router);
     zsock_destroy (&self->sub);
     shard_store_destroy (&self->store);
@@ -1838,10 +1974,27 @@ s_start (s_shard_t *self, int *exit_code)
         log_error ("cannot bind the shard endpoint: %s", zmq_strerror (zmq_errno ()));
         return 1;
     }
-    self->poller = zpoller_new (self->router, self->sub, NULL);
+    //  The workers' replies come back here; inproc names are per process.
+    self->results = zsock_new (ZMQ_PULL);
+    assert (self->results);
+    zsock_set_rcvhwm (self->results, 0);
+    char results_ep [64];
+    snprintf (results_ep, sizeof results_ep, "inproc://shard-results-%p", (void *) self);
+    if (zsock_bind (self->results, "%s", results_ep) != 0) {
+        log_error ("cannot bind %s: %s", results_ep, zmq_strerror (zmq_errno ()));
+        return 1;
+    }
+    self->gate = rwgate_new ();
+    size_t n_workers = workers_default_count ();
+    self->workers = workers_new (n_workers, results_ep, s_work, s_drop_job, self);
+    if (!self->workers) {
+        log_error ("cannot start %zu worker threads", n_workers);
+        return 1;
+    }
+    self->poller = zpoller_new (self->router, self->sub, self->results, NULL);
     self->pending = zlist_new ();
     assert (self->poller && self->pending);
-    log_info ("serving at %s", endpoint);
+    log_info ("serving at %s with %zu read workers", endpoint, n_workers);
     return 0;
 }
 
