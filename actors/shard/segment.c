@@ -9,6 +9,14 @@
     vector); a live bitmap says which slots hold a point at all. Slots freed by
     deletes go on a free list and are reused before the arrays grow.
 
+    Dense stores also keep an "indexed" bitmap: the shard's HNSW graph of
+    that vector holds the slot's current vector. It is a subset of the
+    presence bitmap; storing or clearing a slot's vector clears its bit, and
+    the optimizer sets bits (atomically, while searches read) as it inserts.
+    A search scans the slots whose bit is clear and asks the graph for the
+    rest. Holes are slots reserved for points a saved graph knows by slot
+    (segment_reserve_slots): neither live nor free until filled or reclaimed.
+
     An open-addressing hash table (linear probing, backward-shift deletion so
     there are no tombstones, load <= 1/2) maps an id to its slot through
     pointid_hash.
@@ -51,7 +59,10 @@ typedef struct {
     float **sp_val;             //  sparse: per slot, values in the same order
     uint32_t *sp_nnz;           //  sparse: per slot, number of entries
     uint64_t *present;          //  bitmap over slots: slot has this vector
+    uint64_t *indexed;          //  dense: bitmap over slots, subset of present:
+                                //    the graph holds the current vector (atomic)
     size_t count;               //  number of slots with this vector
+    size_t n_indexed;           //  bits set in indexed (atomic)
 } vstore_t;
 
 struct _segment_t {
@@ -68,6 +79,10 @@ struct _segment_t {
     size_t size;                //  live points
     uint32_t *table;            //  hash table cells: slot or S_EMPTY
     size_t table_cap;           //  cells, a power of two
+    uint64_t *holes;            //  bitmap over slots: reserved, not live, not free
+    size_t n_holes;             //  bits set in holes
+    segment_observer_fn *observer;  //  told of payload and liveness changes
+    void *observer_arg;         //  its argument
 };
 
 //  --------------------------------------------------------------------------
@@ -130,6 +145,15 @@ s_vstore (const segment_t *self, const char *name)
     return NULL;
 }
 
+static void
+s_notify (segment_t *self, uint32_t slot, const json_t *old_payload, bool was_live,
+          const json_t *new_payload, bool is_live)
+{
+    if (self->observer)
+        self->observer (slot, old_payload, was_live, new_payload, is_live,
+                        self->observer_arg);
+}
+
 static bool
 s_spec_valid (const segment_vspec_t *spec)
 {
@@ -150,9 +174,12 @@ s_vstore_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
         vs->sp_val = s_realloc_zero (vs->sp_val, old_cap, new_cap, sizeof (float *));
         vs->sp_nnz = s_realloc_zero (vs->sp_nnz, old_cap, new_cap, sizeof (uint32_t));
     }
-    else
+    else {
         vs->dense = s_realloc_zero (vs->dense, old_cap * vs->spec.dim,
                                     new_cap * vs->spec.dim, sizeof (float));
+        vs->indexed = s_realloc_zero (vs->indexed, s_words (old_cap), s_words (new_cap),
+                                      sizeof (uint64_t));
+    }
     vs->present = s_realloc_zero (vs->present, s_words (old_cap), s_words (new_cap),
                                   sizeof (uint64_t));
 }
@@ -169,6 +196,7 @@ s_vstore_fini (vstore_t *vs, size_t n_slots)
     free (vs->sp_val);
     free (vs->sp_nnz);
     free (vs->dense);
+    free (vs->indexed);
     free (vs->present);
 }
 
@@ -180,6 +208,12 @@ s_vstore_clear (vstore_t *vs, uint32_t slot)
         return;
     s_bit_clear (vs->present, slot);
     vs->count--;
+    if (vs->indexed) {
+        uint64_t bit = 1ULL << (slot & 63);
+        uint64_t was = __atomic_fetch_and (&vs->indexed [slot >> 6], ~bit, __ATOMIC_RELAXED);
+        if (was & bit)
+            __atomic_fetch_sub (&vs->n_indexed, 1, __ATOMIC_RELAXED);
+    }
     if (vs->spec.sparse) {
         free (vs->sp_idx [slot]);
         free (vs->sp_val [slot]);
@@ -345,6 +379,7 @@ segment_destroy (segment_t **self_p)
     free (self->versions);
     free (self->payloads);
     free (self->live);
+    free (self->holes);
     free (self->free);
     free (self->table);
     free (self);
@@ -492,11 +527,27 @@ s_grow (segment_t *self)
     self->versions = s_realloc_zero (self->versions, old, cap, sizeof (uint64_t));
     self->payloads = s_realloc_zero (self->payloads, old, cap, sizeof (json_t *));
     self->live = s_realloc_zero (self->live, s_words (old), s_words (cap), sizeof (uint64_t));
+    self->holes = s_realloc_zero (self->holes, s_words (old), s_words (cap), sizeof (uint64_t));
     self->free = realloc (self->free, cap * sizeof (uint32_t));
     assert (self->free);
     for (size_t i = 0; i < self->n_vs; i++)
         s_vstore_grow (&self->vs [i], old, cap);
     self->cap = cap;
+}
+
+//  Makes slot (free, new or a hole, already taken off its list) hold a new
+//  point with this id, entered into the hash table.
+static void
+s_occupy_slot (segment_t *self, uint32_t slot, const pointid_t *id)
+{
+    self->ids [slot] = *id;
+    if (!id->is_uuid)
+        memset (self->ids [slot].uuid, 0, sizeof self->ids [slot].uuid);
+    self->versions [slot] = 0;
+    self->payloads [slot] = NULL;
+    s_bit_set (self->live, slot);
+    s_table_insert (self, slot);
+    self->size++;
 }
 
 //  A slot for a new point with this id, entered into the hash table.
@@ -511,15 +562,24 @@ s_alloc_slot (segment_t *self, const pointid_t *id)
             s_grow (self);
         slot = (uint32_t) self->n_slots++;
     }
-    self->ids [slot] = *id;
-    if (!id->is_uuid)
-        memset (self->ids [slot].uuid, 0, sizeof self->ids [slot].uuid);
-    self->versions [slot] = 0;
-    self->payloads [slot] = NULL;
-    s_bit_set (self->live, slot);
-    s_table_insert (self, slot);
-    self->size++;
+    s_occupy_slot (self, slot, id);
     return slot;
+}
+
+//  The whole point in slot is replaced: vectors not given are gone.
+static void
+s_replace_point (segment_t *self, uint32_t slot, bool existed, uint64_t version,
+                 const segment_vec_t *vecs, size_t n_vecs, json_t *payload)
+{
+    for (size_t i = 0; i < self->n_vs; i++)
+        s_vstore_clear (&self->vs [i], slot);
+    for (size_t i = 0; i < n_vecs; i++)
+        s_set_vec (self, slot, &vecs [i]);
+    json_t *old = self->payloads [slot];
+    self->payloads [slot] = json_is_object (payload) ? json_incref (payload) : NULL;
+    self->versions [slot] = version;
+    s_notify (self, slot, old, existed, self->payloads [slot], true);
+    json_decref (old);
 }
 
 int
@@ -539,22 +599,15 @@ segment_upsert (segment_t *self, const pointid_t *id, uint64_t version,
     if (rc)
         return rc;
     uint32_t slot = s_lookup (self, id);
-    if (slot == S_EMPTY) {
+    bool existed = slot != S_EMPTY;
+    if (!existed) {
         if (self->n_free == 0 && self->n_slots == S_MAX_SLOTS) {
             s_err (err, errlen, "segment is full");
             return -SH_ETOOBIG;
         }
         slot = s_alloc_slot (self, id);
     }
-    //  The whole point is replaced: vectors not given are gone.
-    for (size_t i = 0; i < self->n_vs; i++)
-        s_vstore_clear (&self->vs [i], slot);
-    for (size_t i = 0; i < n_vecs; i++)
-        s_set_vec (self, slot, &vecs [i]);
-    json_t *old = self->payloads [slot];
-    self->payloads [slot] = json_is_object (payload) ? json_incref (payload) : NULL;
-    json_decref (old);
-    self->versions [slot] = version;
+    s_replace_point (self, slot, existed, version, vecs, n_vecs, payload);
     return 0;
 }
 
@@ -567,9 +620,11 @@ segment_delete (segment_t *self, const pointid_t *id)
     s_table_remove (self, slot);
     for (size_t i = 0; i < self->n_vs; i++)
         s_vstore_clear (&self->vs [i], slot);
-    json_decref (self->payloads [slot]);
+    json_t *old = self->payloads [slot];
     self->payloads [slot] = NULL;
     s_bit_clear (self->live, slot);
+    s_notify (self, slot, old, true, NULL, false);
+    json_decref (old);
     self->free [self->n_free++] = slot;
     self->size--;
     return 0;
@@ -588,8 +643,10 @@ s_payload_copy (const segment_t *self, uint32_t slot)
 static void
 s_payload_replace (segment_t *self, uint32_t slot, json_t *payload)
 {
-    json_decref (self->payloads [slot]);
+    json_t *old = self->payloads [slot];
     self->payloads [slot] = payload;
+    s_notify (self, slot, old, true, payload, true);
+    json_decref (old);
 }
 
 int
@@ -759,39 +816,16 @@ s_slot_matches (const segment_t *self, const filter_t *filter, uint32_t slot)
                             &hv);
 }
 
-//  Runs the statement after it once per set bit of bits, slot in increasing
-//  order (`continue` moves to the next slot; no `break`).
-#define S_FOREACH_SET_BIT(bits, n_slots, slot) \
-    for (size_t w_ = 0; w_ < s_words (n_slots); w_++) \
-        for (uint64_t m_ = (bits) [w_]; m_; m_ &= m_ - 1) \
-            for (uint32_t slot = (uint32_t) (w_ * 64 + (size_t) __builtin_ctzll (m_)), \
-                 once_ = 1; once_; once_ = 0)
-
 size_t
 segment_select (const segment_t *self, const filter_t *filter, pointid_t **ids)
 {
-    assert (ids);
-    pointid_t *out = malloc ((self->size ? self->size : 1) * sizeof (pointid_t));
-    assert (out);
-    size_t n = 0;
-    S_FOREACH_SET_BIT (self->live, self->n_slots, slot) {
-        if (s_slot_matches (self, filter, slot))
-            out [n++] = self->ids [slot];
-    }
-    *ids = out;
-    return n;
+    return segment_select_slots (self, filter, NULL, 0, ids);
 }
 
 size_t
 segment_count (const segment_t *self, const filter_t *filter)
 {
-    if (!filter)
-        return self->size;
-    size_t n = 0;
-    S_FOREACH_SET_BIT (self->live, self->n_slots, slot) {
-        n += s_slot_matches (self, filter, slot);
-    }
-    return n;
+    return segment_count_slots (self, filter, NULL, 0);
 }
 
 //  Scroll: a max-heap (by pointid_cmp) of the smallest ids seen.
@@ -839,41 +873,9 @@ size_t
 segment_scroll (const segment_t *self, const filter_t *filter, const pointid_t *offset,
                 size_t limit, pointid_t *ids, pointid_t *next, bool *has_next)
 {
-    if (has_next)
-        *has_next = false;
     //  Keep the limit + 1 smallest matching ids >= offset: the last is the
-    //  next page's offset. The heap never holds more than there are points.
-    size_t keep = limit < self->size ? limit + 1 : self->size + 1;
-    pointid_t *heap = malloc (keep * sizeof (pointid_t));
-    assert (heap);
-    size_t n = 0;
-    S_FOREACH_SET_BIT (self->live, self->n_slots, slot) {
-        const pointid_t *id = &self->ids [slot];
-        if (offset && pointid_cmp (id, offset) < 0)
-            continue;
-        if (n == keep && pointid_cmp (id, &heap [0]) >= 0)
-            continue;           //  not among the smallest: skip the filter
-        if (!s_slot_matches (self, filter, slot))
-            continue;
-        if (n < keep)
-            s_idheap_push (heap, n++, id);
-        else {
-            heap [0] = *id;
-            s_idheap_sift_down (heap, n, 0);
-        }
-    }
-    qsort (heap, n, sizeof (pointid_t), s_id_qsort_cmp);
-    size_t count = n < limit ? n : limit;
-    if (count)
-        memcpy (ids, heap, count * sizeof (pointid_t));
-    if (n > limit) {
-        if (next)
-            *next = heap [limit];
-        if (has_next)
-            *has_next = true;
-    }
-    free (heap);
-    return count;
+    //  next page's offset.
+    return segment_scroll_slots (self, filter, NULL, 0, offset, limit, ids, next, has_next);
 }
 
 //  Search: a heap of the best hits with the worst at the root.
@@ -979,9 +981,91 @@ s_sparse_score (const uint32_t *ai, const float *av, uint32_t an, const uint32_t
     return shared;
 }
 
+//  Walks the slots a search, count or scroll looks at: the set bits of
+//  bits (minus those of mask, read atomically as the optimizer sets them),
+//  or the entries of a candidate list that are set in bits (and not mask).
+typedef struct {
+    const uint64_t *bits;       //  slots to visit
+    const uint64_t *mask;       //  slots to skip, or NULL
+    const uint32_t *list;       //  candidate slots (ascending), or NULL for all
+    size_t n_list;              //  entries in list
+    size_t n_slots;             //  slots in the bitmaps
+    size_t pos;                 //  next list entry or next word
+    uint64_t word;              //  bits left of the current word
+} s_iter_t;
+
+static void
+s_iter_init (s_iter_t *it, const uint64_t *bits, const uint64_t *mask, const uint32_t *list,
+             size_t n_list, size_t n_slots)
+{
+    memset (it, 0, sizeof *it);
+    it->bits = bits;
+    it->mask = mask;
+    it->list = list;
+    it->n_list = n_list;
+    it->n_slots = n_slots;
+}
+
+static inline bool
+s_masked (const uint64_t *mask, size_t slot)
+{
+    return mask
+        && (__atomic_load_n (&mask [slot >> 6], __ATOMIC_RELAXED) >> (slot & 63)) & 1;
+}
+
+static inline bool
+s_iter_next (s_iter_t *it, uint32_t *slot)
+{
+    if (it->list) {
+        while (it->pos < it->n_list) {
+            uint32_t candidate = it->list [it->pos++];
+            if (candidate < it->n_slots && s_bit (it->bits, candidate)
+                && !s_masked (it->mask, candidate)) {
+                *slot = candidate;
+                return true;
+            }
+        }
+        return false;
+    }
+    while (!it->word) {
+        if (it->pos >= s_words (it->n_slots))
+            return false;
+        uint64_t w = it->bits [it->pos];
+        if (it->mask)
+            w &= ~__atomic_load_n (&it->mask [it->pos], __ATOMIC_RELAXED);
+        it->word = w;
+        it->pos++;
+    }
+    *slot = (uint32_t) ((it->pos - 1) * 64 + (size_t) __builtin_ctzll (it->word));
+    it->word &= it->word - 1;
+    return true;
+}
+
+//  Raw ranking score of a dense row (Euclid: squared).
+static inline float
+s_raw_score (distance_t dist, const float *q, const float *row, uint32_t dim)
+{
+    switch (dist) {
+        case DIST_EUCLID:
+            return distance_l2sq (q, row, dim);
+        case DIST_MANHATTAN:
+            return distance_l1 (q, row, dim);
+        default:
+            return distance_dot (q, row, dim);
+    }
+}
+
 int
 segment_search (const segment_t *self, const segment_search_t *req, segment_hit_t *hits,
                 char *err, size_t errlen)
+{
+    return segment_search_slots (self, req, NULL, 0, false, hits, NULL, err, errlen);
+}
+
+int
+segment_search_slots (const segment_t *self, const segment_search_t *req,
+                      const uint32_t *slots, size_t n_slots, bool unindexed_only,
+                      segment_hit_t *hits, uint32_t *hit_slots, char *err, size_t errlen)
 {
     if (!req) {
         s_err (err, errlen, "no search request");
@@ -1019,17 +1103,19 @@ segment_search (const segment_t *self, const segment_search_t *req, segment_hit_
             return -SH_EINVAL;
         }
     }
-    if (req->limit == 0 || vs->count == 0) {
+    if (req->limit == 0 || vs->count == 0 || (slots && n_slots == 0)) {
         free (q_idx);
         free (q_val);
         return 0;
     }
     distance_t dist = vs->spec.sparse ? DIST_DOT : vs->spec.distance;
+    size_t cap = req->limit < vs->count ? req->limit : vs->count;
+    if (slots && n_slots < cap)
+        cap = n_slots;
     s_topk_t topk = {
-        .items = malloc ((req->limit < vs->count ? req->limit : vs->count)
-                         * sizeof (s_cand_t)),
+        .items = malloc (cap * sizeof (s_cand_t)),
         .n = 0,
-        .limit = req->limit < vs->count ? req->limit : vs->count,
+        .limit = cap,
         .higher = distance_higher_is_better (dist),
         .ids = self->ids
     };
@@ -1056,6 +1142,11 @@ segment_search (const segment_t *self, const segment_search_t *req, segment_hit_
     if (has_t && isnan (t))
         none = true;
 
+    s_iter_t it;
+    s_iter_init (&it, vs->present, unindexed_only ? vs->indexed : NULL, slots, n_slots,
+                 self->n_slots);
+    const filter_t *filter = req->filter;
+    uint32_t slot;
     if (!vs->spec.sparse && !none) {
         uint32_t dim = vs->spec.dim;
         q_dense = malloc (dim * sizeof (float));
@@ -1064,23 +1155,10 @@ segment_search (const segment_t *self, const segment_search_t *req, segment_hit_
         if (dist == DIST_COSINE)
             distance_normalize (q_dense, dim);
         const float *data = vs->dense;
-        const filter_t *filter = req->filter;
-        S_FOREACH_SET_BIT (vs->present, self->n_slots, slot) {
+        while (s_iter_next (&it, &slot)) {
             if (filter && !s_slot_matches (self, filter, slot))
                 continue;
-            const float *row = data + (size_t) slot * dim;
-            float score;
-            switch (dist) {
-                case DIST_EUCLID:
-                    score = distance_l2sq (q_dense, row, dim);
-                    break;
-                case DIST_MANHATTAN:
-                    score = distance_l1 (q_dense, row, dim);
-                    break;
-                default:
-                    score = distance_dot (q_dense, row, dim);
-                    break;
-            }
+            float score = s_raw_score (dist, q_dense, data + (size_t) slot * dim, dim);
             if (isnan (score))
                 continue;
             if (has_t && (topk.higher ? score < t : score > t))
@@ -1090,8 +1168,8 @@ segment_search (const segment_t *self, const segment_search_t *req, segment_hit_
     }
     else
     if (!none) {
-        S_FOREACH_SET_BIT (vs->present, self->n_slots, slot) {
-            if (req->filter && !s_slot_matches (self, req->filter, slot))
+        while (s_iter_next (&it, &slot)) {
+            if (filter && !s_slot_matches (self, filter, slot))
                 continue;
             float score;
             //  As Qdrant: only points sharing an index with the query.
@@ -1108,6 +1186,8 @@ segment_search (const segment_t *self, const segment_search_t *req, segment_hit_
         hits [i].id = self->ids [topk.items [i].slot];
         hits [i].score = dist == DIST_EUCLID ? sqrtf (topk.items [i].score)
                                              : topk.items [i].score;
+        if (hit_slots)
+            hit_slots [i] = topk.items [i].slot;
     }
     int n = (int) topk.n;
     free (topk.items);
@@ -1115,4 +1195,303 @@ segment_search (const segment_t *self, const segment_search_t *req, segment_hit_
     free (q_idx);
     free (q_val);
     return n;
+}
+
+float
+segment_slot_score (const segment_t *self, const char *name, const float *query,
+                    uint32_t slot)
+{
+    vstore_t *vs = s_vstore (self, name);
+    if (!vs || vs->spec.sparse || slot >= self->n_slots || !s_bit (vs->present, slot))
+        return NAN;
+    uint32_t dim = vs->spec.dim;
+    float raw = s_raw_score (vs->spec.distance, query, vs->dense + (size_t) slot * dim, dim);
+    return vs->spec.distance == DIST_EUCLID ? sqrtf (raw) : raw;
+}
+
+//  --------------------------------------------------------------------------
+//  Slots
+
+uint32_t
+segment_slot_count (const segment_t *self)
+{
+    return (uint32_t) self->n_slots;
+}
+
+bool
+segment_slot_of (const segment_t *self, const pointid_t *id, uint32_t *slot)
+{
+    uint32_t found = s_lookup (self, id);
+    if (found == S_EMPTY)
+        return false;
+    if (slot)
+        *slot = found;
+    return true;
+}
+
+bool
+segment_slot_live (const segment_t *self, uint32_t slot)
+{
+    return slot < self->n_slots && s_bit (self->live, slot);
+}
+
+const pointid_t *
+segment_slot_id (const segment_t *self, uint32_t slot)
+{
+    assert (segment_slot_live (self, slot));
+    return &self->ids [slot];
+}
+
+uint64_t
+segment_slot_version (const segment_t *self, uint32_t slot)
+{
+    assert (segment_slot_live (self, slot));
+    return self->versions [slot];
+}
+
+const json_t *
+segment_slot_payload (const segment_t *self, uint32_t slot)
+{
+    return segment_slot_live (self, slot) ? self->payloads [slot] : NULL;
+}
+
+bool
+segment_slot_match (const segment_t *self, const filter_t *filter, uint32_t slot)
+{
+    return segment_slot_live (self, slot) && s_slot_matches (self, filter, slot);
+}
+
+bool
+segment_slot_has_vector (const segment_t *self, const char *name, uint32_t slot)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs && slot < self->n_slots && s_bit (vs->present, slot);
+}
+
+size_t
+segment_scroll_slots (const segment_t *self, const filter_t *filter, const uint32_t *slots,
+                      size_t n_slots, const pointid_t *offset, size_t limit, pointid_t *ids,
+                      pointid_t *next, bool *has_next)
+{
+    if (has_next)
+        *has_next = false;
+    size_t bound = slots && n_slots < self->size ? n_slots : self->size;
+    size_t keep = limit < bound ? limit + 1 : bound + 1;
+    pointid_t *heap = malloc (keep * sizeof (pointid_t));
+    assert (heap);
+    size_t n = 0;
+    s_iter_t it;
+    s_iter_init (&it, self->live, NULL, slots, n_slots, self->n_slots);
+    uint32_t slot;
+    while (s_iter_next (&it, &slot)) {
+        const pointid_t *id = &self->ids [slot];
+        if (offset && pointid_cmp (id, offset) < 0)
+            continue;
+        if (n == keep && pointid_cmp (id, &heap [0]) >= 0)
+            continue;           //  not among the smallest: skip the filter
+        if (!s_slot_matches (self, filter, slot))
+            continue;
+        if (n < keep)
+            s_idheap_push (heap, n++, id);
+        else {
+            heap [0] = *id;
+            s_idheap_sift_down (heap, n, 0);
+        }
+    }
+    qsort (heap, n, sizeof (pointid_t), s_id_qsort_cmp);
+    size_t count = n < limit ? n : limit;
+    if (count)
+        memcpy (ids, heap, count * sizeof (pointid_t));
+    if (n > limit) {
+        if (next)
+            *next = heap [limit];
+        if (has_next)
+            *has_next = true;
+    }
+    free (heap);
+    return count;
+}
+
+size_t
+segment_count_slots (const segment_t *self, const filter_t *filter, const uint32_t *slots,
+                     size_t n_slots)
+{
+    if (!filter && !slots)
+        return self->size;
+    size_t n = 0;
+    s_iter_t it;
+    s_iter_init (&it, self->live, NULL, slots, n_slots, self->n_slots);
+    uint32_t slot;
+    while (s_iter_next (&it, &slot))
+        n += s_slot_matches (self, filter, slot);
+    return n;
+}
+
+size_t
+segment_select_slots (const segment_t *self, const filter_t *filter, const uint32_t *slots,
+                      size_t n_slots, pointid_t **ids)
+{
+    assert (ids);
+    size_t bound = slots && n_slots < self->size ? n_slots : self->size;
+    pointid_t *out = malloc ((bound ? bound : 1) * sizeof (pointid_t));
+    assert (out);
+    size_t n = 0;
+    s_iter_t it;
+    s_iter_init (&it, self->live, NULL, slots, n_slots, self->n_slots);
+    uint32_t slot;
+    while (s_iter_next (&it, &slot))
+        if (s_slot_matches (self, filter, slot))
+            out [n++] = self->ids [slot];
+    *ids = out;
+    return n;
+}
+
+//  --------------------------------------------------------------------------
+//  Dense vectors and index marks
+
+const float *
+segment_dense_base (const segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs && !vs->spec.sparse ? vs->dense : NULL;
+}
+
+size_t
+segment_vector_count_of (const segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs ? vs->count : 0;
+}
+
+int
+segment_set_indexed (segment_t *self, const char *name, uint32_t slot)
+{
+    vstore_t *vs = s_vstore (self, name);
+    if (!vs || !vs->indexed || slot >= self->n_slots || !s_bit (vs->present, slot))
+        return -SH_ENOTFOUND;
+    uint64_t bit = 1ULL << (slot & 63);
+    uint64_t was = __atomic_fetch_or (&vs->indexed [slot >> 6], bit, __ATOMIC_RELAXED);
+    if (!(was & bit))
+        __atomic_fetch_add (&vs->n_indexed, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+bool
+segment_is_indexed (const segment_t *self, const char *name, uint32_t slot)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs && vs->indexed && slot < self->n_slots && s_masked (vs->indexed, slot);
+}
+
+size_t
+segment_indexed_count (const segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs ? __atomic_load_n (&vs->n_indexed, __ATOMIC_RELAXED) : 0;
+}
+
+void
+segment_clear_indexed (segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    if (!vs || !vs->indexed)
+        return;
+    memset (vs->indexed, 0, s_words (self->cap) * sizeof (uint64_t));
+    __atomic_store_n (&vs->n_indexed, 0, __ATOMIC_RELAXED);
+}
+
+const uint64_t *
+segment_indexed_bits (const segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs ? vs->indexed : NULL;
+}
+
+uint32_t
+segment_next_unindexed (const segment_t *self, const char *name, uint32_t from)
+{
+    vstore_t *vs = s_vstore (self, name);
+    if (!vs || !vs->indexed || from >= self->n_slots)
+        return UINT32_MAX;
+    size_t w = from >> 6;
+    uint64_t word = vs->present [w]
+                  & ~__atomic_load_n (&vs->indexed [w], __ATOMIC_RELAXED)
+                  & (~0ULL << (from & 63));
+    for (;;) {
+        if (word)
+            return (uint32_t) (w * 64 + (size_t) __builtin_ctzll (word));
+        if (++w >= s_words (self->n_slots))
+            return UINT32_MAX;
+        word = vs->present [w] & ~__atomic_load_n (&vs->indexed [w], __ATOMIC_RELAXED);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Observer and placement
+
+void
+segment_set_observer (segment_t *self, segment_observer_fn *fn, void *arg)
+{
+    self->observer = fn;
+    self->observer_arg = arg;
+}
+
+int
+segment_reserve_slots (segment_t *self, uint32_t n)
+{
+    if (n > S_MAX_SLOTS)
+        return -SH_ETOOBIG;
+    while (self->cap < n)
+        s_grow (self);
+    for (size_t slot = self->n_slots; slot < n; slot++) {
+        s_bit_set (self->holes, slot);
+        self->n_holes++;
+    }
+    if (n > self->n_slots)
+        self->n_slots = n;
+    return 0;
+}
+
+int
+segment_upsert_at (segment_t *self, uint32_t slot, const pointid_t *id, uint64_t version,
+                   const segment_vec_t *vecs, size_t n_vecs, json_t *payload, char *err,
+                   size_t errlen)
+{
+    if (!id) {
+        s_err (err, errlen, "no point id");
+        return -SH_EINVAL;
+    }
+    if (slot >= self->n_slots || !s_bit (self->holes, slot)) {
+        s_err (err, errlen, "slot %u is not reserved", slot);
+        return -SH_EINVAL;
+    }
+    if (s_lookup (self, id) != S_EMPTY) {
+        s_err (err, errlen, "the point is in the segment already");
+        return -SH_EEXIST;
+    }
+    if (payload && !json_is_object (payload) && !json_is_null (payload)) {
+        s_err (err, errlen, "payload must be an object");
+        return -SH_EINVAL;
+    }
+    int rc = s_check_vecs (self, vecs, n_vecs, err, errlen);
+    if (rc)
+        return rc;
+    s_bit_clear (self->holes, slot);
+    self->n_holes--;
+    s_occupy_slot (self, slot, id);
+    s_replace_point (self, slot, false, version, vecs, n_vecs, payload);
+    return 0;
+}
+
+void
+segment_reclaim_holes (segment_t *self)
+{
+    //  Highest first, so the LIFO free list hands out the lowest first.
+    for (size_t slot = self->n_slots; slot-- > 0 && self->n_holes;) {
+        if (!s_bit (self->holes, slot))
+            continue;
+        s_bit_clear (self->holes, slot);
+        self->n_holes--;
+        self->free [self->n_free++] = (uint32_t) slot;
+    }
 }

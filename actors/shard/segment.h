@@ -7,6 +7,16 @@
     memory; a point has one slot, reused after deletes. Cosine vectors are
     normalized on insert. Sparse vectors are kept sorted by index.
     An id -> slot hash map gives O(1) lookups.
+
+    Slots are also the node ids of the shard's indexes (the HNSW graph of
+    each dense vector, the payload indexes), so the segment exposes them:
+    per-slot reads, the flat dense arrays, an "indexed" mark per slot and
+    dense vector (the graph holds this slot's current vector; any change to
+    the vector clears it), an observer told of every payload change, and a
+    way to put points back into the slots a saved graph knows them by.
+
+    Threads: writes need exclusive access; reads (everything const, and
+    segment_set_indexed) may run on many threads at once.
 */
 #ifndef SH_SEGMENT_H
 #define SH_SEGMENT_H
@@ -119,5 +129,93 @@ typedef struct {
 //  unknown vector name or a wrong dimension.
 int segment_search (const segment_t *self, const segment_search_t *req,
                     segment_hit_t *hits, char *err, size_t errlen);
+//  As segment_search over only some slots: those in slots (ascending; NULL
+//  = every slot), and of those, when unindexed_only, only the ones whose
+//  vector is not marked indexed. hit_slots (may be NULL; room for limit)
+//  gets each hit's slot.
+int segment_search_slots (const segment_t *self, const segment_search_t *req,
+                          const uint32_t *slots, size_t n_slots, bool unindexed_only,
+                          segment_hit_t *hits, uint32_t *hit_slots, char *err,
+                          size_t errlen);
+//  The score segment_search reports for a slot's vector `name` against
+//  query (dim floats, already normalized for Cosine). NAN if the slot has
+//  no such vector.
+float segment_slot_score (const segment_t *self, const char *name, const float *query,
+                          uint32_t slot);
+
+//  --- slots ----------------------------------------------------------------
+//  Every slot ever used is below this (live, free or a hole).
+uint32_t segment_slot_count (const segment_t *self);
+//  true and *slot if the point is here.
+bool segment_slot_of (const segment_t *self, const pointid_t *id, uint32_t *slot);
+bool segment_slot_live (const segment_t *self, uint32_t slot);
+//  A live slot's id, version and payload (object or NULL; borrowed until
+//  the next write).
+const pointid_t *segment_slot_id (const segment_t *self, uint32_t slot);
+uint64_t segment_slot_version (const segment_t *self, uint32_t slot);
+const json_t *segment_slot_payload (const segment_t *self, uint32_t slot);
+//  filter_match for a live slot (has_vector answered from the segment).
+bool segment_slot_match (const segment_t *self, const filter_t *filter, uint32_t slot);
+//  True if live slot has vector `name`.
+bool segment_slot_has_vector (const segment_t *self, const char *name, uint32_t slot);
+//  Live slots matching filter among slots (ascending; NULL = all), in
+//  pointid_cmp order from offset as segment_scroll; the same with a
+//  candidate list for segment_count / segment_select.
+size_t segment_scroll_slots (const segment_t *self, const filter_t *filter,
+                             const uint32_t *slots, size_t n_slots,
+                             const pointid_t *offset, size_t limit, pointid_t *ids,
+                             pointid_t *next, bool *has_next);
+size_t segment_count_slots (const segment_t *self, const filter_t *filter,
+                            const uint32_t *slots, size_t n_slots);
+size_t segment_select_slots (const segment_t *self, const filter_t *filter,
+                             const uint32_t *slots, size_t n_slots, pointid_t **ids);
+
+//  --- dense vectors as the graph sees them --------------------------------
+//  The flat array of dense vector `name` (slot i at base + i * dim), or NULL
+//  (no such dense vector, or nothing allocated yet). It moves when the
+//  segment grows: read it again after writes.
+const float *segment_dense_base (const segment_t *self, const char *name);
+//  Vectors of `name` present (0 for an unknown name).
+size_t segment_vector_count_of (const segment_t *self, const char *name);
+
+//  Marks slot's current vector `name` as held by the index. May run while
+//  other threads read (atomic); a write to that vector clears the mark.
+//  0, or -SH_ENOTFOUND if the slot has no such vector.
+int segment_set_indexed (segment_t *self, const char *name, uint32_t slot);
+bool segment_is_indexed (const segment_t *self, const char *name, uint32_t slot);
+//  Vectors of `name` marked indexed.
+size_t segment_indexed_count (const segment_t *self, const char *name);
+//  Clears every mark of `name` (an index dropped). Writer only.
+void segment_clear_indexed (segment_t *self, const char *name);
+//  The marks as a bitmap over slots (bit i of word i/64), borrowed until the
+//  next write; NULL for an unknown or sparse name. Fast membership for
+//  graph filters.
+const uint64_t *segment_indexed_bits (const segment_t *self, const char *name);
+//  The first slot >= from whose vector `name` is present and not indexed,
+//  or UINT32_MAX.
+uint32_t segment_next_unindexed (const segment_t *self, const char *name, uint32_t from);
+
+//  --- payload observer -------------------------------------------------------
+//  Called after every change to a slot's payload or liveness: a new point
+//  (was_live false), a deleted one (is_live false), an upsert or payload
+//  edit of an existing one (both true). old_payload is what the slot had,
+//  new_payload what it has now (objects or NULL; borrowed for the call).
+typedef void (segment_observer_fn) (uint32_t slot, const json_t *old_payload, bool was_live,
+                                    const json_t *new_payload, bool is_live, void *arg);
+//  One observer (NULL to remove).
+void segment_set_observer (segment_t *self, segment_observer_fn *fn, void *arg);
+
+//  --- putting points back where an index knows them ----------------------
+//  Grows the slot range to n: slots from the old end to n become holes,
+//  neither live nor handed out by segment_upsert, until segment_upsert_at
+//  fills one or segment_reclaim_holes frees the rest. 0, or -SH_ETOOBIG.
+int segment_reserve_slots (segment_t *self, uint32_t n);
+//  As segment_upsert for a point not in the segment, placed in hole slot.
+//  -SH_EINVAL if slot is not a hole, -SH_EEXIST if the id is here already.
+int segment_upsert_at (segment_t *self, uint32_t slot, const pointid_t *id,
+                       uint64_t version, const segment_vec_t *vecs, size_t n_vecs,
+                       json_t *payload, char *err, size_t errlen);
+//  Frees every remaining hole for reuse.
+void segment_reclaim_holes (segment_t *self);
 
 #endif

@@ -866,6 +866,224 @@ START_TEST (test_count_and_select_apply_the_filter)
 }
 END_TEST
 
+//  --- slots, index marks, observer, placement -------------------------------
+
+START_TEST (test_indexed_marks_clear_when_the_vector_changes)
+{
+    segment_t *seg = s_simple ();
+    float v [4] = { 1, 2, 3, 4 };
+    for (uint64_t i = 0; i < 10; i++)
+        ck_assert_int_eq (s_put (seg, i, v, NULL), 0);
+    ck_assert_uint_eq (segment_indexed_count (seg, ""), 0);
+    ck_assert_uint_eq (segment_next_unindexed (seg, "", 0), 0);
+    for (uint32_t slot = 0; slot < 10; slot++)
+        ck_assert_int_eq (segment_set_indexed (seg, "", slot), 0);
+    ck_assert_int_eq (segment_set_indexed (seg, "", 3), 0);      //  twice: counted once
+    ck_assert_uint_eq (segment_indexed_count (seg, ""), 10);
+    ck_assert_uint_eq (segment_next_unindexed (seg, "", 0), UINT32_MAX);
+    ck_assert_int_eq (segment_set_indexed (seg, "", 10), -SH_ENOTFOUND);
+    ck_assert_int_eq (segment_set_indexed (seg, "nope", 1), -SH_ENOTFOUND);
+    //  An upsert, a vector update, a delete: each clears its slot's mark.
+    pointid_t two = s_num (2), five = s_num (5), seven = s_num (7);
+    uint32_t slot2, slot5, slot7;
+    ck_assert (segment_slot_of (seg, &two, &slot2));
+    ck_assert (segment_slot_of (seg, &five, &slot5));
+    ck_assert (segment_slot_of (seg, &seven, &slot7));
+    ck_assert_int_eq (s_put (seg, 2, v, "{\"a\": 1}"), 0);
+    segment_vec_t vec = s_dense ("", v, 4);
+    char err [128];
+    ck_assert_int_eq (segment_update_vectors (seg, &five, 11, &vec, 1, err, sizeof err), 0);
+    ck_assert_int_eq (segment_delete (seg, &seven), 0);
+    ck_assert (!segment_is_indexed (seg, "", slot2));
+    ck_assert (!segment_is_indexed (seg, "", slot5));
+    ck_assert (!segment_is_indexed (seg, "", slot7));
+    ck_assert_uint_eq (segment_indexed_count (seg, ""), 7);
+    //  A payload edit leaves the vector, and its mark, alone.
+    pointid_t one = s_num (1);
+    json_t *p = s_json ("{\"b\": 2}");
+    ck_assert_int_eq (segment_set_payload (seg, &one, 12, p, NULL), 0);
+    json_decref (p);
+    ck_assert (segment_is_indexed (seg, "", 1));
+    //  Unindexed slots in order; a deleted slot has no vector to index.
+    ck_assert_uint_eq (segment_next_unindexed (seg, "", 0), slot2 < slot5 ? slot2 : slot5);
+    ck_assert_uint_eq (segment_next_unindexed (seg, "", (slot2 > slot5 ? slot2 : slot5) + 1),
+                       UINT32_MAX);
+    const uint64_t *bits = segment_indexed_bits (seg, "");
+    ck_assert_ptr_nonnull (bits);
+    ck_assert (bits [0] & 1);
+    segment_clear_indexed (seg, "");
+    ck_assert_uint_eq (segment_indexed_count (seg, ""), 0);
+    segment_destroy (&seg);
+}
+END_TEST
+
+START_TEST (test_search_slots_scans_candidates_or_unindexed_only)
+{
+    segment_t *seg = s_simple ();
+    for (uint64_t i = 0; i < 20; i++) {
+        float v [4] = { (float) i, 0, 0, 0 };
+        ck_assert_int_eq (s_put (seg, i, v, NULL), 0);
+    }
+    float q [4] = { 1, 0, 0, 0 };
+    segment_search_t req = { .name = "", .query = s_dense ("", q, 4), .limit = 3 };
+    segment_hit_t hits [20];
+    uint32_t hit_slots [20];
+    char err [128];
+    //  Dot with (1,0,0,0): the largest first; indexed ones are skipped.
+    for (uint32_t slot = 15; slot < 20; slot++)
+        ck_assert_int_eq (segment_set_indexed (seg, "", slot), 0);
+    int n = segment_search_slots (seg, &req, NULL, 0, true, hits, hit_slots, err, sizeof err);
+    ck_assert_int_eq (n, 3);
+    ck_assert_uint_eq (hits [0].id.num, 14);
+    ck_assert_uint_eq (hit_slots [0], 14);
+    ck_assert_float_eq (hits [0].score, 14.0f);
+    n = segment_search_slots (seg, &req, NULL, 0, false, hits, NULL, err, sizeof err);
+    ck_assert_int_eq (n, 3);
+    ck_assert_uint_eq (hits [0].id.num, 19);
+    //  Candidates: only those, and only live ones.
+    uint32_t cands [] = { 2, 4, 17, 30 };
+    pointid_t four = s_num (4);
+    ck_assert_int_eq (segment_delete (seg, &four), 0);
+    n = segment_search_slots (seg, &req, cands, 4, false, hits, hit_slots, err, sizeof err);
+    ck_assert_int_eq (n, 2);
+    ck_assert_uint_eq (hits [0].id.num, 17);
+    ck_assert_uint_eq (hits [1].id.num, 2);
+    n = segment_search_slots (seg, &req, cands, 4, true, hits, hit_slots, err, sizeof err);
+    ck_assert_int_eq (n, 1);
+    ck_assert_uint_eq (hits [0].id.num, 2);
+    n = segment_search_slots (seg, &req, cands, 0, false, hits, hit_slots, err, sizeof err);
+    ck_assert_int_eq (n, 0);
+    ck_assert_float_eq (segment_slot_score (seg, "", q, 17), 17.0f);
+    ck_assert (isnan (segment_slot_score (seg, "", q, 4)));
+    //  Count, select and scroll over candidates.
+    ck_assert_uint_eq (segment_count_slots (seg, NULL, cands, 4), 2);
+    pointid_t *ids;
+    ck_assert_uint_eq (segment_select_slots (seg, NULL, cands, 4, &ids), 2);
+    free (ids);
+    pointid_t page [4], next;
+    bool has_next;
+    size_t got = segment_scroll_slots (seg, NULL, cands, 4, NULL, 1, page, &next, &has_next);
+    ck_assert_uint_eq (got, 1);
+    ck_assert_uint_eq (page [0].num, 2);
+    ck_assert (has_next);
+    ck_assert_uint_eq (next.num, 17);
+    segment_destroy (&seg);
+}
+END_TEST
+
+typedef struct {
+    int adds, removes, updates;
+    uint32_t last_slot;
+    bool last_had_payload;
+} s_events_t;
+
+static void
+s_observe (uint32_t slot, const json_t *old_payload, bool was_live, const json_t *new_payload,
+           bool is_live, void *arg)
+{
+    s_events_t *ev = arg;
+    ev->last_slot = slot;
+    ev->last_had_payload = old_payload != NULL;
+    if (!was_live && is_live)
+        ev->adds++;
+    else
+    if (was_live && !is_live)
+        ev->removes++;
+    else {
+        ck_assert (was_live && is_live);
+        ev->updates++;
+    }
+}
+
+START_TEST (test_observer_sees_every_payload_change)
+{
+    segment_t *seg = s_simple ();
+    s_events_t ev = { 0 };
+    segment_set_observer (seg, s_observe, &ev);
+    float v [4] = { 1, 2, 3, 4 };
+    ck_assert_int_eq (s_put (seg, 1, v, "{\"a\": 1}"), 0);
+    ck_assert_int_eq (s_put (seg, 2, v, NULL), 0);
+    ck_assert_int_eq (ev.adds, 2);
+    ck_assert_int_eq (s_put (seg, 1, v, "{\"a\": 2}"), 0);
+    ck_assert_int_eq (ev.updates, 1);
+    ck_assert (ev.last_had_payload);
+    pointid_t one = s_num (1);
+    json_t *p = s_json ("{\"b\": 1}");
+    ck_assert_int_eq (segment_set_payload (seg, &one, 5, p, NULL), 0);
+    ck_assert_int_eq (segment_overwrite_payload (seg, &one, 6, p), 0);
+    json_decref (p);
+    const char *keys [] = { "b" };
+    ck_assert_int_eq (segment_delete_payload (seg, &one, 7, keys, 1), 0);
+    ck_assert_int_eq (segment_clear_payload (seg, &one, 8), 0);
+    ck_assert_int_eq (ev.updates, 5);
+    //  Vector-only writes do not touch the payload.
+    segment_vec_t vec = s_dense ("", v, 4);
+    char err [128];
+    ck_assert_int_eq (segment_update_vectors (seg, &one, 9, &vec, 1, err, sizeof err), 0);
+    ck_assert_int_eq (ev.updates, 5);
+    ck_assert_int_eq (segment_delete (seg, &one), 0);
+    ck_assert_int_eq (ev.removes, 1);
+    ck_assert_int_eq (segment_delete (seg, &one), -SH_ENOTFOUND);
+    ck_assert_int_eq (ev.removes, 1);
+    segment_set_observer (seg, NULL, NULL);
+    ck_assert_int_eq (s_put (seg, 3, v, NULL), 0);
+    ck_assert_int_eq (ev.adds, 2);
+    segment_destroy (&seg);
+}
+END_TEST
+
+START_TEST (test_points_go_back_to_reserved_slots)
+{
+    segment_t *seg = s_simple ();
+    s_events_t ev = { 0 };
+    segment_set_observer (seg, s_observe, &ev);
+    ck_assert_int_eq (segment_reserve_slots (seg, 100), 0);
+    ck_assert_uint_eq (segment_slot_count (seg), 100);
+    ck_assert_uint_eq (segment_size (seg), 0);
+    float v [4] = { 1, 2, 3, 4 };
+    segment_vec_t vec = s_dense ("", v, 4);
+    char err [128];
+    pointid_t a = s_num (1000), b = s_num (2000), c = s_num (3000);
+    json_t *p = s_json ("{\"x\": 1}");
+    ck_assert_int_eq (segment_upsert_at (seg, 42, &a, 5, &vec, 1, p, err, sizeof err), 0);
+    json_decref (p);
+    ck_assert_int_eq (ev.adds, 1);
+    ck_assert_uint_eq (ev.last_slot, 42);
+    //  Not a hole any more; the same id cannot go twice.
+    ck_assert_int_eq (segment_upsert_at (seg, 42, &b, 5, &vec, 1, NULL, err, sizeof err),
+                      -SH_EINVAL);
+    ck_assert_int_eq (segment_upsert_at (seg, 43, &a, 5, &vec, 1, NULL, err, sizeof err),
+                      -SH_EEXIST);
+    ck_assert_int_eq (segment_upsert_at (seg, 100, &b, 5, &vec, 1, NULL, err, sizeof err),
+                      -SH_EINVAL);
+    //  A plain upsert never takes a hole.
+    ck_assert_int_eq (segment_upsert (seg, &b, 6, &vec, 1, NULL, err, sizeof err), 0);
+    uint32_t slot;
+    ck_assert (segment_slot_of (seg, &b, &slot));
+    ck_assert_uint_eq (slot, 100);
+    ck_assert (segment_slot_of (seg, &a, &slot));
+    ck_assert_uint_eq (slot, 42);
+    ck_assert (segment_slot_live (seg, 42));
+    ck_assert (!segment_slot_live (seg, 41));
+    ck_assert (pointid_eq (segment_slot_id (seg, 42), &a));
+    ck_assert_uint_eq (segment_slot_version (seg, 42), 5);
+    ck_assert_int_eq (json_integer_value (json_object_get (segment_slot_payload (seg, 42),
+                                                           "x")), 1);
+    ck_assert (segment_slot_has_vector (seg, "", 42));
+    ck_assert (!segment_slot_has_vector (seg, "", 41));
+    //  Reclaimed holes are reused, lowest first.
+    segment_reclaim_holes (seg);
+    ck_assert_int_eq (segment_upsert (seg, &c, 7, &vec, 1, NULL, err, sizeof err), 0);
+    ck_assert (segment_slot_of (seg, &c, &slot));
+    ck_assert_uint_eq (slot, 0);
+    ck_assert_int_eq (segment_upsert_at (seg, 1, &c, 5, &vec, 1, NULL, err, sizeof err),
+                      -SH_EINVAL);
+    ck_assert_uint_eq (segment_size (seg), 3);
+    ck_assert_uint_eq (segment_count (seg, NULL), 3);
+    segment_destroy (&seg);
+}
+END_TEST
+
 Suite *
 segment_suite (void)
 {
@@ -897,6 +1115,12 @@ segment_suite (void)
     tcase_set_timeout (tc, 60);
     tcase_add_test (tc, test_scroll_pages_cover_every_id_once);
     tcase_add_test (tc, test_count_and_select_apply_the_filter);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("slots");
+    tcase_add_test (tc, test_indexed_marks_clear_when_the_vector_changes);
+    tcase_add_test (tc, test_search_slots_scans_candidates_or_unindexed_only);
+    tcase_add_test (tc, test_observer_sees_every_payload_change);
+    tcase_add_test (tc, test_points_go_back_to_reserved_slots);
     suite_add_tcase (s, tc);
     return s;
 }
