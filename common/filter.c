@@ -1722,3 +1722,265 @@ filter_match (const filter_t *self, const pointid_t *id, const json_t *payload)
 {
     return filter_match_ex (self, id, payload, NULL, NULL);
 }
+
+//  --------------------------------------------------------------------------
+//  Read-only view of the tree (for payload index planners). Added after the
+//  evaluator and touching none of it: the view types are the internal ones
+//  seen through opaque pointers.
+
+_Static_assert ((int) FILTER_LT == (int) B_LT && (int) FILTER_GT == (int) B_GT
+                && (int) FILTER_LTE == (int) B_LTE && (int) FILTER_GTE == (int) B_GTE,
+                "the view's bound order is the internal one");
+
+static const node_t *
+s_node_of (const filter_node_t *node)
+{
+    return (const node_t *) node;
+}
+
+static const cond_t *
+s_cond_of (const filter_cond_t *cond)
+{
+    return (const cond_t *) cond;
+}
+
+static const clause_t *
+s_clause_of (const node_t *node, filter_clause_t clause)
+{
+    switch (clause) {
+        case FILTER_MUST:
+            return &node->must;
+        case FILTER_SHOULD:
+            return &node->should;
+        case FILTER_MUST_NOT:
+            return &node->must_not;
+        case FILTER_MIN_SHOULD:
+            return &node->min_should;
+    }
+    return NULL;
+}
+
+const filter_node_t *
+filter_root (const filter_t *self)
+{
+    return self ? (const filter_node_t *) self->root : NULL;
+}
+
+size_t
+filter_node_size (const filter_node_t *node, filter_clause_t clause)
+{
+    const clause_t *c = s_clause_of (s_node_of (node), clause);
+    return c ? c->n : 0;
+}
+
+const filter_cond_t *
+filter_node_cond (const filter_node_t *node, filter_clause_t clause, size_t index)
+{
+    const clause_t *c = s_clause_of (s_node_of (node), clause);
+    assert (c && index < c->n);
+    return (const filter_cond_t *) &c->conds [index];
+}
+
+size_t
+filter_node_min_count (const filter_node_t *node)
+{
+    const node_t *n = s_node_of (node);
+    return n->has_min_should ? n->min_count : 0;
+}
+
+filter_cond_kind_t
+filter_cond_kind (const filter_cond_t *cond)
+{
+    switch (s_cond_of (cond)->kind) {
+        case COND_FILTER:
+            return FILTER_COND_FILTER;
+        case COND_FIELD:
+            return FILTER_COND_FIELD;
+        case COND_IS_EMPTY:
+            return FILTER_COND_IS_EMPTY;
+        case COND_IS_NULL:
+            return FILTER_COND_IS_NULL;
+        case COND_HAS_ID:
+            return FILTER_COND_HAS_ID;
+        case COND_HAS_VECTOR:
+            return FILTER_COND_HAS_VECTOR;
+        case COND_SLICE:
+            return FILTER_COND_SLICE;
+        case COND_NESTED:
+            return FILTER_COND_NESTED;
+    }
+    return FILTER_COND_FILTER;
+}
+
+const filter_node_t *
+filter_cond_node (const filter_cond_t *cond)
+{
+    const cond_t *c = s_cond_of (cond);
+    if (c->kind == COND_FILTER || c->kind == COND_NESTED)
+        return (const filter_node_t *) c->filter;
+    return NULL;
+}
+
+//  Path text that parses back to the same steps: keys bare when every byte
+//  is a bare-key byte, else quoted (parsed keys never hold '"' or '\').
+static char *
+s_path_text (const path_t *path)
+{
+    size_t size = 1;
+    for (size_t i = 0; i < path->n; i++)
+        size += path->steps [i].key ? strlen (path->steps [i].key) + 3 : 24;
+    char *text = malloc (size);
+    assert (text);
+    size_t len = 0;
+    for (size_t i = 0; i < path->n; i++) {
+        const step_t *step = &path->steps [i];
+        if (step->kind == STEP_KEY) {
+            bool bare = step->key [0] != 0;
+            for (const char *k = step->key; *k && bare; k++)
+                bare = s_raw_char ((unsigned char) *k);
+            len += (size_t) snprintf (text + len, size - len, bare ? "%s%s" : "%s\"%s\"",
+                                      i ? "." : "", step->key);
+        }
+        else
+        if (step->kind == STEP_INDEX)
+            len += (size_t) snprintf (text + len, size - len, "[%zu]", step->index);
+        else
+            len += (size_t) snprintf (text + len, size - len, "[]");
+    }
+    assert (len < size);
+    return text;
+}
+
+char *
+filter_path_canonical (const char *text)
+{
+    path_t path;
+    if (s_path_parse (text, &path))
+        return NULL;
+    char *canonical = s_path_text (&path);
+    s_path_free (&path);
+    return canonical;
+}
+
+char *
+filter_cond_key (const filter_cond_t *cond)
+{
+    const cond_t *c = s_cond_of (cond);
+    switch (c->kind) {
+        case COND_FIELD:
+            return s_path_text (&c->field->path);
+        case COND_IS_EMPTY:
+        case COND_IS_NULL:
+        case COND_NESTED:
+            return s_path_text (&c->path);
+        default:
+            return NULL;
+    }
+}
+
+const pointid_t *
+filter_cond_ids (const filter_cond_t *cond, size_t *n)
+{
+    const cond_t *c = s_cond_of (cond);
+    if (c->kind != COND_HAS_ID) {
+        *n = 0;
+        return NULL;
+    }
+    *n = c->n_ids;
+    return c->ids;
+}
+
+int
+filter_cond_field (const filter_cond_t *cond, filter_field_view_t *out)
+{
+    const cond_t *c = s_cond_of (cond);
+    if (c->kind != COND_FIELD)
+        return -SH_EINVAL;
+    const field_t *f = c->field;
+    memset (out, 0, sizeof *out);
+    switch (f->match) {
+        case MATCH_NONE:
+            out->match = FILTER_MATCH_NONE;
+            break;
+        case MATCH_STR:
+            out->match = FILTER_MATCH_STR;
+            break;
+        case MATCH_INT:
+            out->match = FILTER_MATCH_INT;
+            break;
+        case MATCH_BOOL:
+            out->match = FILTER_MATCH_BOOL;
+            break;
+        case MATCH_ANY:
+            out->match = FILTER_MATCH_ANY;
+            break;
+        case MATCH_EXCEPT:
+            out->match = FILTER_MATCH_EXCEPT;
+            break;
+        case MATCH_TEXT:
+        case MATCH_TEXT_ANY:
+        case MATCH_PREFIX:
+            out->match = FILTER_MATCH_TEXT;
+            break;
+    }
+    out->str = f->str.s;
+    out->str_len = f->str.len;
+    out->ival = f->ival;
+    out->bval = f->bval;
+    out->list_is_int = f->list_is_int;
+    out->n_list = f->n_list;
+    out->ints = f->list_is_int ? f->ints : NULL;
+    out->range = f->range == RANGE_FLOAT ? FILTER_RANGE_FLOAT
+               : f->range == RANGE_DATETIME ? FILTER_RANGE_DATETIME : FILTER_RANGE_NONE;
+    for (int b = 0; b < 4; b++) {
+        //  The internal bound order is the public one.
+        out->has_bound [b] = f->has_b [b];
+        out->fbound [b] = f->fb [b];
+        out->tbound [b] = (filter_instant_t) { f->tb [b].sec, f->tb [b].nsec };
+        out->has_cbound [b] = f->has_c [b];
+        out->cbound [b] = f->cb [b];
+    }
+    out->has_geo = f->has_radius || f->has_box || f->has_polygon;
+    out->has_count = f->has_count;
+    out->is_empty = f->is_empty;
+    out->is_null = f->is_null;
+    return 0;
+}
+
+const char *
+filter_cond_list_str (const filter_cond_t *cond, size_t index, size_t *len)
+{
+    const cond_t *c = s_cond_of (cond);
+    assert (c->kind == COND_FIELD && !c->field->list_is_int && index < c->field->n_list);
+    *len = c->field->strs [index].len;
+    return c->field->strs [index].s;
+}
+
+size_t
+filter_path_visit_raw (const json_t *payload, const char *text, filter_visit_fn *fn,
+                       void *arg)
+{
+    path_t path;
+    if (!payload || s_path_parse (text, &path))
+        return 0;
+    vals_t vals;
+    s_vals_init (&vals);
+    s_path_get (payload, &path, &vals);
+    for (size_t i = 0; i < vals.n; i++)
+        fn (vals.v [i], arg);
+    size_t count = vals.n;
+    s_vals_fini (&vals);
+    s_path_free (&path);
+    return count;
+}
+
+bool
+filter_parse_datetime (const char *text, size_t len, filter_instant_t *out)
+{
+    instant_t t;
+    if (!s_parse_instant (text, len, &t))
+        return false;
+    out->sec = t.sec;
+    out->nsec = t.nsec;
+    return true;
+}
