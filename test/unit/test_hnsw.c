@@ -534,7 +534,9 @@ typedef struct {
     hnsw_t *g;              //  shared graph
     const set_t *base;      //  its vectors
     uint32_t next;          //  atomic: next slot to insert
+    uint8_t *inserted;      //  atomic per slot: its insert returned
     int inserters_left;     //  atomic: inserting threads still running
+    size_t relinks;         //  atomic: re-inserts of inserted slots
     size_t searches;        //  atomic: searches made during the inserts
     size_t bad;             //  atomic: hits that broke a rule
 } race_t;
@@ -549,6 +551,7 @@ s_inserter (void *arg)
             break;
         if (hnsw_insert (r->g, i) != 0)
             __atomic_fetch_add (&r->bad, 1, __ATOMIC_RELAXED);
+        __atomic_store_n (&r->inserted [i], 1, __ATOMIC_RELEASE);
     }
     __atomic_fetch_sub (&r->inserters_left, 1, __ATOMIC_RELEASE);
     return NULL;
@@ -578,22 +581,45 @@ s_searcher (void *arg)
     return NULL;
 }
 
+//  Re-inserts (relinks, the update path) slots whose insert is done, with
+//  their vectors unchanged, while the others insert and search.
+static void *
+s_relinker (void *arg)
+{
+    race_t *r = arg;
+    uint64_t st = 5;
+    while (__atomic_load_n (&r->inserters_left, __ATOMIC_ACQUIRE) > 0) {
+        uint32_t i = (uint32_t) (s_next (&st) % r->base->n);
+        if (!__atomic_load_n (&r->inserted [i], __ATOMIC_ACQUIRE))
+            continue;
+        if (hnsw_insert (r->g, i) != 0)
+            __atomic_fetch_add (&r->bad, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add (&r->relinks, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
 START_TEST (test_searches_run_while_threads_insert)
 {
     set_t base = s_make (6000, 16, 71, false);
     set_t queries = s_make (100, 16, 72, false);
     hnsw_t *g = s_graph (&base, DIST_EUCLID, 12, 80);
-    race_t r = { .g = g, .base = &base, .inserters_left = 3 };
-    pthread_t ins [3], srch [2];
+    race_t r = { .g = g, .base = &base, .inserters_left = 3,
+                 .inserted = calloc (base.n, 1) };
+    pthread_t ins [3], srch [2], relinker;
     for (int i = 0; i < 2; i++)
         pthread_create (&srch [i], NULL, s_searcher, &r);
+    pthread_create (&relinker, NULL, s_relinker, &r);
     for (int i = 0; i < 3; i++)
         pthread_create (&ins [i], NULL, s_inserter, &r);
     for (int i = 0; i < 3; i++)
         pthread_join (ins [i], NULL);
     for (int i = 0; i < 2; i++)
         pthread_join (srch [i], NULL);
+    pthread_join (relinker, NULL);
     ck_assert_uint_eq (r.bad, 0);
+    ck_assert_uint_gt (r.searches, 0);
+    free (r.inserted);
     ck_assert_uint_eq (hnsw_node_count (g), base.n);
     //  The graph built from several threads is as good as a sequential one.
     double recall = s_recall (g, &base, &queries, DIST_EUCLID, 128, NULL, NULL);
