@@ -1400,6 +1400,22 @@ segment_clear_indexed (segment_t *self, const char *name)
     __atomic_store_n (&vs->n_indexed, 0, __ATOMIC_RELAXED);
 }
 
+void
+segment_keep_indexed (segment_t *self, const char *name, const uint64_t *keep,
+                      size_t n_words)
+{
+    vstore_t *vs = s_vstore (self, name);
+    if (!vs || !vs->indexed)
+        return;
+    size_t count = 0;
+    for (size_t w = 0; w < s_words (self->cap); w++) {
+        uint64_t word = vs->indexed [w] & (w < n_words ? keep [w] : 0);
+        vs->indexed [w] = word;
+        count += (size_t) __builtin_popcountll (word);
+    }
+    __atomic_store_n (&vs->n_indexed, count, __ATOMIC_RELAXED);
+}
+
 const uint64_t *
 segment_indexed_bits (const segment_t *self, const char *name)
 {

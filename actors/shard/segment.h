@@ -187,6 +187,11 @@ bool segment_is_indexed (const segment_t *self, const char *name, uint32_t slot)
 size_t segment_indexed_count (const segment_t *self, const char *name);
 //  Clears every mark of `name` (an index dropped). Writer only.
 void segment_clear_indexed (segment_t *self, const char *name);
+//  Keeps only the marks of `name` whose bit is set in keep (n_words words
+//  over slots; slots beyond lose theirs): a rebuilt graph takes over.
+//  Writer only.
+void segment_keep_indexed (segment_t *self, const char *name, const uint64_t *keep,
+                           size_t n_words);
 //  The marks as a bitmap over slots (bit i of word i/64), borrowed until the
 //  next write; NULL for an unknown or sparse name. Fast membership for
 //  graph filters.

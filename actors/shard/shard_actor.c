@@ -17,15 +17,25 @@
     commit, so no read ever sees data a crash could take back, and no write
     is answered before it is durable.
 
+    Vector indexes (vindex.h) are built and kept up by an optimizer thread
+    (optimizer.h) that reads under the same gate; searches go through the
+    planner (planner.h), which merges the graph with an exact scan of what
+    the graph does not hold yet. The graphs are saved beside the store with
+    the seq they cover and put back on start, so a restart re-indexes only
+    what changed since.
+
     Every write gets seq = ++last_seq: the "operation_id" of its reply and the
     "version" of each point it touches. A write is checked whole before
     anything changes: a batch with one bad point is refused with nothing
     applied.
 */
 #include "actors/actors.h"
+#include "actors/shard/optimizer.h"
+#include "actors/shard/planner.h"
 #include "actors/shard/rwgate.h"
 #include "actors/shard/segment.h"
 #include "actors/shard/shard_store.h"
+#include "actors/shard/vindex.h"
 #include "actors/shard/workers.h"
 #include "common/err.h"
 #include "common/filter.h"
@@ -67,6 +77,8 @@ typedef struct {
     segment_vspec_t *specs;     //  vector specs in the segment, in config order
     size_t n_specs;             //  entries in specs
     segment_t *segment;         //  the points, in memory
+    vindex_t *vindex;           //  their HNSW graphs
+    optimizer_t *optimizer;     //  the thread that builds and saves the graphs
     shard_store_t *store;       //  the points, on disk
     zsock_t *router;            //  ROUTER at the shard endpoint
     zsock_t *sub;               //  SUB to the raft actor's META_STATE
@@ -260,6 +272,20 @@ s_set_schema (s_shard_t *self, const json_t *coll)
     self->payload_schema = json_is_object (schema) ? json_deep_copy (schema) : json_object ();
 }
 
+//  Hands every dense vector's index params (hnsw_config, its own override,
+//  optimizer_config) to the vindex.
+static void
+s_configure_vindex (s_shard_t *self, const json_t *config)
+{
+    for (size_t i = 0; i < self->n_specs; i++) {
+        if (self->specs [i].sparse)
+            continue;
+        vindex_params_t params;
+        vindex_params_from_config (config, self->specs [i].name, &params);
+        vindex_configure (self->vindex, self->specs [i].name, &params);
+    }
+}
+
 //  A newer state: stop if our collection is gone, add named vectors that
 //  appeared since. Older or equal states are ignored, so a publication
 //  that predates our META_GET answer cannot make us think we were deleted.
@@ -303,6 +329,7 @@ s_on_state (s_shard_t *self, const json_t *state)
                   specs [i].name);
     }
     free (specs);
+    s_configure_vindex (self, json_object_get (coll, "config"));
 }
 
 //  Asks the raft actor for the state, retrying while it starts. 0 and
@@ -398,7 +425,12 @@ s_load_point (const shard_store_point_t *point, void *arg)
     }
     char err [S_ERRLEN] = "";
     json_t *payload = point->payload ? json_incref (point->payload) : NULL;
-    int rc = segment_upsert (self->segment, &point->id, point->version, vecs, n, payload,
+    //  Back into the slot a saved graph knows it by, if there is one.
+    uint32_t slot;
+    int rc = vindex_slot_hint (self->vindex, &point->id, &slot)
+           ? segment_upsert_at (self->segment, slot, &point->id, point->version, vecs, n,
+                                payload, err, sizeof err)
+           : segment_upsert (self->segment, &point->id, point->version, vecs, n, payload,
                              err, sizeof err);
     json_decref (payload);
     free (vecs);
@@ -857,16 +889,30 @@ s_search_one (s_shard_t *self, const json_t *search, size_t index, envelope_t *r
         sreq.has_threshold = true;
         sreq.score_threshold = (float) json_number_value (threshold);
     }
+    const json_t *exact = json_object_get (search, "exact");
+    if (exact && !json_is_null (exact) && !json_is_boolean (exact)) {
+        envelope_set_error (reply, -SH_EINVAL, "searches[%zu]: \"exact\" must be a boolean",
+                            index);
+        rc = -SH_EINVAL;
+        goto done;
+    }
+    size_t ef = 0;
+    if (s_get_count (reply, search, "hnsw_ef", 0, &ef)) {
+        rc = -SH_EINVAL;
+        goto done;
+    }
     sreq.filter = filter;
     //  offset + limit hits, but never more than there are points: the sizes
     //  come from outside and bound an allocation.
     size_t want = limit > SIZE_MAX - offset ? SIZE_MAX : limit + offset;
     size_t have = segment_size (self->segment);
     sreq.limit = want < have ? want : have;
+    planner_search_t plan = { .search = sreq, .exact = json_is_true (exact),
+                              .ef = ef < HNSW_MAX_EF ? ef : HNSW_MAX_EF };
     segment_hit_t *hits = (segment_hit_t *) calloc (sreq.limit + 1, sizeof *hits);
     assert (hits);
     char err [S_ERRLEN] = "";
-    int n = segment_search (self->segment, &sreq, hits, err, sizeof err);
+    int n = planner_search (self->segment, self->vindex, &plan, hits, err, sizeof err);
     if (n < 0) {
         envelope_set_error (reply, n, "searches[%zu]: %s", index,
                             err [0] ? err : sh_strerror (n));
@@ -1028,8 +1074,10 @@ s_on_info (s_shard_t *self, envelope_t *req, envelope_t *reply)
         json_pack ("{sIsIsIsIsssI}", "points_count",
                    (json_int_t) segment_size (self->segment), "vectors_count",
                    (json_int_t) segment_vector_count (self->segment),
-                   "indexed_vectors_count", (json_int_t) 0, "segments_count",
-                   (json_int_t) 1, "status", "green", "seq", (json_int_t) self->last_seq));
+                   "indexed_vectors_count", (json_int_t) vindex_indexed_count (self->vindex),
+                   "segments_count", (json_int_t) 1, "status",
+                   vindex_behind (self->vindex) ? "yellow" : "green", "seq",
+                   (json_int_t) self->last_seq));
     //  Points holding a value for each indexed field (Qdrant's
     //  PayloadIndexInfo.points), counted by a scan until the payload index
     //  (pindex) keeps the count.
@@ -1813,8 +1861,14 @@ s_flush (s_shard_t *self)
         }
     }
     if (self->write_held) {
+        //  Graphs follow the segment's arrays (moved by growth) and learn
+        //  what seq is durable, before any reader comes back.
+        if (!self->store_failed)
+            vindex_after_writes (self->vindex, self->last_seq);
         rwgate_write_unlock (self->gate);
         self->write_held = false;
+        if (self->optimizer && !self->store_failed)
+            optimizer_kick (self->optimizer);
     }
     envelope_t *reply;
     while ((reply = (envelope_t *) zlist_pop (self->pending)))
@@ -1867,6 +1921,8 @@ s_run (s_shard_t *self)
     //  refused; then every reply made is sent.
     workers_destroy (&self->workers);
     s_forward_results (self, INT_MAX);
+    //  The optimizer saves what changed before it goes.
+    optimizer_destroy (&self->optimizer);
 }
 
 //  ---------------------------------------------------------------------------
@@ -1882,12 +1938,14 @@ s_destroy (s_shard_t *self)
         zlist_destroy (&self->pending);
     }
     workers_destroy (&self->workers);
+    optimizer_destroy (&self->optimizer);
     zpoller_destroy (&self->poller);
     zsock_destroy (&self->results);
     rwgate_destroy (&self->gate);
     zsock_destroy (&self->router);
     zsock_destroy (&self->sub);
     shard_store_destroy (&self->store);
+    vindex_destroy (&self->vindex);
     segment_destroy (&self->segment);
     free (self->specs);
     json_decref (self->payload_schema);
@@ -1936,17 +1994,23 @@ s_start (s_shard_t *self, int *exit_code)
     }
     s_set_schema (self, coll);
     rc = s_specs_from_config (json_object_get (coll, "config"), &self->specs, &self->n_specs);
-    json_decref (state);
-    if (rc)
+    if (rc) {
+        json_decref (state);
         return 1;
+    }
     self->segment = segment_new (self->specs, self->n_specs);
     if (!self->segment) {
+        json_decref (state);
         log_error ("the segment refused the collection's vector config");
         return 1;
     }
+    self->vindex = vindex_new (self->segment, self->dir);
+    s_configure_vindex (self, json_object_get (coll, "config"));
+    json_decref (state);
 
     if (shard_store_open (self->dir, &self->store))
         return 1;
+    vindex_load_begin (self->vindex);
     s_load_t load = { .self = self };
     size_t corrupt = 0;
     rc = shard_store_load (self->store, s_load_point, &load, &corrupt);
@@ -1961,6 +2025,7 @@ s_start (s_shard_t *self, int *exit_code)
         log_error ("load: %zu corrupt rows skipped, %zu points refused, %zu vectors no "
                    "longer in the config", corrupt, load.failed, load.dropped);
     log_info ("loaded %zu points, seq=%" PRIu64, load.loaded, self->last_seq);
+    vindex_load_end (self->vindex, self->last_seq);
 
     self->router = zsock_new (ZMQ_ROUTER);
     assert (self->router);
@@ -1991,6 +2056,9 @@ s_start (s_shard_t *self, int *exit_code)
         log_error ("cannot start %zu worker threads", n_workers);
         return 1;
     }
+    self->optimizer = optimizer_new (self->vindex, self->gate);
+    if (!self->optimizer)
+        return 1;
     self->poller = zpoller_new (self->router, self->sub, self->results, NULL);
     self->pending = zlist_new ();
     assert (self->poller && self->pending);
