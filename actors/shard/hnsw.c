@@ -1050,20 +1050,88 @@ hnsw_memory (hnsw_t *self)
 //  lists from level 0 up (a u32 count and count u32 ids), and last a
 //  BLAKE2b hash (crypto_generichash, 32 bytes) of everything before it.
 
+#define S_IO_BUF (1 << 20)
+
+//  Buffered file I/O that hashes what passes through it: whole buffers go
+//  to fwrite/fread and the hash, not one id at a time.
 typedef struct {
     FILE *file;                         //  open file
-    crypto_generichash_state hash;      //  over every byte so far
+    crypto_generichash_state hash;      //  over every byte put / taken so far
+    bool hashing;                       //  read: taken bytes still go to the hash
+    uint8_t *buf;                       //  S_IO_BUF bytes
+    size_t len;                         //  write: bytes waiting; read: bytes in buf
+    size_t pos;                         //  read: bytes of buf taken
+    size_t hashed;                      //  read: bytes of buf hashed
     bool failed;                        //  a read or write failed / ran short
 } s_io_t;
 
 static void
+s_io_init (s_io_t *io, FILE *file)
+{
+    *io = (s_io_t) { .file = file, .hashing = true, .buf = malloc (S_IO_BUF) };
+    assert (io->buf);
+    crypto_generichash_init (&io->hash, NULL, 0, S_HASH_SIZE);
+}
+
+//  Write side: hashes and writes what is waiting.
+static void
+s_io_flush (s_io_t *io)
+{
+    if (io->len && !io->failed) {
+        crypto_generichash_update (&io->hash, io->buf, io->len);
+        if (fwrite (io->buf, 1, io->len, io->file) != io->len)
+            io->failed = true;
+    }
+    io->len = 0;
+}
+
+static void
 s_put (s_io_t *io, const void *data, size_t len)
 {
-    if (io->failed || len == 0)
-        return;
-    crypto_generichash_update (&io->hash, data, len);
-    if (fwrite (data, 1, len, io->file) != len)
-        io->failed = true;
+    const uint8_t *p = data;
+    while (len && !io->failed) {
+        if (io->len == S_IO_BUF)
+            s_io_flush (io);
+        size_t n = S_IO_BUF - io->len < len ? S_IO_BUF - io->len : len;
+        memcpy (io->buf + io->len, p, n);
+        io->len += n;
+        p += n;
+        len -= n;
+    }
+}
+
+//  Read side: hashes the bytes of buf taken and not yet hashed.
+static void
+s_io_hash_taken (s_io_t *io)
+{
+    if (io->hashing && io->pos > io->hashed)
+        crypto_generichash_update (&io->hash, io->buf + io->hashed, io->pos - io->hashed);
+    io->hashed = io->pos;
+}
+
+static bool
+s_get (s_io_t *io, void *data, size_t len)
+{
+    uint8_t *p = data;
+    while (len) {
+        if (io->failed)
+            return false;
+        if (io->pos == io->len) {
+            s_io_hash_taken (io);
+            io->len = fread (io->buf, 1, S_IO_BUF, io->file);
+            io->pos = io->hashed = 0;
+            if (io->len == 0) {
+                io->failed = true;
+                return false;
+            }
+        }
+        size_t n = io->len - io->pos < len ? io->len - io->pos : len;
+        memcpy (p, io->buf + io->pos, n);
+        io->pos += n;
+        p += n;
+        len -= n;
+    }
+    return true;
 }
 
 static void
@@ -1079,21 +1147,6 @@ s_put_u64 (s_io_t *io, uint64_t v)
 {
     s_put_u32 (io, (uint32_t) v);
     s_put_u32 (io, (uint32_t) (v >> 32));
-}
-
-static bool
-s_get (s_io_t *io, void *data, size_t len)
-{
-    if (io->failed)
-        return false;
-    if (len == 0)
-        return true;
-    if (fread (data, 1, len, io->file) != len) {
-        io->failed = true;
-        return false;
-    }
-    crypto_generichash_update (&io->hash, data, len);
-    return true;
 }
 
 static uint32_t
@@ -1140,9 +1193,8 @@ hnsw_save (hnsw_t *self, const char *path, uint64_t covered_seq)
         free (tmp);
         return -SH_EIO;
     }
-    s_io_t io = { .file = file };
-    crypto_generichash_init (&io.hash, NULL, 0, S_HASH_SIZE);
-    setvbuf (file, NULL, _IOFBF, 1 << 20);
+    s_io_t io;
+    s_io_init (&io, file);
 
     pthread_rwlock_rdlock (&self->grow);
     //  Only slots up to the last one in the graph are written.
@@ -1186,13 +1238,21 @@ hnsw_save (hnsw_t *self, const char *path, uint64_t covered_seq)
             uint32_t max = s_max_links (self, lc);
             if (n > max)
                 n = max;
-            s_put_u32 (&io, n);
-            for (uint32_t j = 0; j < n; j++)
-                s_put_u32 (&io, s_load (links + 1 + j));
+            uint8_t list [4 * (1 + 2 * HNSW_MAX_M)];
+            for (uint32_t j = 0; j <= n; j++) {
+                uint32_t v = j ? s_load (links + j) : n;
+                list [4 * j] = (uint8_t) v;
+                list [4 * j + 1] = (uint8_t) (v >> 8);
+                list [4 * j + 2] = (uint8_t) (v >> 16);
+                list [4 * j + 3] = (uint8_t) (v >> 24);
+            }
+            s_put (&io, list, 4 * ((size_t) n + 1));
         }
     }
     pthread_rwlock_unlock (&self->grow);
 
+    s_io_flush (&io);
+    free (io.buf);
     uint8_t hash [S_HASH_SIZE];
     crypto_generichash_final (&io.hash, hash, sizeof hash);
     if (!io.failed && fwrite (hash, 1, sizeof hash, file) != sizeof hash)
@@ -1240,10 +1300,13 @@ s_load_lists (hnsw_t *self, s_io_t *io, uint32_t cap, off_t *left)
                 return -SH_EIO;
             *left -= (off_t) n * 4 + 4;
             uint32_t *links = s_links (self, i, lc);
+            uint8_t list [4 * 2 * HNSW_MAX_M];
+            if (!s_get (io, list, 4 * (size_t) n))
+                return -SH_EIO;
             for (uint32_t j = 0; j < n; j++) {
-                uint32_t id = s_get_u32 (io);
-                if (io->failed)
-                    return -SH_EIO;
+                const uint8_t *b = list + 4 * j;
+                uint32_t id = (uint32_t) b [0] | (uint32_t) b [1] << 8
+                            | (uint32_t) b [2] << 16 | (uint32_t) b [3] << 24;
                 if (id >= cap || id == i || self->levels [id] == S_ABSENT
                 ||  self->levels [id] < lc)
                     return -SH_EPROTO;
@@ -1267,14 +1330,13 @@ hnsw_load (const char *path, hnsw_t **self_p, uint64_t *covered_seq)
         fclose (file);
         return -SH_EIO;
     }
-    setvbuf (file, NULL, _IOFBF, 1 << 20);
-    s_io_t io = { .file = file };
-    crypto_generichash_init (&io.hash, NULL, 0, S_HASH_SIZE);
     off_t left = st.st_size - S_HEADER_SIZE - S_HASH_SIZE;
     if (left < 0) {
         fclose (file);
         return -SH_EIO;
     }
+    s_io_t io;
+    s_io_init (&io, file);
     char magic [8];
     s_get (&io, magic, 8);
     uint32_t version = s_get_u32 (&io);
@@ -1290,6 +1352,7 @@ hnsw_load (const char *path, hnsw_t **self_p, uint64_t *covered_seq)
     uint32_t entry = s_get_u32 (&io);
     uint32_t top = s_get_u32 (&io);
     if (io.failed) {
+        free (io.buf);
         fclose (file);
         return -SH_EIO;
     }
@@ -1298,6 +1361,7 @@ hnsw_load (const char *path, hnsw_t **self_p, uint64_t *covered_seq)
     ||  m < 2 || m > HNSW_MAX_M || ef == 0 || ef > HNSW_MAX_EF
     ||  cap == HNSW_NO_SLOT || nodes > cap || deleted > nodes
     ||  top > S_MAX_LEVEL) {
+        free (io.buf);
         fclose (file);
         return -SH_EPROTO;
     }
@@ -1305,6 +1369,7 @@ hnsw_load (const char *path, hnsw_t **self_p, uint64_t *covered_seq)
     //  for them (a corrupt cap cannot ask for gigabytes).
     off_t fixed = (off_t) cap + ((off_t) cap + 7) / 8;
     if (fixed > left) {
+        free (io.buf);
         fclose (file);
         return -SH_EIO;
     }
@@ -1349,14 +1414,19 @@ hnsw_load (const char *path, hnsw_t **self_p, uint64_t *covered_seq)
     if (rc == 0)
         rc = s_load_lists (self, &io, cap, &left);
     if (rc == 0) {
+        //  The hash covers what was taken; the file must end with it.
         uint8_t want [S_HASH_SIZE], have [S_HASH_SIZE];
+        s_io_hash_taken (&io);
+        io.hashing = false;
         crypto_generichash_final (&io.hash, want, sizeof want);
-        if (fread (have, 1, sizeof have, file) != sizeof have)
+        if (!s_get (&io, have, sizeof have))
             rc = -SH_EIO;
         else
-        if (sodium_memcmp (want, have, sizeof want) != 0 || fgetc (file) != EOF)
+        if (sodium_memcmp (want, have, sizeof want) != 0
+        ||  io.pos != io.len || fgetc (file) != EOF)
             rc = -SH_EPROTO;
     }
+    free (io.buf);
     fclose (file);
     if (rc != 0) {
         hnsw_destroy (&self);
