@@ -11,6 +11,8 @@
 #include "actors/shard/planner.h"
 #include "common/err.h"
 
+#include <roaring/roaring.h>
+
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -29,13 +31,63 @@ planner_full_scan_points (uint64_t full_scan_kb, uint32_t dim)
 typedef struct {
     const segment_t *segment;   //  for payloads
     const filter_t *filter;     //  the search's filter
+    const roaring_bitmap_t *cands;  //  the indexes' candidates, or NULL
+    bool cands_exact;           //  cands is exactly the matching set
 } s_filter_arg_t;
 
 static bool
 s_filter_accept (uint32_t slot, void *argp)
 {
     s_filter_arg_t *a = (s_filter_arg_t *) argp;
+    if (a->cands) {
+        if (!roaring_bitmap_contains (a->cands, slot))
+            return false;
+        if (a->cands_exact)
+            return true;
+    }
     return segment_slot_match (a->segment, a->filter, slot);
+}
+
+static bool
+s_slot_of (const pointid_t *id, uint32_t *slot, void *arg)
+{
+    return segment_slot_of ((const segment_t *) arg, id, slot);
+}
+
+//  The indexes' estimate for filter; false without indexes or filter.
+static bool
+s_estimate (const planner_t *self, const filter_t *filter, pindex_card_t *card)
+{
+    if (!filter || !self->pindex)
+        return false;
+    pindex_estimate (self->pindex, filter, s_slot_of, (void *) self->segment, card);
+    return true;
+}
+
+//  The indexes' candidates for filter as an ascending slot array (*slots,
+//  free it) when they narrow the points down; *filter_out is what is left to
+//  check (NULL when the indexes decided it exactly). false: no narrowing,
+//  scan everything with the filter.
+static bool
+s_candidates (const planner_t *self, const filter_t *filter, const pindex_card_t *card,
+              uint32_t **slots, size_t *n_slots, const filter_t **filter_out)
+{
+    if (!self->pindex || !filter || card->max >= segment_size (self->segment))
+        return false;
+    roaring_bitmap_t *bm = NULL;
+    bool exact = false;
+    pindex_select (self->pindex, filter, s_slot_of, (void *) self->segment, &bm, &exact);
+    if (!bm)
+        return false;
+    size_t n = (size_t) roaring_bitmap_get_cardinality (bm);
+    uint32_t *out = malloc ((n ? n : 1) * sizeof *out);
+    assert (out);
+    roaring_bitmap_to_uint32_array (bm, out);
+    roaring_bitmap_free (bm);
+    *slots = out;
+    *n_slots = n;
+    *filter_out = exact ? NULL : filter;
+    return true;
 }
 
 //  One candidate of the merge.
@@ -81,10 +133,34 @@ s_passes (const segment_search_t *s, bool higher, float score)
     return higher ? score >= s->score_threshold : score <= s->score_threshold;
 }
 
-int
-planner_search (const segment_t *segment, vindex_t *vindex, const planner_search_t *req,
-                segment_hit_t *hits, char *err, size_t errlen)
+//  Exact search, over the indexes' candidates when they narrow it.
+static int
+s_exact (const planner_t *self, const segment_search_t *s, const pindex_card_t *card,
+         bool have_card, segment_hit_t *hits, char *err, size_t errlen)
 {
+    pindex_card_t own;
+    if (!have_card) {
+        have_card = s_estimate (self, s->filter, &own);
+        card = &own;
+    }
+    uint32_t *slots = NULL;
+    size_t n_slots = 0;
+    segment_search_t narrowed = *s;
+    if (!have_card
+        || !s_candidates (self, s->filter, card, &slots, &n_slots, &narrowed.filter))
+        return segment_search (self->segment, s, hits, err, errlen);
+    int rc = segment_search_slots (self->segment, &narrowed, slots, n_slots, false, hits,
+                                   NULL, err, errlen);
+    free (slots);
+    return rc;
+}
+
+int
+planner_search (const planner_t *self, const planner_search_t *req, segment_hit_t *hits,
+                char *err, size_t errlen)
+{
+    const segment_t *segment = self->segment;
+    vindex_t *vindex = self->vindex;
     const segment_search_t *s = &req->search;
     const char *name = s->name ? s->name : "";
     const segment_vspec_t *spec = segment_vspec (segment, name);
@@ -92,11 +168,18 @@ planner_search (const segment_t *segment, vindex_t *vindex, const planner_search
     bool graph = spec && !spec->sparse && !req->exact && vindex
               && vindex_has_graph (vindex, name) && vindex_params (vindex, name, &params)
               && s->query.dense && s->query.dim == spec->dim && s->limit > 0;
-    if (graph && segment_vector_count_of (segment, name)
-                 < planner_full_scan_points (params.full_scan_kb, spec->dim))
+    size_t threshold = graph ? planner_full_scan_points (params.full_scan_kb, spec->dim) : 0;
+    if (graph && segment_vector_count_of (segment, name) < threshold)
+        graph = false;
+    //  A filter that keeps few points: scan those (Qdrant: below the full
+    //  scan threshold by the estimate's max, or by its expectation when the
+    //  bounds straddle it).
+    pindex_card_t card;
+    bool have_card = graph && s_estimate (self, s->filter, &card);
+    if (have_card && (card.max < threshold || (card.min <= threshold && card.exp < threshold)))
         graph = false;
     if (!graph)
-        return segment_search (segment, s, hits, err, errlen);
+        return s_exact (self, s, &card, have_card, hits, err, errlen);
 
     //  1. Exact over what the graph does not hold (first: see above).
     size_t k = s->limit;
@@ -114,10 +197,18 @@ planner_search (const segment_t *segment, vindex_t *vindex, const planner_search
         memcpy (query, s->query.dense, spec->dim * sizeof (float));
         if (spec->distance == DIST_COSINE)
             distance_normalize (query, spec->dim);
-        s_filter_arg_t farg = { segment, s->filter };
+        s_filter_arg_t farg = { segment, s->filter, NULL, false };
+        roaring_bitmap_t *allowed = NULL;
+        if (s->filter && self->pindex) {
+            pindex_select (self->pindex, s->filter, s_slot_of, (void *) segment, &allowed,
+                           &farg.cands_exact);
+            farg.cands = allowed;
+        }
         size_t n_graph = vindex_search (vindex, name, query, k, req->ef,
                                         s->filter ? s_filter_accept : NULL, &farg,
                                         graph_slots);
+        if (allowed)
+            roaring_bitmap_free (allowed);
         //  3. Merge: scores as the exact scan reports them, each slot once.
         bool higher = distance_higher_is_better (spec->distance);
         size_t n = 0;
@@ -149,4 +240,51 @@ planner_search (const segment_t *segment, vindex_t *vindex, const planner_search
     free (cands);
     free (query);
     return rc;
+}
+
+size_t
+planner_count (const planner_t *self, const filter_t *filter)
+{
+    pindex_card_t card;
+    uint32_t *slots = NULL;
+    size_t n_slots = 0;
+    const filter_t *left = filter;
+    if (!s_estimate (self, filter, &card)
+        || !s_candidates (self, filter, &card, &slots, &n_slots, &left))
+        return segment_count (self->segment, filter);
+    size_t n = left ? segment_count_slots (self->segment, left, slots, n_slots) : n_slots;
+    free (slots);
+    return n;
+}
+
+size_t
+planner_scroll (const planner_t *self, const filter_t *filter, const pointid_t *offset,
+                size_t limit, pointid_t *ids, pointid_t *next, bool *has_next)
+{
+    pindex_card_t card;
+    uint32_t *slots = NULL;
+    size_t n_slots = 0;
+    const filter_t *left = filter;
+    if (!s_estimate (self, filter, &card)
+        || !s_candidates (self, filter, &card, &slots, &n_slots, &left))
+        return segment_scroll (self->segment, filter, offset, limit, ids, next, has_next);
+    size_t n = segment_scroll_slots (self->segment, left, slots, n_slots, offset, limit, ids,
+                                     next, has_next);
+    free (slots);
+    return n;
+}
+
+size_t
+planner_select (const planner_t *self, const filter_t *filter, pointid_t **ids)
+{
+    pindex_card_t card;
+    uint32_t *slots = NULL;
+    size_t n_slots = 0;
+    const filter_t *left = filter;
+    if (!s_estimate (self, filter, &card)
+        || !s_candidates (self, filter, &card, &slots, &n_slots, &left))
+        return segment_select (self->segment, filter, ids);
+    size_t n = segment_select_slots (self->segment, left, slots, n_slots, ids);
+    free (slots);
+    return n;
 }

@@ -12,11 +12,21 @@
       node.
     Scores are always computed as the exact scan computes them.
 
+    A filter is planned from the payload indexes (pindex.h), as Qdrant's
+    planner does: when the estimated matches are below the full-scan
+    threshold, the candidates the indexes select are scanned exactly
+    (checked with the filter unless the indexes decided it exactly);
+    otherwise the graph is walked with the filter as its accept test
+    (membership in the candidate set, plus the filter where the indexes
+    could not decide). Count, scroll and select use the candidates when the
+    indexes narrow the set.
+
     Callers hold the shard's gate for reading.
 */
 #ifndef SH_PLANNER_H
 #define SH_PLANNER_H
 
+#include "actors/shard/pindex.h"
 #include "actors/shard/segment.h"
 #include "actors/shard/vindex.h"
 #include <stdbool.h>
@@ -28,11 +38,23 @@ typedef struct {
     size_t ef;                  //  params.hnsw_ef, 0 = default
 } planner_search_t;
 
+//  What a shard plans over (borrowed; vindex and pindex may be NULL).
+typedef struct {
+    const segment_t *segment;   //  the points
+    vindex_t *vindex;           //  their graphs, or NULL (exact only)
+    const pindex_t *pindex;     //  their payload indexes, or NULL (filters scanned)
+} planner_t;
+
 //  Writes up to req->search.limit hits, best first (ties by smaller id), and
 //  returns how many, or -SH_EINVAL with a message in err (unknown vector,
-//  wrong dimension). vindex may be NULL (exact only).
-int planner_search (const segment_t *segment, vindex_t *vindex, const planner_search_t *req,
-                    segment_hit_t *hits, char *err, size_t errlen);
+//  wrong dimension).
+int planner_search (const planner_t *self, const planner_search_t *req, segment_hit_t *hits,
+                    char *err, size_t errlen);
+//  segment_count, segment_scroll and segment_select through the indexes.
+size_t planner_count (const planner_t *self, const filter_t *filter);
+size_t planner_scroll (const planner_t *self, const filter_t *filter, const pointid_t *offset,
+                       size_t limit, pointid_t *ids, pointid_t *next, bool *has_next);
+size_t planner_select (const planner_t *self, const filter_t *filter, pointid_t **ids);
 
 //  The vector count below which `name` is searched exactly: full_scan_kb
 //  in vectors of dim floats.

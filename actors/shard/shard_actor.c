@@ -22,7 +22,10 @@
     planner (planner.h), which merges the graph with an exact scan of what
     the graph does not hold yet. The graphs are saved beside the store with
     the seq they cover and put back on start, so a restart re-indexes only
-    what changed since.
+    what changed since. Payload indexes (pindex.h) of the fields in the
+    collection's payload_schema follow every payload change through the
+    segment's observer; the planner reads them to narrow filtered searches,
+    counts, scrolls and selections.
 
     Every write gets seq = ++last_seq: the "operation_id" of its reply and the
     "version" of each point it touches. A write is checked whole before
@@ -31,6 +34,7 @@
 */
 #include "actors/actors.h"
 #include "actors/shard/optimizer.h"
+#include "actors/shard/pindex.h"
 #include "actors/shard/planner.h"
 #include "actors/shard/rwgate.h"
 #include "actors/shard/segment.h"
@@ -78,6 +82,7 @@ typedef struct {
     size_t n_specs;             //  entries in specs
     segment_t *segment;         //  the points, in memory
     vindex_t *vindex;           //  their HNSW graphs
+    pindex_t *pindex;           //  their payload indexes (payload_schema's fields)
     optimizer_t *optimizer;     //  the thread that builds and saves the graphs
     shard_store_t *store;       //  the points, on disk
     zsock_t *router;            //  ROUTER at the shard endpoint
@@ -272,6 +277,80 @@ s_set_schema (s_shard_t *self, const json_t *coll)
     self->payload_schema = json_is_object (schema) ? json_deep_copy (schema) : json_object ();
 }
 
+//  The payload indexes follow every payload change of the segment.
+static void
+s_on_payload (uint32_t slot, const json_t *old_payload, bool was_live,
+              const json_t *new_payload, bool is_live, void *arg)
+{
+    pindex_t *pindex = (pindex_t *) arg;
+    int rc = 0;
+    if (was_live)
+        rc = pindex_remove_point (pindex, slot, old_payload);
+    if (rc == 0 && is_live)
+        rc = pindex_add_point (pindex, slot, new_payload);
+    //  The segment hands every slot over once and takes it back once.
+    assert (rc == 0);
+}
+
+static const json_t *
+s_payload_of (uint32_t slot, void *arg)
+{
+    return segment_slot_payload ((const segment_t *) arg, slot);
+}
+
+//  Makes the payload indexes those of payload_schema: new fields are built
+//  over the points held, removed ones dropped. Caller holds the gate for
+//  writing (or no reader exists yet).
+static void
+s_sync_fields (s_shard_t *self)
+{
+    for (size_t i = pindex_field_count (self->pindex); i-- > 0;) {
+        char *have = strdup (pindex_field_name (self->pindex, i));
+        assert (have);
+        bool keep = false;
+        const char *field;
+        json_t *entry;
+        json_object_foreach (self->payload_schema, field, entry) {
+            char *canonical = filter_path_canonical (field);
+            keep = keep || (canonical && strcmp (canonical, have) == 0);
+            free (canonical);
+        }
+        if (!keep) {
+            pindex_drop_field (self->pindex, have);
+            log_info ("dropped the payload index of \"%.100s\"", have);
+        }
+        free (have);
+    }
+    const char *field;
+    json_t *entry;
+    json_object_foreach (self->payload_schema, field, entry) {
+        //  The stored form: {"data_type", "params"}; params (when given) is
+        //  the REST field_schema object, else the type name is.
+        const json_t *params = json_object_get (entry, "params");
+        const json_t *schema = json_is_object (params) ? params
+                             : json_object_get (entry, "data_type");
+        pindex_schema_t old;
+        bool had = pindex_field_schema (self->pindex, field, &old) == 0;
+        char err [S_ERRLEN] = "";
+        int rc = pindex_create_field (self->pindex, field, schema, s_payload_of, self->segment,
+                                      err, sizeof err);
+        if (rc)
+            log_error ("cannot index payload field \"%.100s\": %s", field, err);
+        else
+        if (!had)
+            log_info ("built the payload index of \"%.100s\" (%s): %zu points", field,
+                      json_string_value (json_object_get (entry, "data_type")),
+                      pindex_field_points (self->pindex, field));
+    }
+}
+
+//  What a read plans over.
+static planner_t
+s_planner (s_shard_t *self)
+{
+    return (planner_t) { self->segment, self->vindex, self->pindex };
+}
+
 //  Hands every dense vector's index params (hnsw_config, its own override,
 //  optimizer_config) to the vindex.
 static void
@@ -309,6 +388,7 @@ s_on_state (s_shard_t *self, const json_t *state)
     }
     s_write_begin (self);
     s_set_schema (self, coll);
+    s_sync_fields (self);
     segment_vspec_t *specs = NULL;
     size_t n = 0;
     if (s_specs_from_config (json_object_get (coll, "config"), &specs, &n))
@@ -912,7 +992,8 @@ s_search_one (s_shard_t *self, const json_t *search, size_t index, envelope_t *r
     segment_hit_t *hits = (segment_hit_t *) calloc (sreq.limit + 1, sizeof *hits);
     assert (hits);
     char err [S_ERRLEN] = "";
-    int n = planner_search (self->segment, self->vindex, &plan, hits, err, sizeof err);
+    planner_t planner = s_planner (self);
+    int n = planner_search (&planner, &plan, hits, err, sizeof err);
     if (n < 0) {
         envelope_set_error (reply, n, "searches[%zu]: %s", index,
                             err [0] ? err : sh_strerror (n));
@@ -1036,8 +1117,9 @@ s_on_scroll (s_shard_t *self, envelope_t *req, envelope_t *reply)
     assert (ids);
     pointid_t next;
     bool has_next = false;
-    size_t n = cap ? segment_scroll (self->segment, filter, has_offset ? &offset : NULL, cap,
-                                     ids, &next, &has_next)
+    planner_t planner = s_planner (self);
+    size_t n = cap ? planner_scroll (&planner, filter, has_offset ? &offset : NULL, cap, ids,
+                                     &next, &has_next)
                    : 0;
     json_t *points = json_array ();
     for (size_t i = 0; i < n; i++) {
@@ -1060,7 +1142,8 @@ s_on_count (s_shard_t *self, envelope_t *req, envelope_t *reply)
     filter_t *filter = NULL;
     if (s_get_filter (reply, envelope_json (req), &filter))
         return envelope_status (reply);
-    size_t count = segment_count (self->segment, filter);
+    planner_t planner = s_planner (self);
+    size_t count = planner_count (&planner, filter);
     filter_destroy (&filter);
     json_object_set_new (envelope_json (reply), "count", json_integer ((json_int_t) count));
     return 0;
@@ -1079,21 +1162,13 @@ s_on_info (s_shard_t *self, envelope_t *req, envelope_t *reply)
                    vindex_behind (self->vindex) ? "yellow" : "green", "seq",
                    (json_int_t) self->last_seq));
     //  Points holding a value for each indexed field (Qdrant's
-    //  PayloadIndexInfo.points), counted by a scan until the payload index
-    //  (pindex) keeps the count.
+    //  PayloadIndexInfo.points), as the payload index counts them.
     json_t *points = json_object ();
     const char *field;
     json_t *entry;
-    json_object_foreach (self->payload_schema, field, entry) {
-        json_t *json = json_pack ("{s[{s{ss}}]}", "must_not", "is_empty", "key", field);
-        filter_t *filter = NULL;
-        char err [256];
-        if (json && filter_parse (json, &filter, err, sizeof err) == 0)
-            json_object_set_new (points, field, json_integer (
-                (json_int_t) segment_count (self->segment, filter)));
-        filter_destroy (&filter);
-        json_decref (json);
-    }
+    json_object_foreach (self->payload_schema, field, entry)
+        json_object_set_new (points, field, json_integer (
+            (json_int_t) pindex_field_points (self->pindex, field)));
     json_object_set_new (envelope_json (reply), "payload_points", points);
     return 0;
 }
@@ -1416,7 +1491,8 @@ s_select (s_shard_t *self, envelope_t *req, envelope_t *reply, bool must_exist,
             free (from_ids);
             return envelope_status (reply);
         }
-        n_filter = segment_select (self->segment, filter, &from_filter);
+        planner_t planner = s_planner (self);
+        n_filter = planner_select (&planner, filter, &from_filter);
         filter_destroy (&filter);
     }
     pointid_t *all = (pointid_t *) malloc ((n_ids + n_filter + 1) * sizeof *all);
@@ -1947,6 +2023,7 @@ s_destroy (s_shard_t *self)
     shard_store_destroy (&self->store);
     vindex_destroy (&self->vindex);
     segment_destroy (&self->segment);
+    pindex_destroy (&self->pindex);
     free (self->specs);
     json_decref (self->payload_schema);
     free (self->dirty);
@@ -2006,6 +2083,10 @@ s_start (s_shard_t *self, int *exit_code)
     }
     self->vindex = vindex_new (self->segment, self->dir);
     s_configure_vindex (self, json_object_get (coll, "config"));
+    //  Fields first: the points then go into them as they load.
+    self->pindex = pindex_new ();
+    segment_set_observer (self->segment, s_on_payload, self->pindex);
+    s_sync_fields (self);
     json_decref (state);
 
     if (shard_store_open (self->dir, &self->store))

@@ -40,9 +40,23 @@ s_num (uint64_t n)
 typedef struct {
     segment_t *seg;
     vindex_t *vi;
+    pindex_t *pi;
+    planner_t plan;
     char *dir;
     distance_t distance;
 } s_fix_t;
+
+//  Keeps the payload indexes in step with the segment, as the shard does.
+static void
+s_observe (uint32_t slot, const json_t *old_payload, bool was_live, const json_t *new_payload,
+           bool is_live, void *arg)
+{
+    pindex_t *pi = arg;
+    if (was_live)
+        ck_assert_int_eq (pindex_remove_point (pi, slot, old_payload), 0);
+    if (is_live)
+        ck_assert_int_eq (pindex_add_point (pi, slot, new_payload), 0);
+}
 
 static void
 s_put (s_fix_t *f, uint64_t id, uint64_t version, const float *v)
@@ -53,7 +67,8 @@ s_put (s_fix_t *f, uint64_t id, uint64_t version, const float *v)
     float val [2] = { 1.0f, (float) (id % 3) };
     vecs [1] = (segment_vec_t) { .name = "sp", .indices = idx, .values = val, .nnz = 2 };
     char payload [64];
-    snprintf (payload, sizeof payload, "{\"g\": %u}", (unsigned) (id % 4));
+    snprintf (payload, sizeof payload, "{\"g\": %u, \"r\": %u, \"k\": \"k%u\"}",
+              (unsigned) (id % 4), (unsigned) (id % 100), (unsigned) (id % 2));
     json_t *p = json_loads (payload, 0, NULL);
     char err [128];
     ck_assert_int_eq (segment_upsert (f->seg, &pid, version, vecs, 2, p, err, sizeof err), 0);
@@ -74,6 +89,15 @@ s_setup (s_fix_t *f, distance_t distance, uint64_t full_scan_kb)
     f->dir = strdup ("/tmp/test_planner.XXXXXX");
     ck_assert_ptr_nonnull (mkdtemp (f->dir));
     f->vi = vindex_new (f->seg, f->dir);
+    f->pi = pindex_new ();
+    segment_set_observer (f->seg, s_observe, f->pi);
+    char err [128];
+    json_t *integer = json_string ("integer"), *keyword = json_string ("keyword");
+    ck_assert_int_eq (pindex_create_field (f->pi, "r", integer, NULL, NULL, err, sizeof err), 0);
+    ck_assert_int_eq (pindex_create_field (f->pi, "k", keyword, NULL, NULL, err, sizeof err), 0);
+    json_decref (integer);
+    json_decref (keyword);
+    f->plan = (planner_t) { f->seg, f->vi, f->pi };
     vindex_params_t p = { .m = 16, .ef_construct = 200, .full_scan_kb = full_scan_kb,
                           .indexing_kb = 1 };
     ck_assert_int_eq (vindex_configure (f->vi, "", &p), 0);
@@ -93,6 +117,7 @@ s_teardown (s_fix_t *f)
 {
     vindex_destroy (&f->vi);
     segment_destroy (&f->seg);
+    pindex_destroy (&f->pi);
     paths_remove_tree (f->dir);
     free (f->dir);
 }
@@ -107,7 +132,7 @@ s_both (s_fix_t *f, const float *q, size_t limit, const filter_t *filter, bool e
                     .filter = filter, .limit = limit },
         .exact = exact, .ef = 400 };
     char err [128];
-    int n = planner_search (f->seg, f->vi, &req, got, err, sizeof err);
+    int n = planner_search (&f->plan, &req, got, err, sizeof err);
     *n_want = segment_search (f->seg, &req.search, want, err, sizeof err);
     return n;
 }
@@ -222,7 +247,7 @@ START_TEST (test_filters_thresholds_and_exact_as_the_exact_scan)
             .search = { .name = "", .query = { .name = "", .dense = q, .dim = DIM },
                         .limit = 10, .has_threshold = true,
                         .score_threshold = (want [2].score + want [3].score) / 2 } };
-        n = planner_search (f.seg, f.vi, &req, got, err, sizeof err);
+        n = planner_search (&f.plan, &req, got, err, sizeof err);
         nw = segment_search (f.seg, &req.search, want, err, sizeof err);
         ck_assert_int_eq (n, nw);
     }
@@ -234,15 +259,16 @@ START_TEST (test_filters_thresholds_and_exact_as_the_exact_scan)
         .search = { .name = "sp", .query = { .name = "sp", .indices = idx, .values = val,
                                              .nnz = 1 }, .limit = 5 } };
     segment_hit_t hits [8];
-    ck_assert_int_eq (planner_search (f.seg, f.vi, &sp, hits, err, sizeof err), 5);
+    ck_assert_int_eq (planner_search (&f.plan, &sp, hits, err, sizeof err), 5);
     float q [DIM + 1] = { 0 };
     planner_search_t bad = {
         .search = { .name = "", .query = { .name = "", .dense = q, .dim = DIM + 1 },
                     .limit = 5 } };
-    ck_assert_int_eq (planner_search (f.seg, f.vi, &bad, hits, err, sizeof err), -SH_EINVAL);
+    ck_assert_int_eq (planner_search (&f.plan, &bad, hits, err, sizeof err), -SH_EINVAL);
     bad.search.name = "nope";
-    ck_assert_int_eq (planner_search (f.seg, f.vi, &bad, hits, err, sizeof err), -SH_EINVAL);
-    ck_assert_int_eq (planner_search (f.seg, NULL, &sp, hits, err, sizeof err), 5);
+    ck_assert_int_eq (planner_search (&f.plan, &bad, hits, err, sizeof err), -SH_EINVAL);
+    planner_t bare = { f.seg, NULL, NULL };
+    ck_assert_int_eq (planner_search (&bare, &sp, hits, err, sizeof err), 5);
     s_teardown (&f);
 }
 END_TEST
@@ -264,12 +290,73 @@ START_TEST (test_full_scan_threshold_counts_vectors)
                         .limit = 20 }, .ef = 1 };
         segment_hit_t got [20], want [20];
         char err [64];
-        int n = planner_search (f.seg, f.vi, &req, got, err, sizeof err);
+        int n = planner_search (&f.plan, &req, got, err, sizeof err);
         int nw = segment_search (f.seg, &req.search, want, err, sizeof err);
         ck_assert_int_eq (n, nw);
         for (int i = 0; i < n; i++)
             ck_assert (pointid_eq (&got [i].id, &want [i].id));
     }
+    s_teardown (&f);
+}
+END_TEST
+
+static filter_t *
+s_filter (const char *text)
+{
+    json_t *json = json_loads (text, 0, NULL);
+    ck_assert_ptr_nonnull (json);
+    filter_t *filter = NULL;
+    char err [128];
+    ck_assert_int_eq (filter_parse (json, &filter, err, sizeof err), 0);
+    json_decref (json);
+    return filter;
+}
+
+START_TEST (test_indexed_filters_at_every_selectivity_equal_the_exact_scan)
+{
+    s_fix_t f;
+    //  Full scan below 1 KB of 8 floats = 32 points: the 1% filters (15
+    //  points) are scanned over their candidates, the others walk the graph.
+    s_setup (&f, DIST_COSINE, 1);
+    const char *filters [] = {
+        "{\"must\": [{\"key\": \"k\", \"match\": {\"value\": \"k1\"}}]}",        //  50%
+        "{\"must\": [{\"key\": \"r\", \"range\": {\"lt\": 10}}]}",               //  10%
+        "{\"must\": [{\"key\": \"r\", \"match\": {\"value\": 42}}]}",            //  1%
+        "{\"must\": [{\"key\": \"r\", \"match\": {\"value\": 42}}, "
+        "{\"key\": \"g\", \"match\": {\"value\": 2}}]}",                         //  not indexed: checked
+        "{\"must_not\": [{\"key\": \"k\", \"match\": {\"value\": \"k1\"}}], "
+        "\"should\": [{\"has_id\": [1, 3, 5, 8]}]}",
+    };
+    for (size_t i = 0; i < sizeof filters / sizeof filters [0]; i++) {
+        filter_t *filter = s_filter (filters [i]);
+        for (int qi = 0; qi < 10; qi++) {
+            float q [DIM];
+            for (int k = 0; k < DIM; k++)
+                q [k] = s_randf ();
+            s_check_equal (&f, q, 10, filter);
+        }
+        //  Count, scroll and select agree with the scan.
+        ck_assert_uint_eq (planner_count (&f.plan, filter), segment_count (f.seg, filter));
+        pointid_t *a, *b;
+        size_t na = planner_select (&f.plan, filter, &a);
+        size_t nb = segment_select (f.seg, filter, &b);
+        ck_assert_uint_eq (na, nb);
+        free (a);
+        free (b);
+        pointid_t pa [20], pb [20], next_a, next_b;
+        bool more_a, more_b;
+        pointid_t from = s_num (300);
+        na = planner_scroll (&f.plan, filter, &from, 20, pa, &next_a, &more_a);
+        nb = segment_scroll (f.seg, filter, &from, 20, pb, &next_b, &more_b);
+        ck_assert_uint_eq (na, nb);
+        ck_assert (more_a == more_b);
+        for (size_t k = 0; k < na; k++)
+            ck_assert (pointid_eq (&pa [k], &pb [k]));
+        if (more_a)
+            ck_assert (pointid_eq (&next_a, &next_b));
+        filter_destroy (&filter);
+    }
+    ck_assert_uint_eq (planner_count (&f.plan, NULL), N);
     s_teardown (&f);
 }
 END_TEST
@@ -286,6 +373,7 @@ planner_suite (void)
     tcase_add_test (tc, test_points_the_graph_lacks_are_found_and_deleted_ones_never);
     tcase_add_test (tc, test_filters_thresholds_and_exact_as_the_exact_scan);
     tcase_add_test (tc, test_full_scan_threshold_counts_vectors);
+    tcase_add_test (tc, test_indexed_filters_at_every_selectivity_equal_the_exact_scan);
     suite_add_tcase (s, tc);
     return s;
 }
