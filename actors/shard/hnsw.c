@@ -877,7 +877,8 @@ hnsw_insert (hnsw_t *self, uint32_t slot)
     if (level != S_ABSENT) {
         s_relink (self, ctx, slot, level);
         uint64_t bit = 1ULL << (slot & 63);
-        uint64_t was = __atomic_fetch_and (&self->deleted [slot >> 6], ~bit, __ATOMIC_RELAXED);
+        uint64_t was = __atomic_fetch_and (&self->deleted [slot >> 6], ~bit,
+                                           __ATOMIC_RELAXED);
         if (was & bit)
             __atomic_fetch_sub (&self->deleted_count, 1, __ATOMIC_RELAXED);
         s_ctx_put (self, ctx);
@@ -930,7 +931,8 @@ hnsw_delete (hnsw_t *self, uint32_t slot)
         rc = -SH_ENOTFOUND;
     else {
         uint64_t bit = 1ULL << (slot & 63);
-        uint64_t was = __atomic_fetch_or (&self->deleted [slot >> 6], bit, __ATOMIC_RELAXED);
+        uint64_t was = __atomic_fetch_or (&self->deleted [slot >> 6], bit,
+                                          __ATOMIC_RELAXED);
         if (!(was & bit))
             __atomic_fetch_add (&self->deleted_count, 1, __ATOMIC_RELAXED);
     }

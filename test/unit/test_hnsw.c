@@ -188,9 +188,11 @@ s_check_recall (distance_t d)
     //  hnswlib at the same M and ef_construct gets 0.93-0.96 at ef 64,
     //  0.98-0.99 at ef 128 and 0.998-1.0 at ef 256 on these sets.
     double recall = s_recall (g, &base, &queries, d, 128, NULL, NULL);
-    ck_assert_msg (recall >= 0.95, "%s recall@10 %.3f at ef 128", distance_name (d), recall);
+    ck_assert_msg (recall >= 0.95, "%s recall@10 %.3f at ef 128",
+                   distance_name (d), recall);
     double better = s_recall (g, &base, &queries, d, 256, NULL, NULL);
-    ck_assert_msg (better >= 0.99, "%s recall@10 %.3f at ef 256", distance_name (d), better);
+    ck_assert_msg (better >= 0.99, "%s recall@10 %.3f at ef 256",
+                   distance_name (d), better);
     ck_assert_uint_eq (hnsw_size (g), 5000);
     ck_assert_uint_gt (hnsw_memory (g), 5000 * 33 * 4);
     hnsw_destroy (&g);
@@ -246,7 +248,8 @@ START_TEST (test_filter_is_honoured)
     //  A filter only slot 0 passes: the search walks on until it finds it.
     mod = 5000;
     hnsw_hit_t hits [K];
-    ck_assert_uint_eq (hnsw_search (g, s_row (&queries, 0), K, 16, s_accept_mod, &mod, hits), 1);
+    size_t n = hnsw_search (g, s_row (&queries, 0), K, 16, s_accept_mod, &mod, hits);
+    ck_assert_uint_eq (n, 1);
     ck_assert_uint_eq (hits [0].slot, 0);
     hnsw_destroy (&g);
     free (base.data);
@@ -651,7 +654,8 @@ START_TEST (test_edges)
     ck_assert_ptr_null (hnsw_new (DIST_EUCLID, 65537, NULL));
     ck_assert_ptr_null (hnsw_new ((distance_t) 9, 4, NULL));
     ck_assert_ptr_null (hnsw_new (DIST_EUCLID, 4, &(hnsw_params_t) { .m = 1 }));
-    ck_assert_ptr_null (hnsw_new (DIST_EUCLID, 4, &(hnsw_params_t) { .m = HNSW_MAX_M + 1 }));
+    ck_assert_ptr_null (hnsw_new (DIST_EUCLID, 4,
+                                  &(hnsw_params_t) { .m = HNSW_MAX_M + 1 }));
     ck_assert_ptr_null (hnsw_new (DIST_EUCLID, 4,
                                   &(hnsw_params_t) { .ef_construct = HNSW_MAX_EF + 1 }));
     hnsw_destroy (NULL);

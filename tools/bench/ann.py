@@ -145,23 +145,27 @@ def main():
     ref = ref.get("efs", {}) if "error" not in ref else {}
     isa = results.get("shoal", {}).get("isa", "?")
     print(f"{args.name}: M={args.m}, ef_construct={args.efc}, k=10, {args.threads} threads, "
-          f"{cpu_model()}, shoal kernels {isa}, best of {max(1, args.rounds)} round(s)")
+          f"{cpu_model()}, shoal kernels {isa}, best of {max(1, args.rounds)} round(s); "
+          f"index MB = RSS the build added (hnswlib and faiss copy the vectors, shoal's "
+          f"graph reads them in place), peak RSS includes the loaded data set")
     print()
     n = args.threads
-    print(f"| engine | build s | build CPU s | index MB | ef | recall@10 | searches/s 1 thread "
-          f"| searches/s {n} threads | 1 thread vs hnswlib | {n} threads vs hnswlib |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| engine | build s | build CPU s | index MB | peak RSS MB | ef | recall@10 "
+          f"| searches/s 1 thread | searches/s {n} threads | 1 thread vs hnswlib "
+          f"| {n} threads vs hnswlib |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for e in engines:
         r = results[e]
         if "error" in r:
-            print(f"| {TITLES[e]} | not run: {r['error']} | | | | | | | | |")
+            print(f"| {TITLES[e]} | not run: {r['error']} | | | | | | | | | |")
             continue
         first = True
         for ef, row in sorted(r["efs"].items()):
             build = (fmt(r.get("build_s"), ".1f"), fmt(r.get("build_cpu_s"), ".1f"),
-                     fmt(r.get("index_mb"), ".0f")) if first else ("", "", "")
+                     fmt(r.get("index_mb"), ".0f"),
+                     fmt(r.get("rss_peak_mb"), ".0f")) if first else ("", "", "", "")
             peer = ref.get(ef, {})
-            print(f"| {TITLES[e] if first else ''} | {build[0]} | {build[1]} | {build[2]} "
+            print(f"| {TITLES[e] if first else ''} | {' | '.join(build)} "
                   f"| {ef} | {row['recall']:.4f} | {row['qps1']:.0f} | {row['qpsN']:.0f} "
                   f"| {ratio(row['qps1'], peer.get('qps1'))} "
                   f"| {ratio(row['qpsN'], peer.get('qpsN'))} |")

@@ -50,7 +50,8 @@ read_vecs (const std::string &path, matrix &m, bool ints)
     size_t row_bytes = 4 * ((size_t) d + 1);
     if (size <= 0 || (size_t) size % row_bytes) {
         fclose (f);
-        fprintf (stderr, "hnswlib_bench: %s is not a whole number of rows\n", path.c_str ());
+        fprintf (stderr, "hnswlib_bench: %s is not a whole number of rows\n",
+                 path.c_str ());
         return false;
     }
     m.dim = (size_t) d;
