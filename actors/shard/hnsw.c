@@ -413,8 +413,14 @@ s_greedy (const hnsw_t *self, const float *query, uint32_t *ep, float *ep_dist,
             uint32_t n = s_load (links);
             if (n > self->m)
                 n = self->m;
+            for (uint32_t i = 0; i < n; i++)
+                __builtin_prefetch (s_vec (self, s_load (links + 1 + i)), 0, 3);
+            if (n)
+                s_prefetch_vec (self, s_vec (self, s_load (links + 1)));
             for (uint32_t i = 0; i < n; i++) {
                 uint32_t id = s_load (links + 1 + i);
+                if (i + 1 < n)
+                    s_prefetch_vec (self, s_vec (self, s_load (links + 2 + i)));
                 float d = s_dist (self, query, s_vec (self, id));
                 if (d < cur_dist) {
                     cur_dist = d;
