@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,10 @@
 #define S_SAVE_INTERVAL_MS 60000
 //  Upkeep works at least this long before it looks at waiting writers.
 #define S_MIN_WORK_MS 2
+//  Slots handed to the insert threads at a time.
+#define S_BATCH 256
+//  Most insert threads (hnsw_config.max_indexing_threads is capped here).
+#define S_MAX_THREADS 64
 //  Level draws: a fixed seed, so a slot gets the same level in every run.
 #define S_SEED 0x5348434f414cULL
 
@@ -223,6 +228,8 @@ s_hnsw_fields (const json_t *hnsw, vindex_params_t *out)
         out->ef_construct = n > HNSW_MAX_EF ? HNSW_MAX_EF : n < 4 ? 4 : (uint32_t) n;
     if (s_uint_field (hnsw, "full_scan_threshold", &n))
         out->full_scan_kb = n;
+    if (s_uint_field (hnsw, "max_indexing_threads", &n))
+        out->threads = n > S_MAX_THREADS ? S_MAX_THREADS : (uint32_t) n;
 }
 
 void
@@ -232,6 +239,7 @@ vindex_params_from_config (const json_t *config, const char *name, vindex_params
     out->ef_construct = S_DEFAULT_EF;
     out->full_scan_kb = S_DEFAULT_FULL_SCAN_KB;
     out->indexing_kb = S_DEFAULT_INDEXING_KB;
+    out->threads = 0;
     s_hnsw_fields (json_object_get (config, "hnsw_config"), out);
     const json_t *vectors = json_object_get (json_object_get (config, "params"), "vectors");
     const json_t *own = json_is_integer (json_object_get (vectors, "size"))
@@ -374,6 +382,88 @@ s_yield (s_budget_t *b)
     return b->should_yield (b->arg);
 }
 
+static void s_ingraph_set (s_vec_t *v, uint32_t slot);
+
+//  s_yield for the insert threads: no shared counters, one clock look.
+static bool
+s_yield_now (const s_budget_t *b)
+{
+    return b->should_yield && s_now_ms () - b->start_ms >= S_MIN_WORK_MS
+        && b->should_yield (b->arg);
+}
+
+//  One batch of slots inserted by several threads.
+typedef struct {
+    hnsw_t *graph;              //  where they go
+    const uint32_t *slots;      //  the batch
+    size_t n;                   //  its size
+    size_t next;                //  atomic: next index to take
+    uint8_t *done;              //  per index: inserted
+    const s_budget_t *budget;   //  when to stop early
+} s_batch_t;
+
+static void *
+s_insert_thread (void *arg)
+{
+    s_batch_t *batch = (s_batch_t *) arg;
+    for (;;) {
+        size_t i = __atomic_fetch_add (&batch->next, 1, __ATOMIC_RELAXED);
+        if (i >= batch->n)
+            break;
+        hnsw_insert (batch->graph, batch->slots [i]);
+        batch->done [i] = 1;
+        if (s_yield_now (batch->budget)) {
+            //  Leave the rest to a later round (a writer waits).
+            __atomic_store_n (&batch->next, batch->n, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    return NULL;
+}
+
+//  Threads to insert with: the vector's max_indexing_threads, else one per
+//  core.
+static size_t
+s_threads (const s_vec_t *v)
+{
+    if (v->params.threads)
+        return v->params.threads;
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    return cores > 1 ? (size_t) (cores < S_MAX_THREADS ? cores : S_MAX_THREADS) : 1;
+}
+
+//  Inserts slots (concurrently: hnsw takes different slots from many
+//  threads) and marks what went in. true if it stopped early.
+static bool
+s_insert_batch (vindex_t *self, s_vec_t *v, hnsw_t *graph, const uint32_t *slots, size_t n,
+                s_budget_t *b)
+{
+    uint8_t done [S_BATCH] = { 0 };
+    s_batch_t batch = { graph, slots, n, 0, done, b };
+    size_t threads = s_threads (v);
+    if (threads > n / 8)
+        threads = n / 8 ? n / 8 : 1;
+    pthread_t helpers [S_MAX_THREADS];
+    size_t started = 0;
+    for (size_t t = 1; t < threads; t++)
+        if (pthread_create (&helpers [started], NULL, s_insert_thread, &batch) == 0)
+            started++;
+    s_insert_thread (&batch);
+    for (size_t t = 0; t < started; t++)
+        pthread_join (helpers [t], NULL);
+    bool early = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!done [i]) {
+            early = true;
+            continue;
+        }
+        s_ingraph_set (v, slots [i]);
+        segment_set_indexed (self->segment, v->name, slots [i]);
+        self->dirty = true;
+    }
+    return early;
+}
+
 static void
 s_ingraph_set (s_vec_t *v, uint32_t slot)
 {
@@ -455,15 +545,17 @@ s_work_vec (vindex_t *self, s_vec_t *v, s_budget_t *b)
         log_info ("vindex: building the graph of vector \"%s\" over %zu vectors (m=%u, "
                   "ef_construct=%u)", v->name, count, v->params.m, v->params.ef_construct);
     }
-    //  New and changed vectors.
+    //  New and changed vectors, a batch at a time.
     uint32_t slot = 0;
-    while ((slot = segment_next_unindexed (self->segment, v->name, slot)) != UINT32_MAX) {
-        hnsw_insert (graph, slot);
-        s_ingraph_set (v, slot);
-        segment_set_indexed (self->segment, v->name, slot);
-        self->dirty = true;
-        slot++;
-        if (s_yield (b))
+    for (;;) {
+        uint32_t batch [S_BATCH];
+        size_t n = 0;
+        while (n < S_BATCH
+               && (slot = segment_next_unindexed (self->segment, v->name, slot)) != UINT32_MAX)
+            batch [n++] = slot++;
+        if (n == 0)
+            break;
+        if (s_insert_batch (self, v, graph, batch, n, b) || s_yield_now (b))
             return true;
     }
     //  Nodes whose vector is gone: every unmarked in-graph slot, now that

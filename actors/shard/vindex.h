@@ -22,6 +22,10 @@
     graph holds its current vector); every other slot is scanned exactly,
     so a search is right while the graph is behind.
 
+    New and changed vectors go into a graph in batches, inserted by
+    hnsw_config.max_indexing_threads threads at once (0: one per core), all
+    under the optimizer's hold of the gate.
+
     Files in the shard dir: vindex.manifest (the seq the save covers, every
     slot's point id, and per graph which slots it held current), and one
     hnsw-<hex name>-<seq>.graph per vector. A save writes the graphs, then
@@ -49,6 +53,7 @@ typedef struct {
     uint32_t ef_construct;      //  hnsw_config.ef_construct (also the default search ef)
     uint64_t full_scan_kb;      //  hnsw_config.full_scan_threshold: below, search exactly
     uint64_t indexing_kb;       //  optimizer_config.indexing_threshold; 0 = never index
+    uint32_t threads;           //  hnsw_config.max_indexing_threads; 0 = one per core
 } vindex_params_t;
 
 //  The params of vector `name` in a collection config: hnsw_config, then the

@@ -3,7 +3,10 @@
 
 Starts a node (build/shoal, free loopback ports, a temp storage dir) unless
 --url names a running one, upserts N random points through REST in batches
-with wait=true, then runs exact searches, and prints a table:
+with wait=true, runs exact searches, waits for the HNSW index to be built
+(collection status green), runs searches through the index at a few
+hnsw_ef values with their recall@10 against the exact answers, and prints a
+table:
 
     tools/bench/bench.py                       # 100k x 128, batches of 1000
     tools/bench/bench.py --points 20000 --dim 64 --searches 500
@@ -101,6 +104,8 @@ def main():
                     help="concurrent upload streams (as qdrant-client's parallel=)")
     ap.add_argument("--distance", default="Euclid")
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--ef", default="default,64,128",
+                    help="hnsw_ef values for the index rows (default = ef_construct)")
     args = ap.parse_args()
 
     workdir = None
@@ -153,30 +158,63 @@ def main():
 
         queries = [json.dumps({"vector": [rng.uniform(-1, 1) for _ in range(args.dim)], "limit": 10,
                                "params": {"exact": True}}).encode() for _ in range(args.searches)]
-        rows = []
-        for threads in sorted({1, args.threads}):
-            lat = []
-            lock = threading.Lock()
-            chunks = [queries[i::threads] for i in range(threads)]
+        def measure(bodies, label):
+            """Searches bodies over 1 and --threads clients: table rows, and
+            the answers (ids) of the one-client run in order."""
+            out = []
+            answers = {}
+            for threads in sorted({1, args.threads}):
+                lat = []
+                lock = threading.Lock()
+                chunks = [list(range(len(bodies)))[i::threads] for i in range(threads)]
 
-            def worker(chunk):
-                c = Conn(host, port)
-                mine = []
-                for q in chunk:
-                    s = time.perf_counter()
-                    c.call("POST", f"/collections/{name}/points/search", q)
-                    mine.append(time.perf_counter() - s)
-                with lock:
-                    lat.extend(mine)
+                def worker(chunk):
+                    c = Conn(host, port)
+                    mine = []
+                    for i in chunk:
+                        s = time.perf_counter()
+                        r = c.call("POST", f"/collections/{name}/points/search", bodies[i])
+                        mine.append(time.perf_counter() - s)
+                        if threads == 1:
+                            answers[i] = [h["id"] for h in r["result"]]
+                    with lock:
+                        lat.extend(mine)
 
-            t0 = time.perf_counter()
-            ts = [threading.Thread(target=worker, args=(ch,)) for ch in chunks]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-            wall = time.perf_counter() - t0
-            rows.append((threads, len(lat) / wall, percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3))
+                t0 = time.perf_counter()
+                ts = [threading.Thread(target=worker, args=(ch,)) for ch in chunks]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                wall = time.perf_counter() - t0
+                out.append((label, threads, len(lat) / wall, percentile(lat, 50) * 1e3,
+                            percentile(lat, 99) * 1e3))
+            return out, answers
+
+        rows, exact_answers = measure(queries, "exact search top-10")
+
+        #  The index: built in the background once the points are in.
+        t0 = time.perf_counter()
+        while True:
+            got = conn.call("GET", f"/collections/{name}")["result"]
+            if got["status"] == "green":
+                break
+            time.sleep(0.2)
+        index_wait = time.perf_counter() - t0
+        indexed = got["indexed_vectors_count"]
+        recalls = {}
+        for ef in (args.ef.split(",") if indexed else []):
+            params = {} if ef == "default" else {"hnsw_ef": int(ef)}
+            bodies = []
+            for q in queries:
+                body = json.loads(q)
+                body["params"] = params
+                bodies.append(json.dumps(body).encode())
+            label = f"HNSW search top-10, hnsw_ef={ef}"
+            more, answers = measure(bodies, label)
+            rows += more
+            hit = sum(len(set(answers[i]) & set(exact_answers[i])) for i in answers)
+            recalls[label] = hit / max(1, sum(len(exact_answers[i]) for i in answers))
 
         print(f"shoal REST benchmark: {args.points} points x {args.dim} dims, {args.distance}, "
               f"{args.shards} shard(s), batches of {args.batch}, {os.cpu_count()} cores")
@@ -186,8 +224,15 @@ def main():
         for clients, upsert_s in upserts:
             print(f"| upsert wait=true ({mb:.0f} MB JSON) | {clients} | {args.points / upsert_s:,.0f} points/s | "
                   f"{upsert_s / len(bodies) * clients * 1e3:.1f} (per batch) | - |")
-        for threads, qps, p50, p99 in rows:
-            print(f"| exact search top-10 | {threads} | {qps:,.0f} searches/s | {p50:.2f} | {p99:.2f} |")
+        for label, threads, qps, p50, p99 in rows:
+            recall = f" (recall@10 {recalls[label]:.3f})" if label in recalls else ""
+            print(f"| {label}{recall} | {threads} | {qps:,.0f} searches/s | {p50:.2f} | {p99:.2f} |")
+        print()
+        if indexed:
+            print(f"index of {indexed} vectors built {index_wait:.1f} s after the last upload "
+                  f"returned (collection status green)")
+        else:
+            print("no index: the points are below optimizers_config.indexing_threshold")
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
