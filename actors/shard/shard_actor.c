@@ -2091,7 +2091,7 @@ s_start (s_shard_t *self, int *exit_code)
 
     if (shard_store_open (self->dir, &self->store))
         return 1;
-    vindex_load_begin (self->vindex);
+    vindex_load_begin (self->vindex, shard_store_seq (self->store));
     s_load_t load = { .self = self };
     size_t corrupt = 0;
     rc = shard_store_load (self->store, s_load_point, &load, &corrupt);

@@ -1074,7 +1074,7 @@ s_parse_manifest (vindex_t *self, const uint8_t *data, size_t len)
 }
 
 int
-vindex_load_begin (vindex_t *self)
+vindex_load_begin (vindex_t *self, uint64_t store_seq)
 {
     char path [PATHS_MAX];
     if (s_file_path (self, VINDEX_MANIFEST, path))
@@ -1095,6 +1095,18 @@ vindex_load_begin (vindex_t *self)
     if (rc == 0)
         rc = s_parse_manifest (self, data, len - S_HASH_SIZE);
     free (data);
+    if (rc == 0 && self->loaded_seq > store_seq) {
+        log_error ("vindex: %s covers seq=%" PRIu64 " but the store ends at seq=%" PRIu64
+                   "; every graph will be rebuilt", path, self->loaded_seq, store_seq);
+        for (size_t i = 0; i < self->n_vecs; i++) {
+            hnsw_destroy (&self->vecs [i].graph);
+            free (self->vecs [i].valid);
+            self->vecs [i].valid = NULL;
+        }
+        s_free_hints (self);
+        self->loaded_seq = 0;
+        return 0;
+    }
     if (rc) {
         log_error ("vindex: %s is %s; every graph will be rebuilt", path,
                    rc == -SH_EIO ? "unreadable or truncated" : "corrupt");

@@ -77,9 +77,10 @@ void vindex_after_writes (vindex_t *self, uint64_t committed_seq);
 
 //  --- start -------------------------------------------------------------------
 //  Loads the saved graphs that match the configured vectors and reserves
-//  their slots in the (empty) segment. Always 0: what does not load is
-//  logged and rebuilt later.
-int vindex_load_begin (vindex_t *self);
+//  their slots in the (empty) segment. store_seq is the store's committed
+//  seq: a save that claims to cover more is not this store's and is not
+//  used. Always 0: what does not load is logged and rebuilt later.
+int vindex_load_begin (vindex_t *self, uint64_t store_seq);
 //  The slot a saved graph knows point id by: true and *slot.
 bool vindex_slot_hint (vindex_t *self, const pointid_t *id, uint32_t *slot);
 //  With every point loaded (committed seq given): reconciles the graphs with

@@ -276,7 +276,7 @@ s_reload (const char *dir, const float *data, const uint64_t *versions, const bo
     segment_t *seg = s_segment ();
     vindex_t *vi = vindex_new (seg, dir);
     vindex_configure (vi, "", &s_low);
-    ck_assert_int_eq (vindex_load_begin (vi), 0);
+    ck_assert_int_eq (vindex_load_begin (vi, seq), 0);
     for (uint64_t i = 0; i < n; i++) {
         if (gone && gone [i])
             continue;
@@ -453,6 +453,12 @@ START_TEST (test_corrupt_or_truncated_files_are_rebuilt)
     vindex_destroy (&vi);
     segment_destroy (&seg);
 
+    //  A store behind the save (another store's files): not used.
+    s_reload (dir, data, versions, NULL, N, 0, &seg, &vi);
+    ck_assert (!vindex_has_graph (vi, ""));
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+
     //  Untouched files load: everything current at once.
     s_reload (dir, data, versions, NULL, N, 1, &seg, &vi);
     ck_assert (vindex_has_graph (vi, ""));
@@ -491,7 +497,7 @@ START_TEST (test_a_new_m_drops_the_graph_and_a_config_mismatch_skips_the_file)
     seg = s_segment ();
     vi = vindex_new (seg, dir);
     vindex_configure (vi, "", &p);
-    vindex_load_begin (vi);
+    vindex_load_begin (vi, 1);
     pointid_t id = s_num (0);
     uint32_t slot;
     ck_assert (!vindex_slot_hint (vi, &id, &slot));
