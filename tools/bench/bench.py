@@ -10,12 +10,20 @@ table:
 
     tools/bench/bench.py                       # 100k x 128, batches of 1000
     tools/bench/bench.py --points 20000 --dim 64 --searches 500
+    tools/bench/bench.py --data build/data --name gmm-100k-128-euclidean
+
+With --data and --name, the points are an fvecs data set of ../shared/data
+(NAME.base.fvecs, NAME.query.fvecs, NAME.gt.ivecs; see its README) and
+recall@10 is measured against its ground truth; otherwise they are uniform
+random (a hard case for any graph index: no structure to exploit) and
+recall is against the node's own exact answers.
 
 Request bodies are encoded before the clock starts, so the numbers are the
 server's (HTTP parse, JSON, envelopes, shard storage), not Python's json.
 Standard library only.
 """
 import argparse
+import array
 import http.client
 import json
 import os
@@ -85,6 +93,21 @@ def start_node(binary, workdir):
     raise RuntimeError("node did not become ready; see " + os.path.join(workdir, "node.log"))
 
 
+def read_vecs(path, typecode):
+    """Rows of an fvecs ('f') or ivecs ('i') file: int32 dim, then dim values."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    dim = array.array("i", raw[:4])[0]
+    row = 4 * (dim + 1)
+    if dim <= 0 or len(raw) % row:
+        raise RuntimeError(f"{path}: not an fvecs/ivecs file")
+    values = array.array(typecode, raw)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return [values[i * (dim + 1) + 1:(i + 1) * (dim + 1)].tolist()
+            for i in range(len(raw) // row)]
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100.0 * len(values)))]
@@ -104,9 +127,20 @@ def main():
                     help="concurrent upload streams (as qdrant-client's parallel=)")
     ap.add_argument("--distance", default="Euclid")
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--data", help="dir of an fvecs data set (with --name)")
+    ap.add_argument("--name", help="data set name, e.g. gmm-100k-128-euclidean")
     ap.add_argument("--ef", default="default,64,128",
                     help="hnsw_ef values for the index rows (default = ef_construct)")
     args = ap.parse_args()
+    base = data_queries = gt = None
+    if args.data:
+        stem = os.path.join(args.data, args.name or "")
+        base = read_vecs(stem + ".base.fvecs", "f")
+        data_queries = read_vecs(stem + ".query.fvecs", "f")[:args.searches]
+        gt = read_vecs(stem + ".gt.ivecs", "i")
+        args.points, args.dim = len(base), len(base[0])
+        if "angular" in args.name:
+            args.distance = "Cosine"
 
     workdir = None
     proc = None
@@ -132,7 +166,11 @@ def main():
         for start in range(0, args.points, args.batch):
             n = min(args.batch, args.points - start)
             ids = list(range(start, start + n))
-            vectors = [[round(rng.uniform(-1, 1), 6) for _ in range(args.dim)] for _ in range(n)]
+            if base:
+                vectors = base[start:start + n]
+            else:
+                vectors = [[round(rng.uniform(-1, 1), 6) for _ in range(args.dim)]
+                           for _ in range(n)]
             payloads = [{"i": i, "g": i % 10} for i in ids]
             bodies.append(json.dumps({"batch": {"ids": ids, "vectors": vectors, "payloads": payloads}}).encode())
         mb = sum(len(b) for b in bodies) / 1e6
@@ -152,12 +190,14 @@ def main():
                 t.start()
             for t in ts:
                 t.join()
-            upserts.append((clients, time.perf_counter() - t0))
+            upserts.append((clients, time.perf_counter() - t0, len(bodies)))
         count = conn.call("POST", f"/collections/{name}/points/count", {"exact": True})["result"]["count"]
         assert count == args.points, f"count {count} != {args.points}"
 
-        queries = [json.dumps({"vector": [rng.uniform(-1, 1) for _ in range(args.dim)], "limit": 10,
-                               "params": {"exact": True}}).encode() for _ in range(args.searches)]
+        qvecs = data_queries or [[rng.uniform(-1, 1) for _ in range(args.dim)]
+                                 for _ in range(args.searches)]
+        queries = [json.dumps({"vector": q, "limit": 10, "params": {"exact": True}}).encode()
+                   for q in qvecs]
         def measure(bodies, label):
             """Searches bodies over 1 and --threads clients: table rows, and
             the answers (ids) of the one-client run in order."""
@@ -192,6 +232,14 @@ def main():
             return out, answers
 
         rows, exact_answers = measure(queries, "exact search top-10")
+        truth = ({i: gt[i][:10] for i in range(len(queries))} if gt else exact_answers)
+        recalls = {}
+
+        def recall_of(answers):
+            hit = sum(len(set(answers[i]) & set(truth[i])) for i in answers)
+            return hit / max(1, sum(len(truth[i]) for i in answers))
+
+        recalls["exact search top-10"] = recall_of(exact_answers)
 
         #  The index: built in the background once the points are in.
         t0 = time.perf_counter()
@@ -202,28 +250,28 @@ def main():
             time.sleep(0.2)
         index_wait = time.perf_counter() - t0
         indexed = got["indexed_vectors_count"]
-        recalls = {}
         for ef in (args.ef.split(",") if indexed else []):
             params = {} if ef == "default" else {"hnsw_ef": int(ef)}
-            bodies = []
+            ef_queries = []
             for q in queries:
                 body = json.loads(q)
                 body["params"] = params
-                bodies.append(json.dumps(body).encode())
+                ef_queries.append(json.dumps(body).encode())
             label = f"HNSW search top-10, hnsw_ef={ef}"
-            more, answers = measure(bodies, label)
+            more, answers = measure(ef_queries, label)
             rows += more
-            hit = sum(len(set(answers[i]) & set(exact_answers[i])) for i in answers)
-            recalls[label] = hit / max(1, sum(len(exact_answers[i]) for i in answers))
+            recalls[label] = recall_of(answers)
 
-        print(f"shoal REST benchmark: {args.points} points x {args.dim} dims, {args.distance}, "
+        what = args.name if args.data else "uniform random"
+        print(f"shoal REST benchmark ({what}): {args.points} points x {args.dim} dims, "
+              f"{args.distance}, "
               f"{args.shards} shard(s), batches of {args.batch}, {os.cpu_count()} cores")
         print()
         print("| operation | clients | throughput | p50 ms | p99 ms |")
         print("|---|---|---|---|---|")
-        for clients, upsert_s in upserts:
+        for clients, upsert_s, n_batches in upserts:
             print(f"| upsert wait=true ({mb:.0f} MB JSON) | {clients} | {args.points / upsert_s:,.0f} points/s | "
-                  f"{upsert_s / len(bodies) * clients * 1e3:.1f} (per batch) | - |")
+                  f"{upsert_s / n_batches * clients * 1e3:.1f} (per batch) | - |")
         for label, threads, qps, p50, p99 in rows:
             recall = f" (recall@10 {recalls[label]:.3f})" if label in recalls else ""
             print(f"| {label}{recall} | {threads} | {qps:,.0f} searches/s | {p50:.2f} | {p99:.2f} |")
