@@ -19,7 +19,8 @@
 
     The manifest (little-endian, BLAKE2b over everything before its last 32
     bytes):
-      "SHOALVIX" u32 version, u64 covered seq, u32 graphs, per graph:
+      "SHOALVIX" u32 version, u64 covered seq, u64 file tag (the graph files
+      are hnsw-<hex name>-<tag as 16 hex digits>.graph), u32 graphs, per graph:
         u16 name length, name, u32 dim, u32 distance, u32 m, u32 ef_construct,
       u32 slots, per slot: u8 live, then if live the 17-byte pointid key,
       per graph: ceil(slots / 64) u64 words: slots it held current,
@@ -171,16 +172,17 @@ s_file_path (const vindex_t *self, const char *file, char *path)
     return w > 0 && w < PATHS_MAX ? 0 : -SH_EINVAL;
 }
 
-//  "hnsw-<hex of name>-<seq>.graph" in the shard dir.
+//  "hnsw-<hex of name>-<tag>.graph" in the shard dir; tag is new for every
+//  save, so a save never overwrites a file the current manifest names.
 static int
-s_graph_path (const vindex_t *self, const char *name, uint64_t seq, char *path, size_t len)
+s_graph_path (const vindex_t *self, const char *name, uint64_t tag, char *path, size_t len)
 {
     char hex [2 * 64 + 1];
     size_t n = strlen (name);
     for (size_t i = 0; i < n && i < 64; i++)
         snprintf (hex + 2 * i, 3, "%02x", (unsigned char) name [i]);
     hex [2 * (n < 64 ? n : 64)] = 0;
-    int w = snprintf (path, len, "%s/hnsw-%s-%" PRIu64 ".graph", self->dir, hex, seq);
+    int w = snprintf (path, len, "%s/hnsw-%s-%016" PRIx64 ".graph", self->dir, hex, tag);
     return w > 0 && (size_t) w < len ? 0 : -SH_EINVAL;
 }
 
@@ -264,6 +266,9 @@ vindex_t *
 vindex_new (segment_t *segment, const char *dir)
 {
     assert (segment && dir);
+    //  Save tags are random (idempotent; a failure leaves hashing usable).
+    if (sodium_init () < 0)
+        log_warn ("vindex: libsodium did not initialise");
     vindex_t *self = calloc (1, sizeof *self);
     assert (self);
     self->segment = segment;
@@ -751,13 +756,14 @@ vindex_save (vindex_t *self)
     assert (paths && saved);
     size_t n = 0;
     int rc = 0;
+    uint64_t tag = (uint64_t) randombytes_random () << 32 | randombytes_random ();
     for (size_t i = 0; i < self->n_vecs && rc == 0; i++) {
         s_vec_t *v = &self->vecs [i];
         hnsw_t *graph = s_graph (v);
         if (!graph)
             continue;
         char path [PATHS_MAX];
-        if (s_graph_path (self, v->name, seq, path, sizeof path)) {
+        if (s_graph_path (self, v->name, tag, path, sizeof path)) {
             rc = -SH_EIO;
             break;
         }
@@ -779,6 +785,7 @@ vindex_save (vindex_t *self)
             s_put (&out, S_MAGIC, 8);
             s_put_u32 (&out, S_VERSION);
             s_put_u64 (&out, seq);
+            s_put_u64 (&out, tag);
             s_put_u32 (&out, (uint32_t) n);
             for (size_t i = 0; i < n; i++) {
                 s_vec_t *v = saved [i];
@@ -967,6 +974,7 @@ s_parse_manifest (vindex_t *self, const uint8_t *data, size_t len)
     if (!magic || memcmp (magic, S_MAGIC, 8) != 0 || s_get_u32 (&in) != S_VERSION)
         return -SH_EPROTO;
     uint64_t seq = s_get_u64 (&in);
+    uint64_t tag = s_get_u64 (&in);
     uint32_t n_graphs = s_get_u32 (&in);
     if (in.bad || n_graphs > 1024)
         return -SH_EPROTO;
@@ -995,7 +1003,7 @@ s_parse_manifest (vindex_t *self, const uint8_t *data, size_t len)
         char path [PATHS_MAX];
         hnsw_t *graph = NULL;
         uint64_t covered = 0;
-        int lrc = s_graph_path (self, v->name, seq, path, sizeof path);
+        int lrc = s_graph_path (self, v->name, tag, path, sizeof path);
         if (lrc == 0)
             lrc = hnsw_load (path, &graph, &covered);
         if (lrc == 0 && (covered != seq || hnsw_dim (graph) != v->dim

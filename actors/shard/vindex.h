@@ -28,9 +28,10 @@
 
     Files in the shard dir: vindex.manifest (the seq the save covers, every
     slot's point id, and per graph which slots it held current), and one
-    hnsw-<hex name>-<seq>.graph per vector. A save writes the graphs, then
-    the manifest (tmp, fsync, rename), then removes older graph files, so a
-    crash leaves the old or the new save whole. A file that does not check
+    hnsw-<hex name>-<tag>.graph per vector, the tag new for every save. A
+    save writes the graphs, then the manifest (tmp, fsync, rename), then
+    removes the graph files it does not name, so a crash leaves the old or
+    the new save whole. A file that does not check
     out is logged and its graph rebuilt.
 */
 #ifndef SH_VINDEX_H
