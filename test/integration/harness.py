@@ -32,7 +32,7 @@ SHOAL_BIN = os.path.abspath(os.environ.get("SHOAL_BIN") or os.path.join(REPO, "b
 #  Deadlines, in seconds: generous so a loaded CI machine does not fail a
 #  test that waits for a condition that does come true.
 START_TIMEOUT = float(os.environ.get("SHOAL_TEST_START_TIMEOUT", "30"))
-WAIT_TIMEOUT = float(os.environ.get("SHOAL_TEST_WAIT_TIMEOUT", "30"))
+WAIT_TIMEOUT = float(os.environ.get("SHOAL_TEST_WAIT_TIMEOUT", "90"))
 #  Environment a node must not inherit from whoever runs the tests.
 _SCRUBBED_PREFIXES = ("QDRANT__", "SHOAL__")
 _SCRUBBED_NAMES = ("QDRANT_URI", "QDRANT_BOOTSTRAP", "RUN_MODE", "SHOAL_RUN_CONFIG")
