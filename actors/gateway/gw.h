@@ -193,6 +193,10 @@ int gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadl
                          gw_coll_stats_t *out);
 
 //  --- helpers shared by the point and search handlers (gw_points.c) -------
+//  ?wait (default false) and ?ordering (weak|medium|strong) of any write:
+//  false after answering 400 when malformed.
+bool gw_points_write_params (gw_req_t *req, bool *wait);
+
 //  A collection as gw_points and gw_search see it: its metadata object, uid,
 //  shard ids in order, the hash ring that routes a point id to its shard, and
 //  its vector specs. Built per request from gw_meta; rings are cached per

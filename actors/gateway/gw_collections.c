@@ -1237,20 +1237,16 @@ s_all_aliases (gw_req_t *req)
 //  the same fields); each shard actor builds or drops its index when the
 //  published state changes. Answered with Qdrant's UpdateResult.
 
-//  ?wait and ?ordering as the point writes check them.
-static bool
-s_index_params (gw_req_t *req, bool *wait)
+//  The collection (or alias) of the path and its own name, one lookup;
+//  NULL after answering 404.
+static json_t *
+s_collection_named (gw_req_t *req, char **name)
 {
-    bool bad = false;
-    *wait = gw_query_bool (req, "wait", false, &bad);
-    const char *ordering = gw_query (req, "ordering");
-    if (bad || (ordering && !streq (ordering, "weak") && !streq (ordering, "medium")
-                && !streq (ordering, "strong"))) {
-        gw_fail_http (req, 400, "Deserialize error in query parameters: wait must be true "
-                      "or false, ordering one of weak, medium, strong");
-        return false;
-    }
-    return true;
+    json_t *collection = gw_meta_collection (gw_meta (req->gw), req->params [0], name);
+    if (!collection)
+        gw_fail (req, -SH_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
+                 req->params [0]);
+    return collection;
 }
 
 static void
@@ -1269,17 +1265,16 @@ s_create_index (gw_req_t *req)
     static const char *types [] = { "keyword", "integer", "float", "bool", "uuid",
                                     "datetime" };
     bool wait;
-    if (!s_index_params (req, &wait))
+    if (!gw_points_write_params (req, &wait))
         return;
     if (!req->body) {
         gw_fail_http (req, 400, "Format error in JSON body: EOF while parsing a value");
         return;
     }
-    json_t *collection = gw_collection_or_404 (req);
+    char *name = NULL;
+    json_t *collection = s_collection_named (req, &name);
     if (!collection)
         return;
-    char *name = NULL;
-    json_decref (gw_meta_collection (gw_meta (req->gw), req->params [0], &name));
     const json_t *body = req->body;
     const char *field = json_string_value (json_object_get (body, "field_name"));
     const json_t *schema = json_object_get (body, "field_schema");
@@ -1326,13 +1321,12 @@ static void
 s_delete_index (gw_req_t *req)
 {
     bool wait;
-    if (!s_index_params (req, &wait))
-        return;
-    json_t *collection = gw_collection_or_404 (req);
-    if (!collection)
+    if (!gw_points_write_params (req, &wait))
         return;
     char *name = NULL;
-    json_decref (gw_meta_collection (gw_meta (req->gw), req->params [0], &name));
+    json_t *collection = s_collection_named (req, &name);
+    if (!collection)
+        return;
     json_t *op = json_pack ("{ssssss}", "type", "delete_field_index", "name", name,
                             "field_name", req->params [1]);
     json_t *result = s_propose (req, op, name);

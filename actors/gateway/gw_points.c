@@ -1213,8 +1213,8 @@ s_prep_delete_vectors (gw_req_t *req, s_plan_t *plan, const json_t *body)
 typedef int (s_prep_fn) (gw_req_t *req, s_plan_t *plan, const json_t *body);
 
 //  ?wait and ?ordering; answers 400 and returns false when malformed.
-static bool
-s_write_params (gw_req_t *req, bool *wait)
+bool
+gw_points_write_params (gw_req_t *req, bool *wait)
 {
     bool bad = false;
     *wait = gw_query_bool (req, "wait", false, &bad);
@@ -1239,7 +1239,7 @@ static void
 s_write (gw_req_t *req, s_prep_fn *prep)
 {
     bool wait;
-    if (!s_write_params (req, &wait))
+    if (!gw_points_write_params (req, &wait))
         return;
     gw_points_coll_t *coll = gw_points_coll (req);
     if (!coll)
@@ -1286,7 +1286,7 @@ static void
 s_batch (gw_req_t *req)
 {
     bool wait;
-    if (!s_write_params (req, &wait))
+    if (!gw_points_write_params (req, &wait))
         return;
     gw_points_coll_t *coll = gw_points_coll (req);
     if (!coll)
