@@ -13,6 +13,7 @@
 
 int raft_actor_main (const config_t *config, uint64_t peer_id);
 int gateway_actor_main (const config_t *config, uint64_t peer_id);
+int p2p_actor_main (const config_t *config, uint64_t peer_id);
 int shard_actor_main (const config_t *config, uint64_t peer_id, uint64_t collection_uid,
                       uint32_t shard_id);
 

@@ -160,6 +160,12 @@ paths_meta_endpoint (const char *storage, char *buf)
 }
 
 int
+paths_p2p_endpoint (const char *storage, char *buf)
+{
+    return s_endpoint (storage, "p2p.sock", buf);
+}
+
+int
 paths_shard_endpoint (const char *storage, uint64_t uid, uint32_t shard, char *buf)
 {
     char name [64];

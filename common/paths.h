@@ -5,7 +5,7 @@
       <storage>/peer_id                       this node's peer id (decimal)
       <storage>/raft/consensus.db             raft log, hard state, snapshots
       <storage>/collections/<uid>/<shard>/    one shard replica's files
-      <ipc dir>/raft.sock, meta.sock, shard-<uid>-<shard>.sock
+      <ipc dir>/raft.sock, meta.sock, p2p.sock, shard-<uid>-<shard>.sock
 
     The ipc dir is <storage>/ipc when that path is short enough for a unix
     socket (sun_path is 108 bytes), else a dir under $TMPDIR named by a hash
@@ -23,6 +23,7 @@
 int paths_ipc_dir (const char *storage, char *buf);
 int paths_raft_endpoint (const char *storage, char *buf);   //  "ipc://..."
 int paths_meta_endpoint (const char *storage, char *buf);   //  "ipc://..."
+int paths_p2p_endpoint (const char *storage, char *buf);    //  "ipc://..."
 int paths_shard_endpoint (const char *storage, uint64_t uid, uint32_t shard, char *buf);
 int paths_raft_dir (const char *storage, char *buf);
 int paths_collection_dir (const char *storage, uint64_t uid, char *buf);

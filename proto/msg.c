@@ -8,6 +8,10 @@ msg_type_name (int type)
         case MSG_META_GET: return "meta_get";
         case MSG_META_PROPOSE: return "meta_propose";
         case MSG_META_STATE: return "meta_state";
+        case MSG_RAFT_MESSAGE: return "raft_message";
+        case MSG_RAFT_JOIN: return "raft_join";
+        case MSG_RAFT_RECOVER: return "raft_recover";
+        case MSG_P2P_INFO: return "p2p_info";
         case MSG_SHARD_UPSERT: return "shard_upsert";
         case MSG_SHARD_DELETE: return "shard_delete";
         case MSG_SHARD_SET_PAYLOAD: return "shard_set_payload";

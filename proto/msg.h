@@ -22,6 +22,9 @@
     - raft actor: ROUTER at paths raft endpoint (META_GET, META_PROPOSE) and
       PUB at the meta endpoint (META_STATE, topic is the header frame).
     - shard actor: ROUTER at its shard endpoint (SHARD_*).
+    - p2p actor: ROUTER at paths p2p endpoint for the node's own actors,
+      ROUTER on tcp cluster.p2p.port for other peers; every message through
+      it is [route frame][envelope frames] (proto/route.h).
 */
 #ifndef SH_MSG_H
 #define SH_MSG_H
@@ -67,9 +70,60 @@ typedef enum {
     //        {"collection_name", "alias_name"}} | {"delete_alias":
     //        {"alias_name"}} | {"rename_alias": {"old_alias_name",
     //        "new_alias_name"}} ]}  all or nothing; -SH_ENOTFOUND; result true
+    //
+    //  Cluster mode adds to <state>:
+    //     "voters": [peer id...], "learners": [peer id...] (the Raft
+    //       configuration in effect on the publishing node),
+    //     "raft": {"term", "commit", "pending_operations", "leader" (id|null),
+    //       "role": "Leader"|"Follower"|"Candidate"|"PreCandidate",
+    //       "is_voter": bool} (GET /cluster's raft_info, as this node sees it),
+    //     "cluster": true
+    //  and ops (the gateway proposes them with META_PROPOSE like the others;
+    //  the raft actor turns the peer ones into Raft conf changes):
+    //    {"type": "remove_peer", "peer_id": u64, "force": bool}
+    //        -SH_ENOTFOUND unknown peer; -SH_EUNPROC while it holds shard
+    //        replicas and force is false; result true
+    //    {"type": "set_peer", "peer_id": u64, "uri": s}  (a peer's own address,
+    //        proposed by a leader that finds its uri missing or changed)
+    //
+    //  A META_PROPOSE reaching a follower is forwarded to the leader through
+    //  p2p (route kind request, actor raft) and its reply relayed; while no
+    //  leader is known it waits (up to its deadline) for one.
     MSG_META_GET = 1,
     MSG_META_PROPOSE = 2,
     MSG_META_STATE = 3,
+
+    //  --- consensus between peers (raft actor <-> p2p <-> raft actor) -------
+    //  RAFT_MESSAGE  one-way, no reply: one Raft message, JSON as rmsg.h
+    //      encodes it ({"type", "from", "to", "term", ..., "entries": [...],
+    //      "snapshot": {...}}, entry and snapshot bytes base64).
+    //  RAFT_JOIN     req {"peer_id": u64, "uri": s | null, "p2p_port": n}
+    //      from a peer started with --bootstrap to any peer's raft actor; a
+    //      follower forwards it to the leader. A null uri is filled in by the
+    //      first raft actor that gets it as "http://<address the p2p actor saw
+    //      the request come from>:<p2p_port>" (the p2p actor adds
+    //      "observed_host" to a RAFT_JOIN's JSON). The leader proposes
+    //      add_learner (with the uri) and replies once it is committed:
+    //      {"peer_id": leader id, "uri": the joiner's uri as recorded,
+    //       "peers": {id: uri}}. A peer already a member: the same reply at once.
+    //  RAFT_RECOVER  req {"peer_id": u64} to the leader's raft actor: it
+    //      compacts and sends that peer its snapshot (rcore_send_snapshot);
+    //      reply {"result": true}. POST /cluster/recover on a follower asks its
+    //      raft actor (same message, no peer_id) which forwards it.
+    //  (On SIGTERM a leader's raft actor first transfers leadership to the
+    //  most up-to-date voter, giving up after an election timeout.)
+    MSG_RAFT_MESSAGE = 4,
+    MSG_RAFT_JOIN = 5,
+    MSG_RAFT_RECOVER = 6,
+
+    //  --- p2p actor ----------------------------------------------------------
+    //  P2P_INFO  req {} reply {"message_send_failures": {"<peer uri>":
+    //      {"count": n, "latest_error": s, "latest_error_timestamp": RFC 3339}},
+    //      "peers": {"<id>": {"uri": s, "connected": bool}}}
+    //  A failed send (peer unknown, unreachable, queue full, deadline passed)
+    //  of a request is answered by the p2p actor itself with the request's
+    //  type and id and -SH_EUNAVAIL (or -SH_ETIMEDOUT), so callers never hang.
+    MSG_P2P_INFO = 10,
 
     //  --- shard actor (one replica of one shard) ----------------------------
     //  Writes: reply {"operation_id": seq} once durable (SQLite committed).

@@ -37,7 +37,7 @@ typedef struct _rcore_t rcore_t;
 
 typedef enum {
     RCORE_ENTRY_NORMAL = 0,         //  a state machine command (a meta op)
-    RCORE_ENTRY_CONF = 1,           //  a membership change (§4.1, to come)
+    RCORE_ENTRY_CONF = 1,           //  a membership change (§4.1), see rcore_conf_t
     RCORE_ENTRY_NOOP = 2,           //  a leader's blank entry for its term (§6.4)
     RCORE_ENTRY_TYPE_COUNT
 } rcore_entry_type_t;
@@ -57,12 +57,44 @@ typedef struct {
     uint64_t commit;                //  highest index known committed
 } rcore_hard_state_t;
 
+/*  Membership (§4.1: one server at a time; §4.2.1: a new server first
+    joins as a learner, which replicates but does not vote, and is promoted
+    once caught up). A server uses the latest configuration in its log,
+    committed or not; a truncated conf entry reverts to the previous one.
+
+    A CONF entry's data is JSON text, an object that holds the whole
+    configuration it leads to (so the latest conf entry alone gives the
+    configuration, whatever came before it) and the change that made it:
+        {"change": "add_learner" | "promote" | "remove",
+         "peer_id": u64, "voters": [u64...], "learners": [u64...],
+         ... other keys (e.g. "uri") are the state machine's, ignored here}
+    rcore_propose_conf builds it; rcore checks every conf entry it is given
+    (from a leader or from storage) and treats a malformed one as -SH_EINVAL.
+    Before any conf entry or snapshot conf exists, rcore_config_t.voters is
+    the configuration (a fresh first node: itself; a joining node: none). */
+typedef enum {
+    RCORE_CONF_ADD_LEARNER = 0,     //  a new server, replicating, not voting
+    RCORE_CONF_PROMOTE,             //  a learner becomes a voter
+    RCORE_CONF_REMOVE,              //  a voter or learner leaves
+    RCORE_CONF_CHANGE_COUNT
+} rcore_conf_change_t;
+
+//  A configuration (ids sorted ascending, no id in both lists).
+typedef struct {
+    uint64_t *voters;               //  voting servers
+    size_t n_voters;
+    uint64_t *learners;             //  non-voting servers
+    size_t n_learners;
+} rcore_conf_t;
+
 //  A state machine snapshot replacing the log up to index (§5).
 typedef struct {
     uint64_t index;                 //  last index it covers; 0 = no snapshot
     uint64_t term;                  //  term of that entry
     uint8_t *data;                  //  the serialized state machine
     size_t len;                     //  bytes in data
+    rcore_conf_t conf;              //  configuration as of index (empty if
+                                    //  none was known: then config.voters)
 } rcore_snapshot_t;
 
 //  What durable storage holds, handed to rcore_new (all borrowed; copied).
@@ -75,8 +107,10 @@ typedef struct {
 
 typedef struct {
     uint64_t id;                    //  this server's id, not 0
-    const uint64_t *voters;         //  ids of the voting servers (may include id)
-    size_t n_voters;                //  1..RCORE_MAX_VOTERS
+    //  initial voters, used only while storage holds no configuration (see
+    //  rcore_conf_t): 0..RCORE_MAX_VOTERS ids; none = wait for a leader
+    const uint64_t *voters;
+    size_t n_voters;
     uint64_t seed;                  //  seeds the election timeout randomness
     int election_ticks;             //  minimum election timeout in ticks (10)
     int heartbeat_ticks;            //  leader heartbeat interval in ticks (1)
@@ -99,6 +133,8 @@ typedef enum {
     RCORE_MSG_HEARTBEAT,            //  empty AppendEntries carrying only the commit
     RCORE_MSG_HEARTBEAT_RESP,
     RCORE_MSG_SNAPSHOT,             //  InstallSnapshot (§5.1, Figure 5.3)
+    RCORE_MSG_SNAPSHOT_RESP,        //  (index: the snapshot's index; reject if refused)
+    RCORE_MSG_TIMEOUT_NOW,          //  leadership transfer: campaign now (§3.10)
     RCORE_MSG_TYPE_COUNT
 } rcore_msg_type_t;
 
@@ -119,6 +155,11 @@ typedef struct {
     rcore_entry_t *entries;         //  APPEND: entries index+1, index+2, ...
     size_t n_entries;
     rcore_snapshot_t snapshot;      //  SNAPSHOT
+    //  VOTE/PREVOTE: sent on a leadership transfer, so it is granted even
+    //  within the minimum election timeout of hearing from a leader (§4.2.3);
+    //  SNAPSHOT: a recovery (rcore_send_snapshot): the receiver resets its
+    //  state machine from it even if its commit is already past its index
+    bool force;
 } rcore_msg_t;
 
 typedef enum {
@@ -171,6 +212,42 @@ void rcore_advance (rcore_t *self, const rcore_ready_t *rd);
 //  snapshot) whose bytes are data (copied) and drops the log up to index
 //  (§5.1). The caller persists the same with raft_store_compact. 0 or -SH_EINVAL.
 int rcore_compact (rcore_t *self, uint64_t index, const void *data, size_t len);
+
+/*  Membership changes (leader only). Builds the conf entry (see
+    rcore_conf_t) with extra (a JSON object text whose keys are copied
+    into the entry, e.g. {"uri": "..."}; NULL for none) and appends it.
+    -SH_ENOLEADER if not leader; -SH_EUNAVAIL while another conf change is
+    not yet committed or a leadership transfer runs; -SH_EEXIST adding a
+    member; -SH_ENOTFOUND promoting or removing a non-member; -SH_EINVAL
+    promoting a voter, removing the last voter, or bad extra. */
+int rcore_propose_conf (rcore_t *self, int change, uint64_t peer, const char *extra,
+                        uint64_t *index, uint64_t *term);
+//  The configuration in effect (latest in the log); arrays borrowed until
+//  the next call that changes the core.
+void rcore_conf (const rcore_t *self, rcore_conf_t *out);
+//  The configuration as of index (>= snapshot index, <= last index), for
+//  persisting a snapshot taken there; arrays borrowed as above. 0 or -SH_EINVAL.
+int rcore_conf_at (const rcore_t *self, uint64_t index, rcore_conf_t *out);
+bool rcore_is_voter (const rcore_t *self);
+//  Leader: highest index known replicated on peer (0 if unknown or not a member).
+uint64_t rcore_match (const rcore_t *self, uint64_t peer);
+//  Leader: a learner whose log is within `lag` entries of the leader's last
+//  index and was heard from this election timeout (ready to be promoted).
+bool rcore_caught_up (const rcore_t *self, uint64_t peer, uint64_t lag);
+
+//  Leadership transfer (§3.10): the leader stops taking proposals, brings
+//  target's log up to date, then sends it TIMEOUT_NOW; the transfer is
+//  abandoned after an election timeout. 0, -SH_ENOLEADER if not leader,
+//  -SH_ENOTFOUND if target is not a voter (or is self).
+int rcore_transfer_leader (rcore_t *self, uint64_t target);
+//  The transfer target while one runs, else 0.
+uint64_t rcore_transferee (const rcore_t *self);
+
+//  Leader: the next replication to peer sends the current snapshot (force
+//  set) instead of entries, so that peer resets its state machine from it
+//  (POST /cluster/recover). The caller compacts first so the snapshot is
+//  recent. 0, -SH_ENOLEADER, -SH_ENOTFOUND, -SH_EINVAL if there is no snapshot.
+int rcore_send_snapshot (rcore_t *self, uint64_t peer);
 
 uint64_t rcore_id (const rcore_t *self);
 uint64_t rcore_term (const rcore_t *self);

@@ -1,0 +1,73 @@
+/*  route: the frame that carries an envelope between peers through the p2p
+    actors. Every message to, from or through a p2p actor is
+
+        [route frame][envelope frames...]      (after any ROUTER routing id)
+
+    A local actor (DEALER) sends a request to another peer's actor by
+    sending [route: kind request, dst peer (or dst uri), actor, uid, shard]
+    [envelope] to its own p2p actor (ROUTER at paths_p2p_endpoint). The p2p
+    actor fills src, gives the request a token, and sends it over tcp to the
+    destination's p2p actor, which delivers the bare envelope to the named
+    local actor (raft: paths_raft_endpoint; shard: paths_shard_endpoint) and
+    carries its reply back the same way (kind reply, same token). The
+    requester receives [route: kind reply][envelope reply] with its own
+    request id. One-way messages (RAFT_MESSAGE) have kind oneway and no
+    reply.
+
+    Layout, 48 bytes little-endian, then uri_len bytes of uri (no NUL):
+      magic "SP" (2), version u8 (ROUTE_VERSION), kind u8 (route_kind_t),
+      actor u8 (route_actor_t), flags u8 (0), uri_len u16,
+      src peer u64, dst peer u64, uid u64, shard u32, reserved u32 (0),
+      token u64
+    A dst peer of 0 means "the peer at uri" (a bootstrap address whose id is
+    not known yet). The decoder checks every field; anything else is
+    -SH_EPROTO.
+*/
+#ifndef SH_ROUTE_H
+#define SH_ROUTE_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ROUTE_VERSION     1
+#define ROUTE_HEADER_SIZE 48
+#define ROUTE_MAX_URI     1024
+
+typedef enum {
+    ROUTE_REQUEST = 0,              //  expects one reply
+    ROUTE_REPLY = 1,                //  answers a request (same token)
+    ROUTE_ONEWAY = 2,               //  no reply
+    ROUTE_KIND_COUNT
+} route_kind_t;
+
+typedef enum {
+    ROUTE_RAFT = 1,                 //  the raft actor
+    ROUTE_SHARD = 2,                //  shard actor (uid, shard)
+    ROUTE_P2P = 3,                  //  the p2p actor itself
+    ROUTE_ACTOR_END
+} route_actor_t;
+
+typedef struct {
+    uint8_t kind;                   //  route_kind_t
+    uint8_t actor;                  //  route_actor_t
+    uint64_t src;                   //  sending peer id (filled by its p2p actor)
+    uint64_t dst;                   //  destination peer id, 0 = the peer at uri
+    uint64_t uid;                   //  ROUTE_SHARD: collection uid
+    uint32_t shard;                 //  ROUTE_SHARD: shard id
+    uint64_t token;                 //  the sending p2p actor's request token
+    char uri [ROUTE_MAX_URI + 1];   //  dst 0: "http://host:port" (p2p port); else ""
+} route_t;
+
+//  The frame for route (yours). NULL if the uri is longer than ROUTE_MAX_URI.
+zframe_t *route_encode (const route_t *route);
+//  Parses a frame. 0, or -SH_EPROTO (bad magic, version, kind, actor, sizes).
+int route_decode (const void *data, size_t size, route_t *out);
+
+//  Host and port of a peer uri such as "http://10.0.0.1:6335" or
+//  "tcp://[::1]:6335" (scheme http, https, grpc or tcp; default port 6335),
+//  written as a zmq tcp endpoint "tcp://host:port" into buf. 0 or -SH_EINVAL.
+int route_uri_endpoint (const char *uri, char *buf, size_t size);
+
+#endif
