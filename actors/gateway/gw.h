@@ -173,6 +173,10 @@ void gw_http_stats (gw_http_t *self, void (*fn) (const gw_stat_t *stat, void *ar
 //  True once a metadata state has arrived (from META_GET or a publication);
 //  /readyz answers 503 before.
 bool gw_meta_ready (gw_meta_t *self);
+//  Unix ms at which the last state arrived (a publication, a META_GET or a
+//  proposal's reply, installed or not), 0 before the first: how long the raft
+//  actor has been silent.
+uint64_t gw_meta_received_ms (gw_meta_t *self);
 
 //  Point counts of one collection summed over its local shard replicas by a
 //  SHARD_INFO fan-out (gw_collections.c), for collection info, telemetry and

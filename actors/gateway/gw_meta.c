@@ -26,6 +26,7 @@ struct _gw_meta_t {
     json_t *state;                      //  newest state; never NULL; read-only
     uint64_t applied;                   //  state's "applied"
     bool ready;                         //  a real state has been installed
+    uint64_t received_ms;               //  unix ms of the last state received
     char meta_endpoint [PATHS_MAX];     //  raft actor's PUB
     char raft_endpoint [PATHS_MAX];     //  raft actor's ROUTER
     zactor_t *actor;                    //  the subscriber thread
@@ -171,7 +172,11 @@ gw_meta_update (gw_meta_t *self, json_t *state)
     json_int_t applied = json_integer_value (json_object_get (state, "applied"));
     if (applied < 0)
         applied = 0;
+    uint64_t now = envelope_now_ms ();
     pthread_mutex_lock (&self->lock);
+    //  Any state shows the raft actor alive, installed or not (GET /cluster's
+    //  consensus_thread_status).
+    self->received_ms = now;
     //  ">=": the periodic publication at the same index may carry a newer
     //  leader or term; an older index never replaces a newer one.
     if (!self->ready || (uint64_t) applied >= self->applied) {
@@ -198,6 +203,15 @@ gw_meta_state (gw_meta_t *self)
     json_t *state = json_incref (self->state);
     pthread_mutex_unlock (&self->lock);
     return state;
+}
+
+uint64_t
+gw_meta_received_ms (gw_meta_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    uint64_t received = self->received_ms;
+    pthread_mutex_unlock (&self->lock);
+    return received;
 }
 
 bool

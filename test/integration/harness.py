@@ -7,6 +7,13 @@ fails or the suite is killed (context manager, try/finally, atexit, SIGTERM
 handler), and every process of a node is found by its working dir, so even
 an orphaned actor is seen and stopped.
 
+A Cluster is N such nodes with cluster.enabled, the first started with
+--uri (its own p2p address) and the others with --bootstrap pointing at a
+live peer, each with its own ports and storage dir. Its helpers crash
+(kill -9 every process of a node), stop (SIGTERM) and restart a node with
+its storage, add a node, and wait until every live node's GET /cluster
+agrees on peers, leader, term and commit.
+
 The tiny test framework: decorate functions with @test, call main(); each
 test runs in order, a failure prints its traceback and the log tail of the
 nodes it started, and the last line is "N passed, N failed" (test/run counts
@@ -214,6 +221,8 @@ class Node:
 
     def start(self, wait_ready=True):
         assert self.proc is None or self.proc.poll() is not None, "node already running"
+        if self._log:
+            self._log.close()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([SHOAL_BIN, *self.args], cwd=self.dir,
                                      env=clean_env(self.env), stdin=subprocess.DEVNULL,
@@ -272,6 +281,78 @@ class Node:
             _live_nodes.remove(self)
         if remove and not os.environ.get("SHOAL_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def crash(self, timeout=WAIT_TIMEOUT):
+        """kill -9 of the whole node, as a power cut would: SIGKILL to the
+        supervisor and every actor (by pid, found by working dir, until none
+        is left: an actor the supervisor forked meanwhile is caught too), so
+        no process gets to shut down cleanly. Storage is kept."""
+        deadline = time.monotonic() + timeout
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            pids = self.all_pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"processes {pids} of node {self.dir} survive SIGKILL")
+            time.sleep(0.02)
+        if self.proc is not None:
+            self.proc.wait()
+
+    def terminate(self, timeout=WAIT_TIMEOUT):
+        """Graceful stop: SIGTERM to the supervisor, then waits for it and
+        every actor to exit; the exit code. Storage is kept."""
+        self.kill(signal.SIGTERM)
+        code = self.wait_exit(timeout)
+        wait_for(lambda: not self.all_pids(), timeout, f"every actor of {self.dir} to exit")
+        return code
+
+    def restart(self, args=None, wait_ready=True):
+        """Starts the node again with its storage (after crash, terminate or
+        stop(remove=False)); args replaces the command line flags if given."""
+        if args is not None:
+            self.args = list(args)
+        if self not in _live_nodes:
+            _live_nodes.append(self)
+        return self.start(wait_ready=wait_ready)
+
+    # -- cluster mode ----------------------------------------------------------
+
+    @property
+    def p2p_uri(self):
+        """This node's p2p address as its peers reach it."""
+        return f"http://127.0.0.1:{self.p2p_port}"
+
+    def peer_id(self):
+        """The peer id the supervisor stored (None before the first start)."""
+        try:
+            with open(os.path.join(self.storage, "peer_id")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def cluster(self, timeout=5):
+        """GET /cluster's result, or None when the node does not answer 200."""
+        status, body = self.try_request("GET", "/cluster", timeout=timeout)
+        if status != 200 or not isinstance(body, dict):
+            return None
+        return body.get("result")
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def __enter__(self):
         return self
@@ -346,6 +427,142 @@ class Node:
                 return "".join(f.readlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class Cluster:
+    """Nodes of one cluster on loopback (see the module docstring).
+
+    size: nodes started at once (0: none; add them with start_first / add);
+    env, files: for every node, on top of cluster.enabled; tick_ms: sets
+    cluster.consensus.tick_period_ms when given. Nodes are Node objects:
+    stopped by pid with the cluster (context manager, or stop()), or by the
+    test framework at the end of the test that started them."""
+
+    def __init__(self, size=3, env=None, files=None, tick_ms=None, start=True):
+        self.env = {"QDRANT__CLUSTER__ENABLED": "true"}
+        if tick_ms:
+            self.env["QDRANT__CLUSTER__CONSENSUS__TICK_PERIOD_MS"] = str(tick_ms)
+        self.env.update(env or {})
+        self.files = dict(files or {})
+        self.nodes = []
+        if start and size:
+            self.start_first()
+            self.add(size - 1)
+            self.wait_agree()
+
+    # -- membership ---------------------------------------------------------
+
+    def _new_node(self, args=(), env=None):
+        """A node of this cluster, prepared (ports, dir) but not started."""
+        node = Node(args=args, env={**self.env, **(env or {})}, files=self.files, start=False)
+        self.nodes.append(node)
+        return node
+
+    def start_first(self, env=None, args=(), wait_ready=True):
+        """The first peer: --uri with its own p2p address, a new cluster."""
+        node = self._new_node(env=env)
+        node.args = ["--uri", node.p2p_uri, *args]
+        return node.start(wait_ready=wait_ready)
+
+    def add(self, count=1, bootstrap=None, env=None, args=(), wait_ready=True):
+        """Starts count nodes with --bootstrap (bootstrap's p2p address; by
+        default the first running node) and no --uri: their peers learn
+        their address from their join. They start at once and are then
+        waited for. Returns the new node, or the list when count > 1."""
+        target = bootstrap or next(n for n in self.nodes if n.running())
+        new = [self._new_node(["--bootstrap", target.p2p_uri, *args], env=env)
+               for _ in range(count)]
+        for node in new:
+            node.start(wait_ready=False)
+        if wait_ready:
+            for node in new:
+                node.wait_ready()
+        return new[0] if count == 1 else new
+
+    def running(self):
+        return [n for n in self.nodes if n.running()]
+
+    def by_id(self, peer_id):
+        return next((n for n in self.nodes if n.peer_id() == peer_id), None)
+
+    # -- state ----------------------------------------------------------------
+
+    def statuses(self, nodes=None):
+        """{node: GET /cluster result or None} of nodes (default: running)."""
+        return {n: n.cluster() for n in (self.running() if nodes is None else nodes)}
+
+    def agreement(self, nodes=None, members=None):
+        """The leader's Node when every node of nodes (default: the running
+        ones) answers GET /cluster with the same peers (ids and uris), the
+        same leader (one of them, whose own role is Leader), term and
+        commit, and the peer ids are exactly members' (default: nodes');
+        else None."""
+        nodes = self.running() if nodes is None else list(nodes)
+        members = nodes if members is None else list(members)
+        if not nodes:
+            return None
+        seen = self.statuses(nodes)
+        if any(s is None or s.get("status") != "enabled" for s in seen.values()):
+            return None
+        want = {str(n.peer_id()) for n in members}
+        first = next(iter(seen.values()))
+        peers = first["peers"]
+        info = first["raft_info"]
+        for node, s in seen.items():
+            if s["peer_id"] != node.peer_id() or s["peers"] != peers:
+                return None
+            r = s["raft_info"]
+            if (r["leader"], r["term"], r["commit"]) != (info["leader"], info["term"],
+                                                          info["commit"]):
+                return None
+        if set(peers) != want or info["leader"] is None:
+            return None
+        leader = self.by_id(info["leader"])
+        if leader is None or leader not in nodes or seen[leader]["raft_info"]["role"] != "Leader":
+            return None
+        return leader
+
+    def wait_agree(self, nodes=None, members=None, timeout=WAIT_TIMEOUT):
+        """Waits for agreement (see agreement()) and returns the leader."""
+        nodes_list = self.running() if nodes is None else list(nodes)
+        return wait_for(lambda: self.agreement(nodes_list, members), timeout,
+                        f"{len(nodes_list)} nodes to agree on peers, leader, term and commit"
+                        f" ({self.describe(nodes_list)})")
+
+    def leader(self, nodes=None):
+        """The running node that says it is the leader, if exactly one does."""
+        leaders = [n for n, s in self.statuses(nodes).items()
+                   if s and s["raft_info"].get("role") == "Leader"]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def describe(self, nodes=None):
+        """One line per node of what its GET /cluster says, for messages."""
+        lines = []
+        for n in (self.running() if nodes is None else nodes):
+            s = n.cluster(timeout=2)
+            r = (s or {}).get("raft_info") or {}
+            lines.append(f"{n.peer_id()}:{n.http_port} leader={r.get('leader')}"
+                         f" role={r.get('role')} term={r.get('term')}"
+                         f" commit={r.get('commit')} peers={sorted((s or {}).get('peers', {}))}")
+        return "; ".join(lines)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            for node in self.nodes:
+                if node.proc is not None:
+                    print(f"--- log tail of node {node.peer_id()} pid={node.proc.pid}"
+                          f" dir={node.dir}:\n{node.log_tail()}", flush=True)
+        self.stop()
+        return False
 
 
 def _listdir(path):
