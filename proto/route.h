@@ -65,6 +65,27 @@ zframe_t *route_encode (const route_t *route);
 //  Parses a frame. 0, or -SH_EPROTO (bad magic, version, kind, actor, sizes).
 int route_decode (const void *data, size_t size, route_t *out);
 
+//  What the p2p actor reads of the envelope behind a route frame without
+//  decoding it: the JSON is parsed only by the actor it is for.
+typedef struct {
+    uint16_t type;                  //  msg_type_t
+    bool is_reply;                  //  envelope kind 1
+    int32_t status;                 //  0 or -SH_E... (replies)
+    uint64_t request_id;            //  the sender's request id
+    uint64_t deadline;              //  unix ms, 0 = none
+} route_env_t;
+
+//  Checks that the frames of msg (the envelope's frames only: no routing id,
+//  no route frame) are laid out as envelope.h says (a 32-byte header with
+//  the right magic, version, kind and a status <= 0, a JSON frame of at most
+//  ENVELOPE_MAX_JSON bytes, at most ENVELOPE_MAX_BLOBS blobs, each a multiple
+//  of 4 bytes and at most ENVELOPE_MAX_BLOB) and reads its header into out.
+//  The JSON itself is not parsed. 0 or -SH_EPROTO.
+int route_peek_envelope (zmsg_t *msg, route_env_t *out);
+//  Rewrites the request id of an envelope header frame in place.
+//  0, or -SH_EPROTO if head is not a 32-byte envelope header.
+int route_set_request_id (zframe_t *head, uint64_t request_id);
+
 //  Host and port of a peer uri such as "http://10.0.0.1:6335" or
 //  "tcp://[::1]:6335" (scheme http, https, grpc or tcp; default port 6335),
 //  written as a zmq tcp endpoint "tcp://host:port" into buf. 0 or -SH_EINVAL.
