@@ -54,6 +54,76 @@ meta_set_peer (meta_t *self, uint64_t peer_id, const char *uri)
     json_object_set_new (self->peers, key, json_string (uri ? uri : ""));
 }
 
+void
+meta_reset_peers (meta_t *self, uint64_t peer_id, const char *uri)
+{
+    json_object_clear (self->peers);
+    meta_set_peer (self, peer_id, uri);
+}
+
+const char *
+meta_peer_uri (const meta_t *self, uint64_t peer_id)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, peer_id);
+    return json_string_value (json_object_get (self->peers, key));
+}
+
+bool
+meta_peer_has_shards (const meta_t *self, uint64_t peer_id)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, peer_id);
+    const char *name;
+    json_t *coll;
+    json_object_foreach (self->collections, name, coll) {
+        size_t i;
+        json_t *shard;
+        json_array_foreach (json_object_get (coll, "shards"), i, shard) {
+            if (json_object_get (json_object_get (shard, "replicas"), key))
+                return true;
+        }
+    }
+    return false;
+}
+
+//  Drops peer from the peers map and from every shard's replica set.
+static void
+s_drop_peer (meta_t *self, uint64_t peer_id)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, peer_id);
+    json_object_del (self->peers, key);
+    const char *name;
+    json_t *coll;
+    json_object_foreach (self->collections, name, coll) {
+        size_t i;
+        json_t *shard;
+        json_array_foreach (json_object_get (coll, "shards"), i, shard)
+            json_object_del (json_object_get (shard, "replicas"), key);
+    }
+}
+
+//  A peer id as ops and conf entries carry it: an integer in [1, 2^63).
+static uint64_t
+s_peer_id (const json_t *obj, const char *key)
+{
+    json_t *value = json_object_get (obj, key);
+    if (!json_is_integer (value) || json_integer_value (value) < 1)
+        return 0;
+    return (uint64_t) json_integer_value (value);
+}
+
+//  A peer uri as ops and conf entries carry it: 1 to META_MAX_URI bytes.
+static const char *
+s_uri (const json_t *obj, const char *key)
+{
+    const char *uri = json_string_value (json_object_get (obj, key));
+    if (!uri || !*uri || strlen (uri) > META_MAX_URI)
+        return NULL;
+    return uri;
+}
+
 static int
 s_error (char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__ ((format (printf, 4, 5)));
@@ -443,6 +513,22 @@ s_delete_field_index (meta_t *self, const json_t *op, json_t **result, char *err
     return 0;
 }
 
+//  {"type": "set_peer", "peer_id", "uri"}: a peer's own address, proposed
+//  by a leader that finds its uri missing or changed.
+static int
+s_set_peer (meta_t *self, const json_t *op, json_t **result, char *err, size_t errlen)
+{
+    uint64_t peer_id = s_peer_id (op, "peer_id");
+    const char *uri = s_uri (op, "uri");
+    if (!peer_id || !uri)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: set_peer needs a positive \"peer_id\" and a \"uri\" of "
+                        "1 to %d bytes", META_MAX_URI);
+    meta_set_peer (self, peer_id, uri);
+    *result = json_true ();
+    return 0;
+}
+
 int
 meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
             size_t errlen)
@@ -470,6 +556,13 @@ meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, cha
         return s_create_field_index (self, op, result, err, errlen);
     if (strcmp (type, "delete_field_index") == 0)
         return s_delete_field_index (self, op, result, err, errlen);
+    if (strcmp (type, "set_peer") == 0)
+        return s_set_peer (self, op, result, err, errlen);
+    if (strcmp (type, "remove_peer") == 0)
+        //  Membership goes through a Raft conf entry (meta_apply_conf); an
+        //  op in the log would change the peers behind Raft's back.
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: remove_peer is a membership change, not an operation");
     return s_error (err, errlen, -SH_EINVAL, "Wrong input: unknown operation type `%.64s`",
                     type);
 }
@@ -483,6 +576,41 @@ meta_apply_entry (meta_t *self, uint64_t index, const void *data, size_t len,
                      : NULL;
     int rc = meta_apply (self, index, op, result, err, errlen);
     json_decref (op);
+    return rc;
+}
+
+int
+meta_apply_conf (meta_t *self, uint64_t index, const void *data, size_t len, char *err,
+                 size_t errlen)
+{
+    if (err && errlen)
+        err [0] = 0;
+    if (index > self->applied)
+        self->applied = index;
+    json_error_t error;
+    json_t *conf = len ? json_loadb ((const char *) data, len, JSON_REJECT_DUPLICATES, &error)
+                       : NULL;
+    const char *change = json_string_value (json_object_get (conf, "change"));
+    uint64_t peer_id = s_peer_id (conf, "peer_id");
+    int rc = 0;
+    if (!json_is_object (conf) || !change || !peer_id)
+        rc = s_error (err, errlen, -SH_EINVAL,
+                      "Wrong input: a conf entry needs a \"change\" and a \"peer_id\"");
+    else
+    if (strcmp (change, "add_learner") == 0 || strcmp (change, "promote") == 0) {
+        //  The uri rides in the entry that makes the peer a member, so every
+        //  node learns where it is at the same index.
+        const char *uri = s_uri (conf, "uri");
+        if (uri)
+            meta_set_peer (self, peer_id, uri);
+    }
+    else
+    if (strcmp (change, "remove") == 0)
+        s_drop_peer (self, peer_id);
+    else
+        rc = s_error (err, errlen, -SH_EINVAL, "Wrong input: unknown conf change `%.32s`",
+                      change);
+    json_decref (conf);
     return rc;
 }
 

@@ -7,15 +7,27 @@
     state on every node (nothing here reads a clock, a random source or local
     settings; a collection's uid is the index of the entry that created it).
     A bad op is refused with an error and changes nothing but the applied
-    index, so every node still agrees. Errors carry Qdrant's wording:
+    index, so every node still agrees.
+
+    Peers (id -> uri): in cluster mode the map is replicated only, learnt
+    from Raft conf entries (meta_apply_conf: an "add_learner" carries the
+    new peer's "uri", a "remove" drops the peer) and from set_peer ops; a
+    single node without cluster mode records itself with meta_set_peer.
+    Errors carry Qdrant's wording:
       -SH_EEXIST     "Wrong input: Collection `x` already exists!"
       -SH_ENOTFOUND  "Not found: Collection `x` doesn't exist!"
       -SH_EINVAL     "Wrong input: ..." for an op of the wrong shape
+
+    Ops beyond those of msg.h's list that apply here: set_peer {"peer_id",
+    "uri"} (result true). remove_peer is a Raft conf change, not an op: the
+    raft actor checks it (meta_peer_has_shards) and proposes the change, and
+    meta_apply refuses it.
 */
 #ifndef SH_META_H
 #define SH_META_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,9 +41,19 @@ typedef struct _meta_t meta_t;
 meta_t *meta_new (void);
 void meta_destroy (meta_t **self_p);
 
-//  Sets peer id -> uri in the state. Until membership goes through the log,
-//  each node records itself this way before it applies anything.
+//  Longest peer uri kept in the state, in bytes.
+#define META_MAX_URI 1024
+
+//  Sets peer id -> uri in the state, outside the log: only a node without
+//  cluster mode (the only peer) records itself this way.
 void meta_set_peer (meta_t *self, uint64_t peer_id, const char *uri);
+//  Replaces the peers map with {peer_id: uri} (--reinit without a bootstrap
+//  peer: this node becomes the whole cluster).
+void meta_reset_peers (meta_t *self, uint64_t peer_id, const char *uri);
+//  The uri recorded for peer_id, or NULL (borrowed until the next change).
+const char *meta_peer_uri (const meta_t *self, uint64_t peer_id);
+//  True if any shard of any collection has a replica on peer_id.
+bool meta_peer_has_shards (const meta_t *self, uint64_t peer_id);
 
 //  Applies op, the command of the committed entry at index (> applied).
 //  0 with *result (yours: true or false, see msg.h), or -SH_E... with the
@@ -44,6 +66,14 @@ int meta_apply_entry (meta_t *self, uint64_t index, const void *data, size_t len
                       json_t **result, char *err, size_t errlen);
 //  An entry with no op (a leader's no-op): only applied moves.
 void meta_skip (meta_t *self, uint64_t index);
+//  Applies a Raft conf entry (rcore.h gives its JSON: {"change", "peer_id",
+//  "voters", "learners", "uri"?}): "add_learner" and "promote" with a
+//  "uri" string record that peer's uri; "remove" drops the peer from the
+//  peers map and from every shard's replicas (Qdrant's remove_peer).
+//  0, or -SH_EINVAL with err for text that is not such an entry. Either
+//  way applied becomes index.
+int meta_apply_conf (meta_t *self, uint64_t index, const void *data, size_t len, char *err,
+                     size_t errlen);
 
 uint64_t meta_applied (const meta_t *self);
 //  The state as msg.h lays it out, with the fields only the node knows

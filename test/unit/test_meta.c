@@ -1,5 +1,6 @@
 /*  test_meta: the metadata state machine: every op, every error, Qdrant's
-    wording, determinism and the snapshot round trip.
+    wording, determinism and the snapshot round trip; the peers map as conf
+    entries and set_peer build it in cluster mode.
 */
 #include "actors/raft/meta.h"
 #include "common/err.h"
@@ -464,6 +465,171 @@ START_TEST (test_field_indexes_are_set_replaced_and_dropped)
 }
 END_TEST
 
+//  Applies a conf entry (JSON text) as the next entry.
+static int
+s_conf (meta_t *meta, const char *text)
+{
+    int rc = meta_apply_conf (meta, ++s_index, text, strlen (text), s_err, sizeof s_err);
+    ck_assert_uint_eq (meta_applied (meta), s_index);
+    if (rc)
+        ck_assert (s_err [0] != 0);
+    return rc;
+}
+
+START_TEST (test_conf_entries_add_and_remove_peer_uris)
+{
+    meta_t *meta = meta_new ();
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"add_learner\",\"peer_id\":7,"
+                                    "\"voters\":[42],\"learners\":[7],"
+                                    "\"uri\":\"http://10.0.0.7:6335\"}"), 0);
+    ck_assert_str_eq (meta_peer_uri (meta, 7), "http://10.0.0.7:6335");
+    //  A promote without a uri keeps the recorded one.
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"promote\",\"peer_id\":7,"
+                                    "\"voters\":[7,42],\"learners\":[]}"), 0);
+    ck_assert_str_eq (meta_peer_uri (meta, 7), "http://10.0.0.7:6335");
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"remove\",\"peer_id\":7,"
+                                    "\"voters\":[42],\"learners\":[]}"), 0);
+    ck_assert_ptr_null (meta_peer_uri (meta, 7));
+    //  Removing a peer that is not in the map is not an error (it may never
+    //  have had a uri recorded).
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"remove\",\"peer_id\":99,"
+                                    "\"voters\":[42],\"learners\":[]}"), 0);
+    meta_destroy (&meta);
+}
+END_TEST
+
+START_TEST (test_malformed_conf_entries_are_refused_and_consume_the_index)
+{
+    meta_t *meta = meta_new ();
+    meta_set_peer (meta, 42, "http://a:6335");
+    ck_assert_int_eq (s_conf (meta, "not json"), -SH_EINVAL);
+    ck_assert_int_eq (s_conf (meta, "[1]"), -SH_EINVAL);
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"remove\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"remove\",\"peer_id\":0}"), -SH_EINVAL);
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"remove\",\"peer_id\":\"42\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"explode\",\"peer_id\":42}"), -SH_EINVAL);
+    ck_assert_int_eq (meta_apply_conf (meta, ++s_index, NULL, 0, s_err, sizeof s_err),
+                      -SH_EINVAL);
+    ck_assert_uint_eq (meta_applied (meta), s_index);
+    //  Nothing changed: peer 42 is still there.
+    ck_assert_str_eq (meta_peer_uri (meta, 42), "http://a:6335");
+    //  A uri that is not a usable string is ignored, the change still applies.
+    ck_assert_int_eq (s_conf (meta, "{\"change\":\"add_learner\",\"peer_id\":5,\"uri\":7}"), 0);
+    ck_assert_ptr_null (meta_peer_uri (meta, 5));
+    meta_destroy (&meta);
+}
+END_TEST
+
+START_TEST (test_set_peer_records_and_replaces_a_uri)
+{
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta, "{\"type\":\"set_peer\",\"peer_id\":9,"
+                                          "\"uri\":\"http://n9:6335\"}", &result), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    ck_assert_str_eq (meta_peer_uri (s_meta, 9), "http://n9:6335");
+    ck_assert_int_eq (s_apply ("{\"type\":\"set_peer\",\"peer_id\":9,"
+                               "\"uri\":\"http://n9b:6335\"}"), 0);
+    ck_assert_str_eq (meta_peer_uri (s_meta, 9), "http://n9b:6335");
+    //  Shapes
+    ck_assert_int_eq (s_apply ("{\"type\":\"set_peer\",\"uri\":\"http://x:1\"}"), -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"set_peer\",\"peer_id\":-3,\"uri\":\"http://x:1\"}"),
+                      -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"set_peer\",\"peer_id\":3,\"uri\":\"\"}"),
+                      -SH_EINVAL);
+    ck_assert_int_eq (s_apply ("{\"type\":\"set_peer\",\"peer_id\":3}"), -SH_EINVAL);
+    char op [META_MAX_URI + 128];
+    char uri [META_MAX_URI + 2];
+    memset (uri, 'u', META_MAX_URI + 1);
+    uri [META_MAX_URI + 1] = 0;
+    snprintf (op, sizeof op, "{\"type\":\"set_peer\",\"peer_id\":3,\"uri\":\"%s\"}", uri);
+    ck_assert_int_eq (s_apply (op), -SH_EINVAL);
+    ck_assert_ptr_null (meta_peer_uri (s_meta, 3));
+    //  remove_peer is a conf change, never an op in the log.
+    ck_assert_int_eq (s_apply ("{\"type\":\"remove_peer\",\"peer_id\":9}"), -SH_EINVAL);
+    ck_assert_str_eq (meta_peer_uri (s_meta, 9), "http://n9b:6335");
+}
+END_TEST
+
+START_TEST (test_peer_has_shards_and_removal_drops_its_replicas)
+{
+    meta_set_peer (s_meta, 7, "http://b:6335");
+    meta_set_peer (s_meta, 1000, "http://c:6335");
+    //  Two shards, one replica each: on 7 and on 42 (sorted peers 7, 42, 1000).
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"c\",\"config\":"
+                               "{\"params\":{\"shard_number\":2}}}"), 0);
+    ck_assert (meta_peer_has_shards (s_meta, 7));
+    ck_assert (meta_peer_has_shards (s_meta, 42));
+    ck_assert (!meta_peer_has_shards (s_meta, 1000));
+    ck_assert (!meta_peer_has_shards (s_meta, 5));
+    ck_assert_int_eq (s_conf (s_meta, "{\"change\":\"remove\",\"peer_id\":7,"
+                                      "\"voters\":[42,1000],\"learners\":[]}"), 0);
+    ck_assert (!meta_peer_has_shards (s_meta, 7));
+    ck_assert_ptr_null (meta_peer_uri (s_meta, 7));
+    json_t *shards = json_object_get (s_collection ("c"), "shards");
+    ck_assert_int_eq (json_object_size (json_object_get (json_array_get (shards, 0),
+                                                         "replicas")), 0);
+    ck_assert_ptr_nonnull (json_object_get (json_object_get (json_array_get (shards, 1),
+                                                             "replicas"), "42"));
+    //  Deleting the collection frees peer 42 too.
+    ck_assert_int_eq (s_apply ("{\"type\":\"delete_collection\",\"name\":\"c\"}"), 0);
+    ck_assert (!meta_peer_has_shards (s_meta, 42));
+}
+END_TEST
+
+START_TEST (test_reset_peers_keeps_only_this_peer)
+{
+    meta_set_peer (s_meta, 7, "http://b:6335");
+    meta_reset_peers (s_meta, 42, "http://me:6335");
+    ck_assert_ptr_null (meta_peer_uri (s_meta, 7));
+    ck_assert_str_eq (meta_peer_uri (s_meta, 42), "http://me:6335");
+    json_t *state = meta_state (s_meta, 1, 42, 42);
+    ck_assert_int_eq (json_object_size (json_object_get (state, "peers")), 1);
+    json_decref (state);
+}
+END_TEST
+
+START_TEST (test_dump_and_load_carry_the_replicated_peers)
+{
+    meta_t *a = meta_new ();
+    ck_assert_int_eq (s_conf (a, "{\"change\":\"add_learner\",\"peer_id\":7,"
+                                 "\"voters\":[42],\"learners\":[7],"
+                                 "\"uri\":\"http://b:6335\"}"), 0);
+    ck_assert_int_eq (s_apply_on (a, "{\"type\":\"set_peer\",\"peer_id\":42,"
+                                     "\"uri\":\"http://a:6335\"}", NULL), 0);
+    ck_assert_int_eq (s_apply_on (a, "{\"type\":\"create_collection\",\"name\":\"x\"}", NULL),
+                      0);
+    size_t len = 0;
+    char *dump = meta_dump (a, &len);
+    meta_t *b = meta_new ();
+    meta_set_peer (b, 99, "http://stale:6335");
+    ck_assert_int_eq (meta_load (b, dump, len), 0);
+    //  The snapshot's peers replace whatever b had.
+    ck_assert_ptr_null (meta_peer_uri (b, 99));
+    ck_assert_str_eq (meta_peer_uri (b, 7), "http://b:6335");
+    ck_assert_str_eq (meta_peer_uri (b, 42), "http://a:6335");
+    ck_assert (meta_peer_has_shards (b, 7) || meta_peer_has_shards (b, 42));
+    ck_assert_uint_eq (meta_applied (b), 3);
+    char *again = meta_dump (b, NULL);
+    ck_assert_str_eq (dump, again);
+    //  The same entries applied after the snapshot give the same state on both.
+    ck_assert_int_eq (s_conf (a, "{\"change\":\"remove\",\"peer_id\":7,"
+                                 "\"voters\":[42],\"learners\":[]}"), 0);
+    s_index--;
+    ck_assert_int_eq (s_conf (b, "{\"change\":\"remove\",\"peer_id\":7,"
+                                 "\"voters\":[42],\"learners\":[]}"), 0);
+    char *da = meta_dump (a, NULL);
+    char *db = meta_dump (b, NULL);
+    ck_assert_str_eq (da, db);
+    free (dump);
+    free (again);
+    free (da);
+    free (db);
+    meta_destroy (&a);
+    meta_destroy (&b);
+}
+END_TEST
+
 Suite *
 meta_suite (void)
 {
@@ -486,6 +652,15 @@ meta_suite (void)
     tcase_add_test (tc, test_create_without_peers_is_refused);
     tcase_add_test (tc, test_field_indexes_are_set_replaced_and_dropped);
     suite_add_tcase (s, tc);
+    TCase *peers = tcase_create ("peers");
+    tcase_add_checked_fixture (peers, s_setup, s_teardown);
+    tcase_add_test (peers, test_conf_entries_add_and_remove_peer_uris);
+    tcase_add_test (peers, test_malformed_conf_entries_are_refused_and_consume_the_index);
+    tcase_add_test (peers, test_set_peer_records_and_replaces_a_uri);
+    tcase_add_test (peers, test_peer_has_shards_and_removal_drops_its_replicas);
+    tcase_add_test (peers, test_reset_peers_keeps_only_this_peer);
+    tcase_add_test (peers, test_dump_and_load_carry_the_replicated_peers);
+    suite_add_tcase (s, peers);
     return s;
 }
 
