@@ -10,6 +10,9 @@
 */
 #include "actors/gateway/gw.h"
 #include "common/log.h"
+#include "common/paths.h"
+#include "proto/route.h"
+#include <errno.h>
 #include <sodium.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -23,6 +26,11 @@
 #define S_API_VERSION "1.19.0"
 //  Longest a /telemetry or /metrics request waits for shard counts (ms).
 #define S_STATS_WAIT_MS 2000
+//  The raft actor publishes its state once a second: silent this long (ms),
+//  its consensus thread is reported stopped.
+#define S_CONSENSUS_STALE_MS 5000
+//  Longest GET /cluster waits for the p2p actor's send failures (ms).
+#define S_P2P_INFO_MS 500
 
 static void
 s_root (gw_req_t *req)
@@ -77,9 +85,11 @@ s_iso_time (double unix_s)
     struct tm tm;
     gmtime_r (&secs, &tm);
     char text [64];
-    int micros = (int) ((unix_s - (double) secs) * 1e6);
+    int micros = (int) ((unix_s - (double) secs) * 1e6 + 0.5);
     if (micros < 0)
         micros = 0;
+    if (micros > 999999)
+        micros = 999999;
     snprintf (text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
               tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
     return json_string (text);
@@ -176,20 +186,156 @@ s_add_stat_json (const gw_stat_t *stat, void *arg)
                    "total_duration_micros", (json_int_t) stat->total_us));
 }
 
+//  --- cluster state, shared by /cluster, /telemetry and /metrics ------------------
+
+//  raft_info of GET /cluster (Qdrant's RaftInfo): the state's "raft" object
+//  as the raft actor publishes it. A state without one (no state yet)
+//  gives zeros, no leader and no role. New object.
+static json_t *
+s_raft_info (gw_req_t *req, json_t *state)
+{
+    json_t *raft = json_object_get (state, "raft");
+    json_t *leader = json_object_get (raft, "leader");
+    json_t *role = json_object_get (raft, "role");
+    json_t *is_voter = json_object_get (raft, "is_voter");
+    json_int_t leader_id = json_integer_value (leader);
+    if (!json_is_object (raft)) {
+        //  Only the top-level fields (proto/msg.h's pre-cluster <state>).
+        leader_id = json_integer_value (json_object_get (state, "leader"));
+        if (gw_meta_ready (gw_meta (req->gw)))
+            role = json_string (leader_id > 0 && (uint64_t) leader_id == gw_peer_id (req->gw)
+                                ? "Leader" : "Follower");
+        else
+            role = NULL;
+        json_t *info = json_pack (
+            "{sIsIsIsososb}", "term", json_integer_value (json_object_get (state, "term")),
+            "commit", json_integer_value (json_object_get (state, "applied")),
+            "pending_operations", (json_int_t) 0, "leader",
+            leader_id > 0 ? json_integer (leader_id) : json_null (), "role",
+            role ? role : json_null (), "is_voter", role != NULL);
+        return info;
+    }
+    return json_pack ("{sIsIsIsosOsb}", "term",
+                      json_integer_value (json_object_get (raft, "term")), "commit",
+                      json_integer_value (json_object_get (raft, "commit")),
+                      "pending_operations",
+                      json_integer_value (json_object_get (raft, "pending_operations")),
+                      "leader", leader_id > 0 ? json_integer (leader_id) : json_null (),
+                      "role", json_is_string (role) ? role : json_null (), "is_voter",
+                      json_is_true (is_voter));
+}
+
+//  consensus_thread_status (Qdrant's ConsensusThreadStatus). New object.
+static json_t *
+s_consensus_status (gw_req_t *req)
+{
+    uint64_t received = gw_meta_received_ms (gw_meta (req->gw));
+    uint64_t now = envelope_now_ms ();
+    if (received && now <= received + S_CONSENSUS_STALE_MS)
+        return json_pack ("{ssso}", "consensus_thread_status", "working", "last_update",
+                          s_iso_time ((double) received / 1000.0));
+    char err [128];
+    if (received)
+        snprintf (err, sizeof err, "the raft actor has published no state for %.1f s",
+                  (double) (now - received) / 1000.0);
+    else
+        snprintf (err, sizeof err, "no state received from the raft actor since the "
+                                   "gateway started");
+    return json_pack ("{ssss}", "consensus_thread_status", "stopped_with_err", "err", err);
+}
+
+//  message_send_failures from the p2p actor (P2P_INFO): {} when it does not
+//  answer in time or answers something unusable (logged). New object.
+static json_t *
+s_send_failures (gw_req_t *req)
+{
+    char endpoint [PATHS_MAX];
+    if (paths_p2p_endpoint (gw_config (req->gw)->storage_path, endpoint))
+        return json_object ();
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock) {
+        log_warn ("gateway: cluster: no socket for P2P_INFO");
+        return json_object ();
+    }
+    zsock_set_linger (sock, 0);
+    zsock_set_sndtimeo (sock, 0);
+    json_t *failures = NULL;
+    uint64_t deadline = envelope_now_ms () + S_P2P_INFO_MS;
+    if (req->deadline_ms && req->deadline_ms < deadline)
+        deadline = req->deadline_ms;
+    route_t route = { .kind = ROUTE_REQUEST, .actor = ROUTE_P2P,
+                      .dst = gw_peer_id (req->gw) };
+    zframe_t *head = route_encode (&route);
+    envelope_t *request = envelope_new (MSG_P2P_INFO, 1, deadline);
+    zmsg_t *msg = envelope_encode (request);
+    envelope_destroy (&request);
+    if (!head || !msg || zsock_connect (sock, "%s", endpoint)) {
+        zframe_destroy (&head);
+        zmsg_destroy (&msg);
+        log_warn ("gateway: cluster: cannot ask the p2p actor at %s", endpoint);
+        zsock_destroy (&sock);
+        return json_object ();
+    }
+    zmsg_prepend (msg, &head);
+    if (zmsg_send (&msg, sock)) {
+        zmsg_destroy (&msg);
+        log_warn ("gateway: cluster: P2P_INFO not sent to %s", endpoint);
+    }
+    else
+        while (!failures) {
+            uint64_t now = envelope_now_ms ();
+            if (now >= deadline) {
+                log_warn ("gateway: cluster: no P2P_INFO reply from the p2p actor in time");
+                break;
+            }
+            zmq_pollitem_t item = { zsock_resolve (sock), 0, ZMQ_POLLIN, 0 };
+            int rc = zmq_poll (&item, 1, (long) (deadline - now));
+            if (rc < 0 && zmq_errno () != EINTR)
+                break;
+            if (rc <= 0 || !(item.revents & ZMQ_POLLIN))
+                continue;
+            zmsg_t *got = zmsg_recv (sock);
+            zframe_t *frame = got ? zmsg_pop (got) : NULL;
+            route_t back;
+            envelope_t *reply = NULL;
+            if (!frame || route_decode (zframe_data (frame), zframe_size (frame), &back)
+                || back.kind != ROUTE_REPLY || envelope_decode (&got, false, &reply)) {
+                log_warn ("gateway: cluster: malformed reply from the p2p actor, dropped");
+                zframe_destroy (&frame);
+                zmsg_destroy (&got);
+                continue;
+            }
+            zframe_destroy (&frame);
+            if (envelope_request_id (reply) == 1 && envelope_type (reply) == MSG_P2P_INFO) {
+                json_t *value = json_object_get (envelope_json (reply), "message_send_failures");
+                if (envelope_status (reply))
+                    log_warn ("gateway: cluster: P2P_INFO failed: %s", envelope_error (reply));
+                else if (!json_is_object (value))
+                    log_warn ("gateway: cluster: P2P_INFO reply without message_send_failures");
+                failures = json_is_object (value) && !envelope_status (reply)
+                         ? json_deep_copy (value) : json_object ();
+            }
+            envelope_destroy (&reply);
+        }
+    zsock_destroy (&sock);
+    return failures ? failures : json_object ();
+}
+
+//  Qdrant's ClusterStatusTelemetry.
 static json_t *
 s_cluster_status_telemetry (gw_req_t *req, json_t *state)
 {
-    uint64_t peer_id = gw_peer_id (req->gw);
-    json_int_t leader = json_integer_value (json_object_get (state, "leader"));
-    return json_pack (
-        "{sIsIsIsIsssbsIs{ssso}}", "number_of_peers",
+    json_t *raft = s_raft_info (req, state);
+    json_t *telemetry = json_pack (
+        "{sIsOsOsOsOsOsIso}", "number_of_peers",
         (json_int_t) json_object_size (json_object_get (state, "peers")), "term",
-        json_integer_value (json_object_get (state, "term")), "commit",
-        json_integer_value (json_object_get (state, "applied")), "pending_operations",
-        (json_int_t) 0, "role",
-        leader != 0 && (uint64_t) leader == peer_id ? "Leader" : "Follower", "is_voter", 1,
-        "peer_id", (json_int_t) peer_id, "consensus_thread_status",
-        "consensus_thread_status", "working", "last_update", s_iso_time (s_now_unix ()));
+        json_object_get (raft, "term"), "commit", json_object_get (raft, "commit"),
+        "pending_operations", json_object_get (raft, "pending_operations"), "role",
+        json_object_get (raft, "role"), "is_voter", json_object_get (raft, "is_voter"),
+        "peer_id", (json_int_t) gw_peer_id (req->gw), "consensus_thread_status",
+        s_consensus_status (req));
+    json_decref (raft);
+    return telemetry;
 }
 
 static void
@@ -389,16 +535,25 @@ s_metrics (gw_req_t *req)
     s_family (&t, "cluster_enabled", "gauge", "is cluster support enabled");
     s_printf (&t, "cluster_enabled %d\n", config->cluster_enabled ? 1 : 0);
     if (config->cluster_enabled) {
+        json_t *raft = s_raft_info (req, state);
         s_family (&t, "cluster_peers_total", "gauge", "total number of cluster peers");
         s_printf (&t, "cluster_peers_total %zu\n",
                   json_object_size (json_object_get (state, "peers")));
         s_family (&t, "cluster_term", "counter", "current cluster term");
         s_printf (&t, "cluster_term %" JSON_INTEGER_FORMAT "\n",
-                  json_integer_value (json_object_get (state, "term")));
+                  json_integer_value (json_object_get (raft, "term")));
         s_family (&t, "cluster_commit", "counter",
                   "index of last committed (finalized) operation cluster peer is aware of");
         s_printf (&t, "cluster_commit{peer_id=\"%" PRIu64 "\"} %" JSON_INTEGER_FORMAT "\n",
-                  gw_peer_id (req->gw), json_integer_value (json_object_get (state, "applied")));
+                  gw_peer_id (req->gw), json_integer_value (json_object_get (raft, "commit")));
+        s_family (&t, "cluster_pending_operations_total", "gauge",
+                  "total number of pending operations for cluster peer");
+        s_printf (&t, "cluster_pending_operations_total %" JSON_INTEGER_FORMAT "\n",
+                  json_integer_value (json_object_get (raft, "pending_operations")));
+        s_family (&t, "cluster_voter", "gauge", "is cluster peer a voter or learner");
+        s_printf (&t, "cluster_voter %d\n",
+                  json_is_true (json_object_get (raft, "is_voter")) ? 1 : 0);
+        json_decref (raft);
     }
     json_decref (state);
 
@@ -461,6 +616,16 @@ s_metrics (gw_req_t *req)
 
 //  --- /cluster and /issues ---------------------------------------------------------
 
+//  GET /cluster in cluster mode, as Qdrant's ClusterStatus:
+//  - peers, raft_info: from the cached state (the "raft" object the raft
+//    actor publishes: its own view of term, commit, leader and role);
+//  - consensus_thread_status: "working" while the raft actor publishes
+//    (once a second, and after every apply), last_update being the time the
+//    last state arrived; "stopped_with_err" once it has been silent for
+//    S_CONSENSUS_STALE_MS;
+//  - message_send_failures: asked of the p2p actor (P2P_INFO through its ipc
+//    ROUTER, as any local actor sends it a request); {} when it does not
+//    answer within S_P2P_INFO_MS (logged).
 static void
 s_cluster (gw_req_t *req)
 {
@@ -470,52 +635,140 @@ s_cluster (gw_req_t *req)
         return;
     }
     json_t *state = gw_meta_state (gw_meta (req->gw));
-    uint64_t peer_id = gw_peer_id (req->gw);
     json_t *peers = json_object ();
     const char *id;
     json_t *uri;
     json_object_foreach (json_object_get (state, "peers"), id, uri)
         json_object_set_new (peers, id, json_pack ("{sO}", "uri", uri));
-    json_int_t leader = json_integer_value (json_object_get (state, "leader"));
-    json_t *result = json_pack (
-        "{sssIsos{sIsIsIsosssb}s{ssso}s{}}", "status", "enabled", "peer_id",
-        (json_int_t) peer_id, "peers", peers, "raft_info", "term",
-        json_integer_value (json_object_get (state, "term")), "commit",
-        json_integer_value (json_object_get (state, "applied")), "pending_operations",
-        (json_int_t) 0, "leader", leader ? json_integer (leader) : json_null (), "role",
-        leader != 0 && (uint64_t) leader == peer_id ? "Leader" : "Follower", "is_voter", 1,
-        "consensus_thread_status", "consensus_thread_status", "working", "last_update",
-        s_iso_time (s_now_unix ()), "message_send_failures");
+    json_t *result = json_pack ("{sssIsosososo}", "status", "enabled", "peer_id",
+                                (json_int_t) gw_peer_id (req->gw), "peers", peers, "raft_info",
+                                s_raft_info (req, state), "consensus_thread_status",
+                                s_consensus_status (req), "message_send_failures",
+                                s_send_failures (req));
     json_decref (state);
     gw_ok (req, result);
 }
 
-//  Peer removal and Raft state recovery are consensus operations that
-//  proto/msg.h does not carry yet; without cluster mode Qdrant refuses them
-//  with the error below.
-static void
-s_cluster_op (gw_req_t *req)
+//  Consensus proposals and requests to the local raft actor fail alike when it
+//  does not answer in time: the raft actor waits for a leader up to the
+//  request's deadline (?timeout=), so a timeout means none was found.
+static bool
+s_raft_call (gw_req_t *req, envelope_t **request, envelope_t **reply)
 {
-    if (!gw_config (req->gw)->cluster_enabled) {
-        gw_fail (req, -SH_EINVAL, "Bad request: Distributed deployment is disabled.");
-        return;
+    int rc = gw_call_raft (req->conn, request, reply);
+    if (rc == -SH_ETIMEDOUT) {
+        gw_fail (req, -SH_EUNAVAIL,
+                 "Service unavailable: the consensus did not commit the operation in time "
+                 "(no consensus leader, or the raft actor is not answering); retry");
+        return false;
     }
-    gw_fail (req, -SH_ENOTIMPL, "Not implemented: %s %s is not supported by shoal yet",
-             req->method, req->path);
+    if (rc) {
+        gw_fail (req, rc, "Service unavailable: cannot reach the consensus: %s",
+                 sh_strerror (rc));
+        return false;
+    }
+    return true;
 }
 
+//  True if peer (decimal) holds a replica of any shard in state.
+static bool
+s_peer_has_shards (json_t *state, const char *peer)
+{
+    const char *name;
+    json_t *collection;
+    json_object_foreach (json_object_get (state, "collections"), name, collection) {
+        size_t i;
+        json_t *shard;
+        json_array_foreach (json_object_get (collection, "shards"), i, shard)
+            if (json_object_get (json_object_get (shard, "replicas"), peer))
+                return true;
+    }
+    return false;
+}
+
+//  Without cluster mode Qdrant refuses the cluster operations so.
+static bool
+s_cluster_enabled_or_400 (gw_req_t *req)
+{
+    if (gw_config (req->gw)->cluster_enabled)
+        return true;
+    gw_fail (req, -SH_EINVAL, "Bad request: Distributed deployment is disabled.");
+    return false;
+}
+
+//  POST /cluster/recover: the local raft actor asks the leader for a
+//  consensus snapshot (RAFT_RECOVER, forwarded when this peer is a follower).
+static void
+s_recover (gw_req_t *req)
+{
+    if (!s_cluster_enabled_or_400 (req))
+        return;
+    envelope_t *request = envelope_new (MSG_RAFT_RECOVER, 0, req->deadline_ms);
+    envelope_t *reply = NULL;
+    if (!s_raft_call (req, &request, &reply))
+        return;
+    if (envelope_status (reply))
+        gw_fail_reply (req, reply);
+    else
+        gw_ok (req, json_true ());
+    envelope_destroy (&reply);
+}
+
+//  DELETE /cluster/peer/{peer_id}?force=&timeout=: proposes remove_peer. As
+//  Qdrant, a peer that holds shard replicas is refused (400) unless force;
+//  the raft actor checks it again against the state it applies to.
 static void
 s_remove_peer (gw_req_t *req)
 {
     const char *text = req->params [0];
     char *end = NULL;
-    strtoull (text, &end, 10);
-    if (!*text || *end || text [0] == '-') {
+    errno = 0;
+    unsigned long long peer_id = strtoull (text, &end, 10);
+    if (!*text || *end || text [0] == '-' || errno) {
         gw_fail (req, -SH_EINVAL, "Bad request: peer_id must be an unsigned integer, got `%s`",
                  text);
         return;
     }
-    s_cluster_op (req);
+    bool bad = false;
+    bool force = gw_query_bool (req, "force", false, &bad);
+    if (bad) {
+        gw_fail (req, -SH_EINVAL, "Bad request: force must be true or false");
+        return;
+    }
+    if (!s_cluster_enabled_or_400 (req))
+        return;
+    char key [24];
+    snprintf (key, sizeof key, "%llu", peer_id);
+    json_t *state = gw_meta_state (gw_meta (req->gw));
+    bool has_shards = s_peer_has_shards (state, key);
+    json_decref (state);
+    if (has_shards && !force) {
+        gw_fail_http (req, 400, "Bad request: Cannot remove peer %llu as there are shards on it",
+                      peer_id);
+        return;
+    }
+    envelope_t *request = envelope_new (MSG_META_PROPOSE, 0, req->deadline_ms);
+    json_object_set_new (envelope_json (request), "op",
+                         json_pack ("{sssIsb}", "type", "remove_peer", "peer_id",
+                                    (json_int_t) peer_id, "force", force));
+    envelope_t *reply = NULL;
+    if (!s_raft_call (req, &request, &reply))
+        return;
+    int status = envelope_status (reply);
+    if (status == -SH_ENOTFOUND)
+        gw_fail (req, status, "Not found: Peer %llu does not exist", peer_id);
+    else if (status == -SH_EUNPROC)
+        gw_fail_http (req, 400, "Bad request: Cannot remove peer %llu as there are shards on it",
+                      peer_id);
+    else if (status)
+        gw_fail_reply (req, reply);
+    else {
+        json_t *applied = json_object_get (envelope_json (reply), "state");
+        if (json_is_object (applied))
+            gw_meta_update (gw_meta (req->gw), json_incref (applied));
+        gw_ok (req, json_true ());
+    }
+    envelope_destroy (&reply);
 }
 
 static void
@@ -541,7 +794,7 @@ gw_service_routes (void (*add) (const gw_route_t *route, void *arg), void *arg)
         { "GET", "/telemetry", s_telemetry, false },
         { "GET", "/metrics", s_metrics, false },
         { "GET", "/cluster", s_cluster, false },
-        { "POST", "/cluster/recover", s_cluster_op, true },
+        { "POST", "/cluster/recover", s_recover, true },
         { "DELETE", "/cluster/peer/{peer_id}", s_remove_peer, true },
         { "GET", "/issues", s_get_issues, false },
         { "DELETE", "/issues", s_clear_issues, true },
