@@ -268,6 +268,14 @@ test('wrong vector size is rejected', async () => {
         (err) => err.status === 400 || err.status === 422);
 });
 
+test('cluster calls on a node without cluster mode', async () => {
+    const api = client.api();
+    const res = await api.clusterStatus({});
+    assert.deepEqual(res.data.result, { status: 'disabled' });
+    await assert.rejects(api.recoverCurrentPeer({}), (err) => err.status === 400);
+    await assert.rejects(api.removePeer({ peer_id: 1 }), (err) => err.status === 400);
+});
+
 test('unknown collection is 404', async () => {
     await assert.rejects(client.getCollection('js_missing'), (err) => err.status === 404);
     await assert.rejects(client.upsert('js_missing', { points: [{ id: 1, vector: vec(8) }] }),
