@@ -25,6 +25,7 @@ import ctypes
 import http.client
 import json
 import os
+import re
 import signal
 import shutil
 import socket
@@ -563,6 +564,99 @@ class Cluster:
                           f" dir={node.dir}:\n{node.log_tail()}", flush=True)
         self.stop()
         return False
+
+
+# -- what the cluster suites check on every node ------------------------------
+
+#  ?timeout= (seconds) of the collection operations expected to fail for want
+#  of a leader: short, since the suite waits for each of them.
+NO_LEADER_TIMEOUT = 3
+#  How long such a request may take at most before the suite calls it hung:
+#  the timeout plus a generous margin for a loaded CI machine.
+HUNG_AFTER = NO_LEADER_TIMEOUT + 30
+
+
+def vectors(size=4):
+    return {"vectors": {"size": size, "distance": "Dot"}}
+
+
+def create(node, name, body=None, timeout=None, expect=200):
+    query = f"?timeout={timeout}" if timeout else ""
+    status, reply = node.request("PUT", f"/collections/{name}{query}", body or vectors(),
+                                 timeout=HUNG_AFTER if timeout else 60)
+    if expect is not None:
+        assert status == expect, (node.peer_id(), name, status, reply)
+    return status, reply
+
+
+def names(node):
+    """Collection names as GET /collections lists them, or None."""
+    status, body = node.try_request("GET", "/collections", timeout=5)
+    if status != 200:
+        return None
+    return [c["name"] for c in body["result"]["collections"]]
+
+
+def aliases(node):
+    """{alias: collection} from GET /aliases, or None."""
+    status, body = node.try_request("GET", "/aliases", timeout=5)
+    if status != 200:
+        return None
+    return {a["alias_name"]: a["collection_name"] for a in body["result"]["aliases"]}
+
+
+def config_of(node, name):
+    status, body = node.try_request("GET", f"/collections/{name}", timeout=5)
+    return body["result"]["config"] if status == 200 else None
+
+
+def wait_same_collections(nodes, expected=None, what="collections"):
+    """Waits until every node lists the same collections (expected, if
+    given) and aliases; returns the names."""
+    def check():
+        seen = [(names(n), aliases(n)) for n in nodes]
+        if any(s[0] is None or s[1] is None for s in seen) or any(s != seen[0] for s in seen):
+            return None
+        if expected is not None and sorted(seen[0][0]) != sorted(expected):
+            return None
+        return seen[0][0] or True
+    return wait_for(check, what=f"every node to list the same {what}")
+
+
+def assert_no_leader_op_fails(node, name, existing):
+    """Collection operations on node fail cleanly (a 5xx with a message, an
+    answer within their ?timeout=) for want of a leader: creating name,
+    and updating, aliasing and deleting the existing collection."""
+    t = f"?timeout={NO_LEADER_TIMEOUT}"
+    attempts = [
+        ("PUT", f"/collections/{name}{t}", vectors()),
+        ("PATCH", f"/collections/{existing}{t}",
+         {"optimizers_config": {"indexing_threshold": 777}}),
+        ("POST", f"/collections/aliases{t}",
+         {"actions": [{"create_alias": {"collection_name": existing,
+                                        "alias_name": f"{name}-alias"}}]}),
+        ("DELETE", f"/collections/{existing}{t}", None),
+    ]
+    for method, path, body in attempts:
+        status, reply = node.request(method, path, body, timeout=HUNG_AFTER)
+        assert status is not None and status >= 500, (method, path, status, reply)
+        assert reply["status"]["error"], reply
+
+
+def check_status_shape(node, status):
+    """GET /cluster of node (status) has the shape of Qdrant's ClusterStatus."""
+    assert status["status"] == "enabled"
+    assert status["peer_id"] == node.peer_id()
+    assert 1 <= status["peer_id"] <= 2 ** 53
+    r = status["raft_info"]
+    assert set(r) == {"term", "commit", "pending_operations", "leader", "role", "is_voter"}, r
+    assert r["role"] in ("Leader", "Follower", "Candidate", "PreCandidate"), r
+    assert isinstance(r["is_voter"], bool) and isinstance(r["pending_operations"], int)
+    c = status["consensus_thread_status"]
+    assert c["consensus_thread_status"] == "working", c
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+                        c["last_update"]), c
+    assert isinstance(status["message_send_failures"], dict)
 
 
 def _listdir(path):
