@@ -54,6 +54,8 @@ typedef enum {
     //                     sparse_vectors), hnsw_config, optimizer_config,
     //                     wal_config, quantization_config>,
     //          "shards": [{"shard_id": n, "replicas": {"<peer id>": "Active"}}],
+    //          "transfers": [{"shard_id", "from": peer, "to": peer,
+    //                         "method": "stream_records", "sync": false}],
     //          "payload_schema": {"<field path>": {"data_type", "params"}} }},
     //     "aliases": {"<alias>": "<collection name>"}}
     //
@@ -85,6 +87,21 @@ typedef enum {
     //        replicas and force is false; result true
     //    {"type": "set_peer", "peer_id": u64, "uri": s}  (a peer's own address,
     //        proposed by a leader that finds its uri missing or changed)
+    //
+    //  Shard transfers (POST /collections/{c}/cluster):
+    //    {"type": "start_transfer", "collection": s, "shard_id": n,
+    //     "from": peer, "to": peer, "method": "stream_records"}
+    //        the shard gets a replica on "to" in state "Partial" and an entry
+    //        in "transfers". -SH_EUNPROC "cannot transfer shard to itself"
+    //        (from == to); -SH_ENOTFOUND no such collection/shard/peer;
+    //        -SH_EINVAL "from" holds no Active replica, "to" already holds one,
+    //        a transfer of that shard runs, or an unknown method; result true
+    //    {"type": "finish_transfer", "collection", "shard_id", "from", "to"}
+    //        the "to" replica becomes Active, the "from" replica and the
+    //        transfer entry go; -SH_ENOTFOUND no such transfer; result true
+    //    {"type": "abort_transfer", "collection", "shard_id", "from", "to"}
+    //        the "to" replica (if not Active) and the entry go;
+    //        -SH_ENOTFOUND no such transfer; result true
     //
     //  A META_PROPOSE reaching a follower is forwarded to the leader through
     //  p2p (route kind request, actor raft) and its reply relayed; while no
@@ -162,7 +179,34 @@ typedef enum {
     //                  "indexed_vectors_count": n, "segments_count": n,
     //                  "status": "green"|"yellow", "seq": last seq,
     //                  "payload_points": {field: points with a value, for
-    //                  every field in the collection's payload_schema}}
+    //                  every field in the collection's payload_schema},
+    //                  "transfer"?: {"to": peer, "transferred": n, "total": n}
+    //                  while this replica is the source of a running transfer}
+    //
+    //  Shards across peers (cluster mode): a request for a replica on another
+    //  peer goes through the p2p actors as [route kind request, dst peer,
+    //  actor shard, uid, shard][envelope] (proto/route.h); the shard actor
+    //  gets the bare envelope and replies as to a local caller.
+    //
+    //  Shard transfer, stream_records (the source replica drives it; it
+    //  learns of the transfer from the META_STATE "transfers" entry naming it
+    //  as "from"): the source sends the target, through p2p, a stream of
+    //  ordinary write envelopes each with "transfer": {"seq": n (1, 2, ...),
+    //  "from": source peer} added to its JSON:
+    //    - record batches: SHARD_UPSERT of the next points in id order (whole
+    //      points: vectors and payload), read between the source's own writes;
+    //    - every write the source applies while the transfer runs, forwarded
+    //      after it applied it locally (so the target sees the same order).
+    //  The target applies them strictly in seq order (a gap or repeat is
+    //  -SH_EPROTO and the source aborts); with "transfer" set, an update of a
+    //  point the target does not hold yet is skipped, not an error (a later
+    //  batch carries the point). It replies {"operation_id", "seq"}. The
+    //  source keeps a bounded window of unacknowledged envelopes; when the
+    //  last batch and every forwarded write are acknowledged it proposes
+    //  finish_transfer; on a failed or unanswered send (p2p -SH_EUNAVAIL,
+    //  deadline) it proposes abort_transfer. A replica dropped from a peer
+    //  (moved off, aborted target) is stopped and its files removed by that
+    //  peer's supervisor.
     MSG_SHARD_UPSERT = 20,
     MSG_SHARD_DELETE = 21,
     MSG_SHARD_SET_PAYLOAD = 22,
