@@ -74,6 +74,8 @@ typedef struct _s_ctx_t {
     size_t work_cap;        //  room in work
     s_pair_t *sel;          //  selected neighbours
     size_t sel_cap;         //  room in sel
+    s_pair_t *chosen;       //  insert: m neighbours chosen per level
+    size_t chosen_cap;      //  room in chosen
 } s_ctx_t;
 
 struct _hnsw_t {
@@ -382,6 +384,7 @@ s_ctx_free (s_ctx_t *ctx)
     free (ctx->res);
     free (ctx->work);
     free (ctx->sel);
+    free (ctx->chosen);
     free (ctx);
 }
 
@@ -617,6 +620,16 @@ s_merge_links (hnsw_t *self, s_ctx_t *ctx, uint32_t slot, uint32_t level,
 //  level from the entry point: search ef_construct candidates per level,
 //  keep m by the heuristic, and link both ways. replace: the slot's old
 //  lists go (an update); else links others added meanwhile stay.
+//
+//  The searches run top-down (each level's nearest is the next one's entry)
+//  but the links are written bottom-up, level 0 first, and at each level
+//  the slot's own list before any back-link. So once another thread can
+//  reach the slot at some level (through a back-link), every list it may
+//  descend to from there is already written. Written top-down, as in the
+//  paper, an insert that reaches the slot at level 1 while the slot's
+//  level-0 list is still empty finds nothing but the slot at level 0 and
+//  hangs its whole level-0 neighbourhood on it: a node linked from one
+//  list only, which the next prune of that list can orphan for good.
 static void
 s_connect (hnsw_t *self, s_ctx_t *ctx, uint32_t slot, uint32_t level, uint64_t entry,
            bool replace)
@@ -628,7 +641,11 @@ s_connect (hnsw_t *self, s_ctx_t *ctx, uint32_t slot, uint32_t level, uint64_t e
     if (level < top)
         s_greedy (self, q, &ep, &ep_dist, top, level);
     size_t ef = self->ef_construct;
-    for (uint32_t lc = level < top ? level : top; ; lc--) {
+    uint32_t high = level < top ? level : top;
+    ctx->chosen = s_grow_array (ctx->chosen, &ctx->chosen_cap,
+                                (size_t) (high + 1) * self->m, sizeof (s_pair_t));
+    size_t counts [S_MAX_LEVEL + 1];
+    for (uint32_t lc = high; ; lc--) {
         s_search_level (self, ctx, q, ep, ep_dist, lc, ef, slot, NULL, NULL);
         s_ctx_reserve_work (ctx, ctx->res_n + 1);
         size_t found = s_res_drain (ctx, ctx->work);
@@ -642,17 +659,18 @@ s_connect (hnsw_t *self, s_ctx_t *ctx, uint32_t slot, uint32_t level, uint64_t e
             ep = ctx->work [0].slot;
             ep_dist = ctx->work [0].dist;
         }
-        size_t kept = s_select (self, ctx->work, found, self->m, ctx->sel);
-        //  sel is overwritten by s_merge_links: keep a copy of the choice.
-        s_pair_t chosen [HNSW_MAX_M];
-        memcpy (chosen, ctx->sel, kept * sizeof *chosen);
-        s_merge_links (self, ctx, slot, lc, chosen, kept, replace);
-        for (size_t i = 0; i < kept; i++) {
+        counts [lc] = s_select (self, ctx->work, found, self->m,
+                                ctx->chosen + (size_t) lc * self->m);
+        if (lc == 0)
+            break;
+    }
+    for (uint32_t lc = 0; lc <= high; lc++) {
+        const s_pair_t *chosen = ctx->chosen + (size_t) lc * self->m;
+        s_merge_links (self, ctx, slot, lc, chosen, counts [lc], replace);
+        for (size_t i = 0; i < counts [lc]; i++) {
             s_pair_t back = { chosen [i].dist, slot };
             s_merge_links (self, ctx, chosen [i].slot, lc, &back, 1, false);
         }
-        if (lc == 0)
-            break;
     }
 }
 
@@ -1045,10 +1063,47 @@ hnsw_memory (hnsw_t *self)
     pthread_mutex_lock (&self->pool_lock);
     for (s_ctx_t *c = self->pool; c; c = c->next)
         bytes += sizeof *c + c->visited_cap * sizeof (uint16_t)
-               + (c->cand_cap + c->res_cap + c->work_cap + c->sel_cap) * sizeof (s_pair_t);
+               + (c->cand_cap + c->res_cap + c->work_cap + c->sel_cap + c->chosen_cap)
+                 * sizeof (s_pair_t);
     pthread_mutex_unlock (&self->pool_lock);
     pthread_rwlock_unlock (&self->grow);
     return bytes;
+}
+
+size_t
+hnsw_unreachable (hnsw_t *self)
+{
+    pthread_rwlock_rdlock (&self->grow);
+    uint64_t entry = __atomic_load_n (&self->entry, __ATOMIC_ACQUIRE);
+    size_t nodes = __atomic_load_n (&self->node_count, __ATOMIC_RELAXED);
+    size_t seen = 0;
+    if (entry != S_NO_ENTRY) {
+        //  Breadth-first over the level-0 lists from the entry point.
+        uint8_t *mark = calloc (self->capacity, 1);
+        uint32_t *queue = malloc ((size_t) self->capacity * sizeof (uint32_t));
+        assert (mark && queue);
+        size_t head = 0, tail = 0;
+        queue [tail++] = (uint32_t) entry;
+        mark [(uint32_t) entry] = 1;
+        while (head < tail) {
+            const uint32_t *links = s_links (self, queue [head++], 0);
+            uint32_t n = s_load (links);
+            if (n > self->m0)
+                n = self->m0;
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t id = s_load (links + 1 + i);
+                if (id < self->capacity && !mark [id]) {
+                    mark [id] = 1;
+                    queue [tail++] = id;
+                }
+            }
+        }
+        seen = tail;
+        free (mark);
+        free (queue);
+    }
+    pthread_rwlock_unlock (&self->grow);
+    return nodes > seen ? nodes - seen : 0;
 }
 
 //  --- persistence ---------------------------------------------------------------

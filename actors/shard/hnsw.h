@@ -24,8 +24,10 @@
       no lock order exists to get wrong) and read without locks: a writer
       stores the ids before publishing the count, and every id ever stored
       names a node whose lists already exist, so a reader sees a valid,
-      possibly slightly stale, list. The entry point and top level change
-      together in one atomic word.
+      possibly slightly stale, list. An insert writes its links level 0
+      first and its own list before any back-link to it, so a node another
+      thread can reach has every list below already in place. The entry
+      point and top level change together in one atomic word.
     - The vector of a slot must be complete before hnsw_insert (slot) and
       must not change while the slot is in the graph, except through
       hnsw_insert again (an update, see there), which the caller must not
@@ -124,6 +126,10 @@ distance_t hnsw_distance (const hnsw_t *self);
 hnsw_params_t hnsw_params (const hnsw_t *self);
 //  Bytes the graph allocates (links, levels, locks, bitmaps; not vectors).
 size_t hnsw_memory (hnsw_t *self);
+//  Nodes (deleted ones included) that no walk from the entry point reaches
+//  at level 0, i.e. that no search can ever find: a health check for tests
+//  and diagnostics that visits the whole graph. Not concurrent with writers.
+size_t hnsw_unreachable (hnsw_t *self);
 
 //  Writes the graph and the sequence number it covers to path (via
 //  path.tmp, fsync, rename, so path is the old or the new file after a

@@ -125,12 +125,11 @@ def state():
     ok(n, "PUT", f"/collections/{NAME}", {
         "vectors": {"size": DIM, "distance": "Euclid"}, "shard_number": 1,
         "optimizers_config": {"indexing_threshold": INDEXING_KB},
-        #  One indexing thread: a point searched for with its own vector
-        #  must be found, and a graph built by several threads can leave a
-        #  node unreachable now and then (the filtered collection below
-        #  builds with every core).
-        "hnsw_config": {"full_scan_threshold": FULL_SCAN_KB, "m": 16, "ef_construct": 100,
-                        "max_indexing_threads": 1}})
+        #  Default max_indexing_threads (one per core): a point searched
+        #  for with its own vector must be found in a graph built by
+        #  several threads too.
+        "hnsw_config": {"full_scan_threshold": FULL_SCAN_KB, "m": 16,
+                        "ef_construct": 100}})
     model = {}
     seen = []
     for start in range(0, N_POINTS, BATCH):
