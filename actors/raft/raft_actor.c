@@ -403,7 +403,9 @@ s_compact (s_actor_t *self, bool force)
     assert (entry);
     size_t len = 0;
     char *dump = meta_dump (self->meta, &len);
-    int rc = raft_store_compact (self->store, applied, entry->term, dump, len);
+    rcore_conf_t conf;
+    rcore_conf_at (self->core, applied, &conf);
+    int rc = raft_store_compact (self->store, applied, entry->term, dump, len, &conf);
     if (rc == 0)
         rc = rcore_compact (self->core, applied, dump, len);
     free (dump);

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SCHEMA_VERSION 1
+#define S_SCHEMA_VERSION 2
 
 struct _raft_store_t {
     sqlite3 *db;                    //  consensus.db
@@ -25,9 +25,13 @@ struct _raft_store_t {
     sqlite3_stmt *delete_upto;      //  DELETE entries with idx <= ?
     sqlite3_stmt *insert_entry;     //  INSERT one entry
     sqlite3_stmt *put_snapshot;     //  upsert of the one snapshot row
+    sqlite3_stmt *clear_conf;       //  DELETE every snapshot_conf row
+    sqlite3_stmt *insert_conf;      //  INSERT one snapshot_conf row
     rcore_entry_t *loaded;          //  entries handed out by the last load
     size_t n_loaded;
     uint8_t *loaded_snapshot;       //  snapshot bytes handed out by the last load
+    uint64_t *loaded_voters;        //  snapshot voters handed out by the last load
+    uint64_t *loaded_learners;      //  snapshot learners handed out by the last load
 };
 
 static const char *s_schema =
@@ -38,7 +42,16 @@ static const char *s_schema =
     "  idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, type INTEGER NOT NULL, data BLOB);"
     "CREATE TABLE IF NOT EXISTS snapshot ("
     "  id INTEGER PRIMARY KEY CHECK (id = 0),"
-    "  idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB);";
+    "  idx INTEGER NOT NULL, term INTEGER NOT NULL, data BLOB);"
+    "CREATE TABLE IF NOT EXISTS snapshot_conf ("
+    "  peer INTEGER PRIMARY KEY, learner INTEGER NOT NULL);";
+
+static int
+s_cmp_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
 
 static int
 s_fail (raft_store_t *self, const char *what)
@@ -89,6 +102,10 @@ s_free_loaded (raft_store_t *self)
     self->n_loaded = 0;
     free (self->loaded_snapshot);
     self->loaded_snapshot = NULL;
+    free (self->loaded_voters);
+    self->loaded_voters = NULL;
+    free (self->loaded_learners);
+    self->loaded_learners = NULL;
 }
 
 int
@@ -140,6 +157,11 @@ raft_store_open (const char *dir, raft_store_t **out)
                         " ON CONFLICT (id) DO UPDATE SET idx = excluded.idx,"
                         " term = excluded.term, data = excluded.data",
                         &self->put_snapshot);
+    if (!rc)
+        rc = s_prepare (self, "DELETE FROM snapshot_conf", &self->clear_conf);
+    if (!rc)
+        rc = s_prepare (self, "INSERT INTO snapshot_conf (peer, learner) VALUES (?, ?)",
+                        &self->insert_conf);
     if (rc) {
         raft_store_destroy (&self);
         return rc;
@@ -160,6 +182,8 @@ raft_store_destroy (raft_store_t **self_p)
     sqlite3_finalize (self->delete_upto);
     sqlite3_finalize (self->insert_entry);
     sqlite3_finalize (self->put_snapshot);
+    sqlite3_finalize (self->clear_conf);
+    sqlite3_finalize (self->insert_conf);
     if (self->db)
         sqlite3_close (self->db);
     s_free_loaded (self);
@@ -184,15 +208,59 @@ s_end (raft_store_t *self, int rc)
 }
 
 static int
+s_put_conf_ids (raft_store_t *self, const uint64_t *ids, size_t n, int learner)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        sqlite3_bind_int64 (self->insert_conf, 1, (sqlite3_int64) ids [i]);
+        sqlite3_bind_int (self->insert_conf, 2, learner);
+        rc = s_step_done (self, self->insert_conf, "insert snapshot conf");
+    }
+    return rc;
+}
+
+//  Writes the one snapshot row and its configuration (inside a transaction).
+static int
 s_put_snapshot (raft_store_t *self, uint64_t index, uint64_t term, const void *data,
-                size_t len)
+                size_t len, const rcore_conf_t *conf)
 {
     if (len > (size_t) INT32_MAX)
         return -SH_ETOOBIG;
     sqlite3_bind_int64 (self->put_snapshot, 1, (sqlite3_int64) index);
     sqlite3_bind_int64 (self->put_snapshot, 2, (sqlite3_int64) term);
     sqlite3_bind_blob (self->put_snapshot, 3, len ? data : "", (int) len, SQLITE_STATIC);
-    return s_step_done (self, self->put_snapshot, "put snapshot");
+    int rc = s_step_done (self, self->put_snapshot, "put snapshot");
+    if (!rc)
+        rc = s_step_done (self, self->clear_conf, "clear snapshot conf");
+    if (!rc && conf)
+        rc = s_put_conf_ids (self, conf->voters, conf->n_voters, 0);
+    if (!rc && conf)
+        rc = s_put_conf_ids (self, conf->learners, conf->n_learners, 1);
+    return rc;
+}
+
+//  The term of the stored entry at index, or of the stored snapshot if it
+//  ends there; 0 if neither.
+static int
+s_stored_term (raft_store_t *self, uint64_t index, uint64_t *term)
+{
+    *term = 0;
+    const char *sql [2] = { "SELECT term FROM entries WHERE idx = ?",
+                            "SELECT term FROM snapshot WHERE id = 0 AND idx = ?" };
+    for (int i = 0; i < 2 && *term == 0; i++) {
+        sqlite3_stmt *stmt = NULL;
+        int rc = s_prepare (self, sql [i], &stmt);
+        if (rc)
+            return rc;
+        sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) index);
+        rc = sqlite3_step (stmt);
+        if (rc == SQLITE_ROW)
+            *term = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        sqlite3_finalize (stmt);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return s_fail (self, sql [i]);
+    }
+    return 0;
 }
 
 int
@@ -239,17 +307,27 @@ raft_store_install_snapshot (raft_store_t *self, const rcore_snapshot_t *snapsho
     int rc = s_begin (self);
     if (rc)
         return rc;
-    //  §5.1, Figure 5.3: the snapshot replaces the whole log
-    rc = s_exec (self, "DELETE FROM entries;");
+    //  §5.1, Figure 5.3: if the log holds an entry with the snapshot's last
+    //  index and term, the entries after it stay; otherwise the snapshot
+    //  replaces the whole log.
+    uint64_t term = 0;
+    rc = s_stored_term (self, snapshot->index, &term);
+    if (!rc && term == snapshot->term) {
+        sqlite3_bind_int64 (self->delete_upto, 1, (sqlite3_int64) snapshot->index);
+        rc = s_step_done (self, self->delete_upto, "drop entries under the snapshot");
+    }
+    else
+    if (!rc)
+        rc = s_exec (self, "DELETE FROM entries;");
     if (!rc)
         rc = s_put_snapshot (self, snapshot->index, snapshot->term, snapshot->data,
-                             snapshot->len);
+                             snapshot->len, &snapshot->conf);
     return s_end (self, rc);
 }
 
 int
 raft_store_compact (raft_store_t *self, uint64_t index, uint64_t term, const void *data,
-                    size_t len)
+                    size_t len, const rcore_conf_t *conf)
 {
     assert (self);
     sqlite3_stmt *stmt = NULL;
@@ -265,12 +343,48 @@ raft_store_compact (raft_store_t *self, uint64_t index, uint64_t term, const voi
     rc = s_begin (self);
     if (rc)
         return rc;
-    rc = s_put_snapshot (self, index, term, data, len);
+    rc = s_put_snapshot (self, index, term, data, len, conf);
     if (!rc) {
         sqlite3_bind_int64 (self->delete_upto, 1, (sqlite3_int64) index);
         rc = s_step_done (self, self->delete_upto, "compact entries");
     }
     return s_end (self, rc);
+}
+
+//  Reads the snapshot's configuration (ids sorted, as rcore_conf_t says).
+//  -SH_EIO if it cannot be one (too many ids, a bad learner flag).
+static int
+s_load_conf (raft_store_t *self, rcore_conf_t *conf)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = s_prepare (self, "SELECT peer, learner FROM snapshot_conf", &stmt);
+    if (rc)
+        return rc;
+    self->loaded_voters = (uint64_t *) malloc (RCORE_MAX_VOTERS * sizeof (uint64_t));
+    self->loaded_learners = (uint64_t *) malloc (RCORE_MAX_VOTERS * sizeof (uint64_t));
+    assert (self->loaded_voters && self->loaded_learners);
+    int step;
+    while ((step = sqlite3_step (stmt)) == SQLITE_ROW) {
+        uint64_t peer = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        int learner = sqlite3_column_int (stmt, 1);
+        size_t *n = learner ? &conf->n_learners : &conf->n_voters;
+        uint64_t *ids = learner ? self->loaded_learners : self->loaded_voters;
+        if ((learner != 0 && learner != 1) || *n >= RCORE_MAX_VOTERS) {
+            log_error ("raft_store: damaged snapshot configuration at peer=%" PRIu64, peer);
+            sqlite3_finalize (stmt);
+            return -SH_EIO;
+        }
+        ids [(*n)++] = peer;
+    }
+    sqlite3_finalize (stmt);
+    if (step != SQLITE_DONE)
+        return s_fail (self, "load snapshot conf");
+    //  The table's order is SQLite's signed one; ids are unsigned.
+    qsort (self->loaded_voters, conf->n_voters, sizeof (uint64_t), s_cmp_u64);
+    qsort (self->loaded_learners, conf->n_learners, sizeof (uint64_t), s_cmp_u64);
+    conf->voters = conf->n_voters ? self->loaded_voters : NULL;
+    conf->learners = conf->n_learners ? self->loaded_learners : NULL;
+    return 0;
 }
 
 int
@@ -308,6 +422,12 @@ raft_store_load (raft_store_t *self, rcore_storage_t *out)
         }
     }
     sqlite3_finalize (stmt);
+    rc = out->snapshot.index ? s_load_conf (self, &out->snapshot.conf) : 0;
+    if (rc) {
+        s_free_loaded (self);
+        memset (out, 0, sizeof *out);
+        return rc;
+    }
 
     rc = s_prepare (self, "SELECT COUNT (*) FROM entries", &stmt);
     if (rc)

@@ -1,17 +1,27 @@
 /*  rcore: the pure Raft core (see rcore.h). Owns one server's Raft state:
     its term and vote, its log held in memory after the latest snapshot, the
-    commit and applied indexes, the leader's view of each follower
-    (progress), and the outbox of messages produced since the last ready.
+    configurations that log holds, the commit and applied indexes, the
+    leader's view of each voter and learner (progress), and the outbox of
+    messages produced since the last ready.
 
     The structure follows etcd-raft's: the log in memory is the union of what
     is stable (persisted, up to `stable`) and what the next ready hands out to
     persist; a leader counts its own entries towards a quorum only once they
     are stable (§10.2.1), so with a single voter a proposal commits at the
     rcore_advance that follows its save.
+
+    Membership is one server at a time (§4.1): every CONF entry names the
+    whole configuration it leads to, a server uses the latest one in its log
+    as soon as it is appended (committed or not), and the configuration as of
+    the snapshot travels with the snapshot. Each CONF entry in memory keeps
+    its parsed configuration in `confs`, so a truncation reverts to the one
+    before it and rcore_conf_at answers without parsing.
 */
 #include "actors/raft/rcore.h"
 #include "common/err.h"
 #include <assert.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,26 +31,45 @@ typedef enum {
     S_SNAPSHOT                      //  a snapshot is on its way
 } s_progress_state_t;
 
-//  The leader's view of one voter (§3.5 nextIndex/matchIndex).
+//  The leader's view of one server (§3.5 nextIndex/matchIndex).
 typedef struct {
-    uint64_t id;                    //  voter id
+    uint64_t id;                    //  server id
+    bool learner;                   //  replicates only: no vote, not in quorums (§4.2.1)
+    bool leaving;                   //  removed by a conf entry not yet committed:
+                                    //    still sent the log so it learns it, never counted
     uint64_t match;                 //  highest index known replicated on it
     uint64_t next;                  //  next index to send
     int state;                      //  s_progress_state_t
     bool probe_sent;                //  S_PROBE: waiting for the answer to a probe
     uint64_t pending_snapshot;      //  S_SNAPSHOT: index of the snapshot sent
     int snapshot_elapsed;           //  S_SNAPSHOT: ticks since it was sent
+    bool force_snapshot;            //  rcore_send_snapshot: next send is the
+                                    //    snapshot with force, until it is answered
     bool recent_active;             //  heard from it this election timeout (§6.2)
     bool voted;                     //  candidate: it answered our (pre-)vote
     bool granted;                   //  candidate: its answer was yes
 } s_progress_t;
 
+//  One CONF entry of the log in memory, parsed.
+typedef struct {
+    uint64_t index;                 //  the entry's index
+    int change;                     //  rcore_conf_change_t that made it
+    uint64_t peer;                  //  the server that change is about
+    rcore_conf_t conf;              //  the configuration it leads to (owned)
+} s_conf_rec_t;
+
 struct _rcore_t {
     uint64_t id;                    //  this server
     rcore_config_t config;          //  timeouts and limits (voters not kept here)
-    s_progress_t *prs;              //  one per voter, sorted by id
-    size_t n_prs;                   //  voters
-    bool is_voter;                  //  this server is among the voters
+    rcore_conf_t init_conf;         //  config.voters, sorted: the configuration
+                                    //    while storage holds none (owned)
+    s_conf_rec_t *confs;            //  the CONF entries in the log, in order
+    size_t n_confs;
+    size_t cap_confs;
+    s_progress_t *prs;              //  one per server of the latest configuration
+    size_t n_prs;                   //    (plus a leaving one), voters first
+    size_t n_voters;                //  voters among prs
+    bool is_voter;                  //  this server is a voter of the latest configuration
     uint64_t rng;                   //  splitmix64 state, from the seed
 
     uint64_t term;                  //  currentTerm (§3.3)
@@ -53,7 +82,8 @@ struct _rcore_t {
     rcore_entry_t *log;             //  log [i] has index snap.index + 1 + i
     size_t n_log;                   //  entries in memory
     size_t cap_log;                 //  allocated slots
-    rcore_snapshot_t snap;          //  latest snapshot (owned data)
+    rcore_snapshot_t snap;          //  latest snapshot (owned data and conf; conf
+                                    //    is init_conf's copy when none was known)
     uint64_t stable;                //  highest index known persisted
     bool snapshot_pending;          //  snap was received and must be installed
     rcore_hard_state_t persisted;   //  hard state as last handed out durable
@@ -61,6 +91,11 @@ struct _rcore_t {
     int election_elapsed;           //  ticks since the last election reset
     int heartbeat_elapsed;          //  leader: ticks since the last heartbeat
     int randomized_timeout;         //  this term's election timeout (§3.4)
+
+    uint64_t pending_conf;          //  leader: index of the latest conf entry (or of
+                                    //    this term's no-op); a new change waits for it
+    uint64_t transferee;            //  leader: target of a running transfer, 0 = none
+    int transfer_elapsed;           //  leader: ticks since the transfer began
 
     rcore_msg_t *outbox;            //  messages waiting for the next ready
     size_t n_outbox;
@@ -107,41 +142,227 @@ s_entry_free (rcore_entry_t *entry)
     entry->len = 0;
 }
 
-static void
-s_snapshot_set (rcore_snapshot_t *dst, uint64_t index, uint64_t term, const void *data,
-                size_t len)
+static int
+s_cmp_u64 (const void *a, const void *b)
 {
-    uint8_t *copy = (uint8_t *) s_dup_bytes (data, len);
-    free (dst->data);
-    dst->index = index;
-    dst->term = term;
-    dst->data = copy;
-    dst->len = len;
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y ? 1 : 0;
 }
+
+//  --------------------------------------------------------------------------
+//  Configurations
 
 static void
-s_msg_free (rcore_msg_t *msg)
+s_conf_free (rcore_conf_t *conf)
 {
-    for (size_t i = 0; i < msg->n_entries; i++)
-        s_entry_free (&msg->entries [i]);
-    free (msg->entries);
-    free (msg->snapshot.data);
-    memset (msg, 0, sizeof *msg);
+    free (conf->voters);
+    free (conf->learners);
+    memset (conf, 0, sizeof *conf);
 }
 
-static s_progress_t *
-s_progress (rcore_t *self, uint64_t id)
+static void
+s_conf_copy (rcore_conf_t *dst, const rcore_conf_t *src)
 {
-    for (size_t i = 0; i < self->n_prs; i++)
-        if (self->prs [i].id == id)
-            return &self->prs [i];
-    return NULL;
+    dst->voters = (uint64_t *) s_dup_bytes (src->voters, src->n_voters * sizeof (uint64_t));
+    dst->n_voters = src->n_voters;
+    dst->learners = (uint64_t *) s_dup_bytes (src->learners,
+                                              src->n_learners * sizeof (uint64_t));
+    dst->n_learners = src->n_learners;
 }
 
-static size_t
-s_quorum (const rcore_t *self)
+static bool
+s_conf_empty (const rcore_conf_t *conf)
 {
-    return self->n_prs / 2 + 1;
+    return conf->n_voters == 0 && conf->n_learners == 0;
+}
+
+static bool
+s_ids_has (const uint64_t *ids, size_t n, uint64_t id)
+{
+    return n && bsearch (&id, ids, n, sizeof (uint64_t), s_cmp_u64) != NULL;
+}
+
+//  A list of ids as a configuration holds it: not 0, strictly ascending.
+static bool
+s_ids_valid (const uint64_t *ids, size_t n)
+{
+    if (n > RCORE_MAX_VOTERS || (n && !ids))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (ids [i] == 0 || (i > 0 && ids [i] <= ids [i - 1]))
+            return false;
+    return true;
+}
+
+//  A configuration from outside (storage, a snapshot message): both lists
+//  valid, no id in both, and learners only beside at least one voter.
+static bool
+s_conf_valid (const rcore_conf_t *conf)
+{
+    if (!s_ids_valid (conf->voters, conf->n_voters)
+        || !s_ids_valid (conf->learners, conf->n_learners))
+        return false;
+    if (conf->n_voters == 0 && conf->n_learners > 0)
+        return false;
+    for (size_t i = 0; i < conf->n_learners; i++)
+        if (s_ids_has (conf->voters, conf->n_voters, conf->learners [i]))
+            return false;
+    return true;
+}
+
+static const char *s_change_names [RCORE_CONF_CHANGE_COUNT] = {
+    [RCORE_CONF_ADD_LEARNER] = "add_learner",
+    [RCORE_CONF_PROMOTE] = "promote",
+    [RCORE_CONF_REMOVE] = "remove",
+};
+
+//  Reads a JSON array of ids (positive integers, ascending) into *ids.
+static int
+s_ids_parse (const json_t *array, uint64_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!json_is_array (array) || json_array_size (array) > RCORE_MAX_VOTERS)
+        return -SH_EINVAL;
+    size_t count = json_array_size (array);
+    if (count == 0)
+        return 0;
+    uint64_t *list = (uint64_t *) malloc (count * sizeof (uint64_t));
+    assert (list);
+    for (size_t i = 0; i < count; i++) {
+        const json_t *item = json_array_get (array, i);
+        if (!json_is_integer (item) || json_integer_value (item) <= 0) {
+            free (list);
+            return -SH_EINVAL;
+        }
+        list [i] = (uint64_t) json_integer_value (item);
+    }
+    if (!s_ids_valid (list, count)) {
+        free (list);
+        return -SH_EINVAL;
+    }
+    *ids = list;
+    *n = count;
+    return 0;
+}
+
+//  Parses a CONF entry (see rcore_conf_t) into rec (conf owned). The whole
+//  configuration must be valid, hold at least one voter and agree with the
+//  change it names. 0 or -SH_EINVAL.
+static int
+s_conf_parse (const uint8_t *data, size_t len, s_conf_rec_t *rec)
+{
+    memset (rec, 0, sizeof *rec);
+    if (!data || !len)
+        return -SH_EINVAL;
+    json_error_t error;
+    json_t *root = json_loadb ((const char *) data, len, JSON_REJECT_DUPLICATES, &error);
+    if (!json_is_object (root)) {
+        json_decref (root);
+        return -SH_EINVAL;
+    }
+    int rc = 0;
+    const char *change = json_string_value (json_object_get (root, "change"));
+    const json_t *peer = json_object_get (root, "peer_id");
+    rec->change = -1;
+    for (int i = 0; change && i < RCORE_CONF_CHANGE_COUNT; i++)
+        if (strcmp (change, s_change_names [i]) == 0)
+            rec->change = i;
+    if (rec->change < 0 || !json_is_integer (peer) || json_integer_value (peer) <= 0)
+        rc = -SH_EINVAL;
+    else
+        rec->peer = (uint64_t) json_integer_value (peer);
+    if (!rc)
+        rc = s_ids_parse (json_object_get (root, "voters"), &rec->conf.voters,
+                          &rec->conf.n_voters);
+    if (!rc)
+        rc = s_ids_parse (json_object_get (root, "learners"), &rec->conf.learners,
+                          &rec->conf.n_learners);
+    json_decref (root);
+    if (!rc && (!s_conf_valid (&rec->conf) || rec->conf.n_voters == 0))
+        rc = -SH_EINVAL;
+    if (!rc) {
+        bool voter = s_ids_has (rec->conf.voters, rec->conf.n_voters, rec->peer);
+        bool learner = s_ids_has (rec->conf.learners, rec->conf.n_learners, rec->peer);
+        if ((rec->change == RCORE_CONF_ADD_LEARNER && !learner)
+            || (rec->change == RCORE_CONF_PROMOTE && !voter)
+            || (rec->change == RCORE_CONF_REMOVE && (voter || learner)))
+            rc = -SH_EINVAL;
+    }
+    if (rc)
+        s_conf_free (&rec->conf);
+    return rc;
+}
+
+static bool
+s_conf_entry_valid (const rcore_entry_t *entry)
+{
+    s_conf_rec_t rec;
+    if (s_conf_parse (entry->data, entry->len, &rec))
+        return false;
+    s_conf_free (&rec.conf);
+    return true;
+}
+
+//  Builds the CONF entry text for conf made by change of peer, with extra's
+//  keys. NULL if extra is not a JSON object or sets one of our keys.
+static char *
+s_conf_build (const rcore_conf_t *conf, int change, uint64_t peer, const char *extra)
+{
+    json_error_t error;
+    json_t *root = extra ? json_loads (extra, JSON_REJECT_DUPLICATES, &error) : json_object ();
+    if (!json_is_object (root)
+        || json_object_get (root, "change") || json_object_get (root, "peer_id")
+        || json_object_get (root, "voters") || json_object_get (root, "learners")) {
+        json_decref (root);
+        return NULL;
+    }
+    json_t *voters = json_array (), *learners = json_array ();
+    assert (voters && learners);
+    for (size_t i = 0; i < conf->n_voters; i++)
+        json_array_append_new (voters, json_integer ((json_int_t) conf->voters [i]));
+    for (size_t i = 0; i < conf->n_learners; i++)
+        json_array_append_new (learners, json_integer ((json_int_t) conf->learners [i]));
+    json_object_set_new (root, "change", json_string (s_change_names [change]));
+    json_object_set_new (root, "peer_id", json_integer ((json_int_t) peer));
+    json_object_set_new (root, "voters", voters);
+    json_object_set_new (root, "learners", learners);
+    char *text = json_dumps (root, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref (root);
+    assert (text);
+    return text;
+}
+
+//  Copy of ids with id inserted (kept ascending); *n grows by one.
+static uint64_t *
+s_ids_with (const uint64_t *ids, size_t *n, uint64_t id)
+{
+    uint64_t *list = (uint64_t *) malloc ((*n + 1) * sizeof (uint64_t));
+    assert (list);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (k == i && ids [i] > id)
+            list [k++] = id;
+        list [k++] = ids [i];
+    }
+    if (k == *n)
+        list [k++] = id;
+    *n = k;
+    return list;
+}
+
+//  Copy of ids without id; *n shrinks if it was there.
+static uint64_t *
+s_ids_without (const uint64_t *ids, size_t *n, uint64_t id)
+{
+    uint64_t *list = (uint64_t *) malloc ((*n ? *n : 1) * sizeof (uint64_t));
+    assert (list);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (ids [i] != id)
+            list [k++] = ids [i];
+    *n = k;
+    return list;
 }
 
 //  --------------------------------------------------------------------------
@@ -191,7 +412,96 @@ s_log_at (const rcore_t *self, uint64_t index)
     return &self->log [index - self->snap.index - 1];
 }
 
-//  Appends a copy of entry, which must follow the last one.
+//  The configuration in effect: the latest in the log, else the snapshot's.
+static const rcore_conf_t *
+s_conf_cur (const rcore_t *self)
+{
+    return self->n_confs ? &self->confs [self->n_confs - 1].conf : &self->snap.conf;
+}
+
+//  The configuration as of index (snap.index <= index).
+static const rcore_conf_t *
+s_conf_at (const rcore_t *self, uint64_t index)
+{
+    for (size_t i = self->n_confs; i > 0; i--)
+        if (self->confs [i - 1].index <= index)
+            return &self->confs [i - 1].conf;
+    return &self->snap.conf;
+}
+
+//  Index of the entry that made the configuration in effect.
+static uint64_t
+s_conf_index (const rcore_t *self)
+{
+    return self->n_confs ? self->confs [self->n_confs - 1].index : self->snap.index;
+}
+
+static s_progress_t *
+s_progress (const rcore_t *self, uint64_t id)
+{
+    for (size_t i = 0; i < self->n_prs; i++)
+        if (self->prs [i].id == id)
+            return &self->prs [i];
+    return NULL;
+}
+
+static void
+s_progress_init (const rcore_t *self, s_progress_t *pr, uint64_t id, bool learner,
+                 bool leaving)
+{
+    const s_progress_t *old = s_progress (self, id);
+    if (old)
+        *pr = *old;
+    else {
+        memset (pr, 0, sizeof *pr);
+        pr->id = id;
+        pr->next = s_last_index (self) + 1;
+        pr->state = S_PROBE;
+        if (id == self->id)
+            pr->match = self->stable;
+    }
+    pr->learner = learner || leaving;
+    pr->leaving = leaving;
+}
+
+//  The configuration in effect changed (§4.1: a server uses the latest in
+//  its log at once): progress for every voter and learner (kept for those
+//  that stay), and whether this server may vote and stand.
+static void
+s_conf_changed (rcore_t *self)
+{
+    const rcore_conf_t *conf = s_conf_cur (self);
+    //  A server removed by a conf entry that is not committed yet keeps
+    //  getting the log until it is, so it learns that it was removed and
+    //  stops standing for election (§4.2.2).
+    uint64_t leaving = 0;
+    if (self->n_confs) {
+        const s_conf_rec_t *rec = &self->confs [self->n_confs - 1];
+        if (rec->change == RCORE_CONF_REMOVE && rec->index > self->commit
+            && rec->peer != self->id)
+            leaving = rec->peer;
+    }
+    size_t n = conf->n_voters + conf->n_learners + (leaving ? 1 : 0);
+    s_progress_t *prs = (s_progress_t *) calloc (n ? n : 1, sizeof (s_progress_t));
+    assert (prs);
+    size_t k = 0;
+    for (size_t i = 0; i < conf->n_voters; i++)
+        s_progress_init (self, &prs [k++], conf->voters [i], false, false);
+    for (size_t i = 0; i < conf->n_learners; i++)
+        s_progress_init (self, &prs [k++], conf->learners [i], true, false);
+    if (leaving)
+        s_progress_init (self, &prs [k++], leaving, true, true);
+    free (self->prs);
+    self->prs = prs;
+    self->n_prs = n;
+    self->n_voters = conf->n_voters;
+    self->is_voter = s_ids_has (conf->voters, conf->n_voters, self->id);
+    if (self->transferee && !s_ids_has (conf->voters, conf->n_voters, self->transferee))
+        self->transferee = 0;
+}
+
+//  Appends a copy of entry, which must follow the last one (and be checked
+//  if it is a CONF entry).
 static void
 s_log_push (rcore_t *self, const rcore_entry_t *entry)
 {
@@ -203,9 +513,24 @@ s_log_push (rcore_t *self, const rcore_entry_t *entry)
         assert (self->log);
     }
     s_entry_copy (&self->log [self->n_log++], entry);
+    if (entry->type == RCORE_ENTRY_CONF) {
+        if (self->n_confs == self->cap_confs) {
+            self->cap_confs = self->cap_confs ? self->cap_confs * 2 : 8;
+            self->confs = (s_conf_rec_t *) realloc (self->confs,
+                                                    self->cap_confs * sizeof (s_conf_rec_t));
+            assert (self->confs);
+        }
+        s_conf_rec_t *rec = &self->confs [self->n_confs];
+        int rc = s_conf_parse (entry->data, entry->len, rec);
+        assert (rc == 0);
+        rec->index = entry->index;
+        self->n_confs++;
+        s_conf_changed (self);
+    }
 }
 
-//  Drops entries from index on.
+//  Drops entries from index on (a conf entry among them reverts to the
+//  configuration before it, §4.1).
 static void
 s_log_truncate (rcore_t *self, uint64_t index)
 {
@@ -214,9 +539,17 @@ s_log_truncate (rcore_t *self, uint64_t index)
         s_entry_free (&self->log [--self->n_log]);
     if (self->stable >= index)
         self->stable = index - 1;
+    bool reverted = false;
+    while (self->n_confs && self->confs [self->n_confs - 1].index >= index) {
+        s_conf_free (&self->confs [--self->n_confs].conf);
+        reverted = true;
+    }
+    if (reverted)
+        s_conf_changed (self);
 }
 
-//  Drops entries up to and including index (they are in a snapshot now).
+//  Drops entries up to and including index (they are in a snapshot now),
+//  and the conf entries among them; the caller sets snap.conf.
 static void
 s_log_drop_prefix (rcore_t *self, uint64_t index)
 {
@@ -228,6 +561,33 @@ s_log_drop_prefix (rcore_t *self, uint64_t index)
         s_entry_free (&self->log [i]);
     memmove (self->log, self->log + drop, (self->n_log - drop) * sizeof (rcore_entry_t));
     self->n_log -= drop;
+    size_t gone = 0;
+    while (gone < self->n_confs && self->confs [gone].index <= index)
+        s_conf_free (&self->confs [gone++].conf);
+    memmove (self->confs, self->confs + gone, (self->n_confs - gone) * sizeof (s_conf_rec_t));
+    self->n_confs -= gone;
+}
+
+//  Replaces the snapshot (its conf taken over; an empty one means none was
+//  known, so the configuration before any is stored applies).
+static void
+s_snapshot_replace (rcore_t *self, uint64_t index, uint64_t term, const void *data,
+                    size_t len, rcore_conf_t *conf)
+{
+    uint8_t *copy = (uint8_t *) s_dup_bytes (data, len);
+    free (self->snap.data);
+    s_conf_free (&self->snap.conf);
+    self->snap.index = index;
+    self->snap.term = term;
+    self->snap.data = copy;
+    self->snap.len = len;
+    if (s_conf_empty (conf)) {
+        s_conf_free (conf);
+        s_conf_copy (&self->snap.conf, &self->init_conf);
+    }
+    else
+        self->snap.conf = *conf;
+    memset (conf, 0, sizeof *conf);
 }
 
 //  Largest index <= index whose term is <= term: where a follower and a
@@ -265,6 +625,17 @@ s_outbox_new (rcore_t *self, int type, uint64_t to, uint64_t term)
 }
 
 static void
+s_msg_free (rcore_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->n_entries; i++)
+        s_entry_free (&msg->entries [i]);
+    free (msg->entries);
+    free (msg->snapshot.data);
+    s_conf_free (&msg->snapshot.conf);
+    memset (msg, 0, sizeof *msg);
+}
+
+static void
 s_outbox_clear (rcore_t *self)
 {
     for (size_t i = 0; i < self->n_outbox; i++)
@@ -297,6 +668,8 @@ s_reset (rcore_t *self, uint64_t term)
     }
     self->lead = 0;
     self->heartbeat_elapsed = 0;
+    self->transferee = 0;
+    self->transfer_elapsed = 0;
     s_reset_election_timer (self);
     for (size_t i = 0; i < self->n_prs; i++) {
         s_progress_t *pr = &self->prs [i];
@@ -306,6 +679,7 @@ s_reset (rcore_t *self, uint64_t term)
         pr->probe_sent = false;
         pr->pending_snapshot = 0;
         pr->snapshot_elapsed = 0;
+        pr->force_snapshot = false;
         pr->recent_active = false;
         pr->voted = false;
         pr->granted = false;
@@ -354,39 +728,52 @@ s_become_leader (rcore_t *self)
     //  which is how it learns which earlier entries are committed (§3.6.2
     //  only lets it count replicas of entries from its own term).
     s_append_local (self, RCORE_ENTRY_NOOP, NULL, 0);
+    //  §4.1 (and the fix to single-server changes published after the
+    //  thesis): no conf change until an entry of this term is committed, so
+    //  a conf entry left uncommitted by an earlier leader is settled first.
+    self->pending_conf = s_last_index (self);
     s_bcast_append (self);
 }
 
 static void
-s_send_vote_requests (rcore_t *self, int type, uint64_t term)
+s_send_vote_requests (rcore_t *self, int type, uint64_t term, bool force)
 {
     for (size_t i = 0; i < self->n_prs; i++) {
-        if (self->prs [i].id == self->id)
-            continue;
-        rcore_msg_t *msg = s_outbox_new (self, type, self->prs [i].id, term);
+        const s_progress_t *pr = &self->prs [i];
+        if (pr->id == self->id || pr->learner)
+            continue;       //  only voters are asked (§4.2.1)
+        rcore_msg_t *msg = s_outbox_new (self, type, pr->id, term);
         //  §3.6.1: the request carries the candidate's last log index and term
         //  so a voter can refuse a candidate whose log is behind its own
         msg->index = s_last_index (self);
         msg->log_term = s_last_term (self);
+        msg->force = force;
     }
 }
 
+static size_t
+s_quorum (const rcore_t *self)
+{
+    return self->n_voters / 2 + 1;
+}
+
 //  Records voter id's answer; returns +1 when the candidate won a quorum,
-//  -1 when it lost one, 0 while undecided.
+//  -1 when it lost one, 0 while undecided. Only voters count (§4.2.1).
 static int
 s_record_vote (rcore_t *self, uint64_t id, bool granted)
 {
     s_progress_t *pr = s_progress (self, id);
-    if (pr && !pr->voted) {
+    if (pr && !pr->learner && !pr->voted) {
         pr->voted = true;
         pr->granted = granted;
     }
     size_t yes = 0, no = 0;
     for (size_t i = 0; i < self->n_prs; i++) {
-        if (self->prs [i].voted && self->prs [i].granted)
+        if (self->prs [i].learner || !self->prs [i].voted)
+            continue;
+        if (self->prs [i].granted)
             yes++;
         else
-        if (self->prs [i].voted)
             no++;
     }
     if (yes >= s_quorum (self))
@@ -396,13 +783,11 @@ s_record_vote (rcore_t *self, uint64_t id, bool granted)
     return 0;
 }
 
-static void s_campaign (rcore_t *self, bool pre);
-
 static void
-s_campaign (rcore_t *self, bool pre)
+s_campaign (rcore_t *self, bool pre, bool force)
 {
     if (!self->is_voter)
-        return;             //  only voters may stand (a learner never does)
+        return;             //  only voters stand: never a learner or a removed server
     int req_type;
     uint64_t term;
     if (pre) {
@@ -426,18 +811,18 @@ s_campaign (rcore_t *self, bool pre)
     if (s_record_vote (self, self->id, true) > 0) {
         //  A quorum of one: we won already.
         if (pre)
-            s_campaign (self, false);
+            s_campaign (self, false, force);
         else
             s_become_leader (self);
         return;
     }
-    s_send_vote_requests (self, req_type, term);
+    s_send_vote_requests (self, req_type, term, force);
 }
 
 //  --------------------------------------------------------------------------
 //  Leader: replication
 
-//  Sends what follower pr needs next, if it is not paused. True if sent.
+//  Sends what pr needs next, if it is not paused. True if sent.
 static bool
 s_send_append (rcore_t *self, s_progress_t *pr)
 {
@@ -449,14 +834,18 @@ s_send_append (rcore_t *self, s_progress_t *pr)
         return false;       //  flow control: enough in flight already
 
     uint64_t prev = pr->next - 1;
-    if (prev < self->snap.index) {
-        //  §5.1, Figure 5.3: the entries it needs were compacted: send the
-        //  snapshot instead
+    if (pr->force_snapshot || prev < self->snap.index) {
+        //  §5.1, Figure 5.3: the entries it needs were compacted (or a
+        //  recovery was asked for): send the snapshot instead
         if (self->snap.index == 0)
             return false;
         rcore_msg_t *msg = s_outbox_new (self, RCORE_MSG_SNAPSHOT, pr->id, self->term);
-        s_snapshot_set (&msg->snapshot, self->snap.index, self->snap.term, self->snap.data,
-                        self->snap.len);
+        msg->snapshot.index = self->snap.index;
+        msg->snapshot.term = self->snap.term;
+        msg->snapshot.data = (uint8_t *) s_dup_bytes (self->snap.data, self->snap.len);
+        msg->snapshot.len = self->snap.len;
+        s_conf_copy (&msg->snapshot.conf, &self->snap.conf);
+        msg->force = pr->force_snapshot;
         pr->state = S_SNAPSHOT;
         pr->pending_snapshot = self->snap.index;
         pr->snapshot_elapsed = 0;
@@ -521,16 +910,21 @@ s_cmp_desc (const void *a, const void *b)
 }
 
 //  §3.6.2: an entry is committed once the leader that created it has it
-//  stored on a majority of servers, and only entries of the leader's own
+//  stored on a majority of the voters, and only entries of the leader's own
 //  term are committed by counting replicas (Figure 3.7); earlier ones are
-//  committed indirectly with them.
+//  committed indirectly with them. Learners never count (§4.2.1).
 static bool
 s_maybe_commit (rcore_t *self)
 {
+    if (self->n_voters == 0)
+        return false;
     uint64_t matches [RCORE_MAX_VOTERS];
+    size_t n = 0;
     for (size_t i = 0; i < self->n_prs; i++)
-        matches [i] = self->prs [i].match;
-    qsort (matches, self->n_prs, sizeof (uint64_t), s_cmp_desc);
+        if (!self->prs [i].learner)
+            matches [n++] = self->prs [i].match;
+    assert (n == self->n_voters);
+    qsort (matches, n, sizeof (uint64_t), s_cmp_desc);
     uint64_t quorum_match = matches [s_quorum (self) - 1];
     if (quorum_match > self->commit && s_term_at (self, quorum_match) == self->term) {
         self->commit = quorum_match;
@@ -539,14 +933,40 @@ s_maybe_commit (rcore_t *self)
     return false;
 }
 
+//  The leader's commit moved: followers learn it, a removal that is now
+//  committed stops replication to its server, and a leader that is no
+//  longer in the committed configuration steps down (§4.2.2).
+static void
+s_leader_committed (rcore_t *self)
+{
+    bool had_leaving = self->n_prs && self->prs [self->n_prs - 1].leaving;
+    if (had_leaving && s_conf_index (self) <= self->commit) {
+        //  one last append so it sees the commit of its own removal
+        s_send_append (self, &self->prs [self->n_prs - 1]);
+        s_conf_changed (self);
+    }
+    s_bcast_append (self);
+    if (!self->is_voter && s_conf_index (self) <= self->commit)
+        s_become_follower (self, self->term, 0);
+}
+
 static bool
 s_quorum_active (rcore_t *self)
 {
     size_t active = 0;
     for (size_t i = 0; i < self->n_prs; i++)
-        if (self->prs [i].id == self->id || self->prs [i].recent_active)
+        if (!self->prs [i].learner
+            && (self->prs [i].id == self->id || self->prs [i].recent_active))
             active++;
-    return active >= s_quorum (self);
+    return self->n_voters && active >= s_quorum (self);
+}
+
+//  §3.10: the target's log matches ours: tell it to stand now.
+static void
+s_maybe_timeout_now (rcore_t *self, const s_progress_t *pr)
+{
+    if (self->transferee == pr->id && pr->match == s_last_index (self))
+        s_outbox_new (self, RCORE_MSG_TIMEOUT_NOW, pr->id, self->term);
 }
 
 //  --------------------------------------------------------------------------
@@ -625,34 +1045,74 @@ s_handle_heartbeat (rcore_t *self, const rcore_msg_t *m)
     s_outbox_new (self, RCORE_MSG_HEARTBEAT_RESP, m->from, self->term);
 }
 
-//  Follower side of InstallSnapshot (§5.1, Figure 5.3).
+static void
+s_reply_snapshot (rcore_t *self, uint64_t to, uint64_t index, bool reject)
+{
+    rcore_msg_t *resp = s_outbox_new (self, RCORE_MSG_SNAPSHOT_RESP, to, self->term);
+    resp->index = index;
+    resp->reject = reject;
+}
+
+//  Follower side of InstallSnapshot (§5.1, Figure 5.3), and of a recovery
+//  (force): the state machine is reset from the snapshot even if it is
+//  already past it, and what was committed after it is applied again.
 static void
 s_handle_snapshot (rcore_t *self, const rcore_msg_t *m)
 {
     const rcore_snapshot_t *s = &m->snapshot;
-    if (s->index <= self->commit) {
-        s_reply_append (self, m->from, self->commit);
+    bool matches = s_match_term (self, s->index, s->term);
+    if (!m->force) {
+        if (s->index <= self->commit) {
+            //  Stale or duplicate: we hold all of it committed already.
+            s_reply_snapshot (self, m->from, s->index, false);
+            return;
+        }
+        if (matches) {
+            //  §5.1, Figure 5.3: if the log has an entry matching the
+            //  snapshot's last one, the entries after it are kept; it is all
+            //  committed.
+            self->commit = s->index;
+            s_reply_snapshot (self, m->from, s->index, false);
+            return;
+        }
+    }
+    else
+    if (s->index < self->snap.index || (!matches && self->commit > s->index)) {
+        //  A recovery never goes behind our own snapshot, and a log that
+        //  does not hold the snapshot's last entry cannot have committed
+        //  past it: refuse rather than lose committed entries.
+        s_reply_snapshot (self, m->from, s->index, true);
         return;
     }
-    if (s_match_term (self, s->index, s->term)) {
-        //  §5.1, Figure 5.3: if the log has an entry matching the snapshot's
-        //  last one, the entries after it are kept; it is all committed.
+    rcore_conf_t conf = { 0 };
+    s_conf_copy (&conf, &s->conf);
+    if (matches && s->index >= self->snap.index) {
+        //  A recovery whose last entry we hold: keep the log after it.
+        s_log_drop_prefix (self, s->index);
+        if (self->stable < s->index)
+            self->stable = s->index;
+    }
+    else {
+        //  §5.1, Figure 5.3: otherwise the whole log is discarded and the
+        //  state machine is reset from the snapshot.
+        while (self->n_log)
+            s_entry_free (&self->log [--self->n_log]);
+        while (self->n_confs)
+            s_conf_free (&self->confs [--self->n_confs].conf);
+        self->stable = s->index;
+    }
+    s_snapshot_replace (self, s->index, s->term, s->data, s->len, &conf);
+    //  Commit never moves back; the state machine restarts from the
+    //  snapshot, so everything committed after it is handed out again.
+    if (self->commit < s->index)
         self->commit = s->index;
-        s_reply_append (self, m->from, self->commit);
-        return;
-    }
-    //  §5.1, Figure 5.3: otherwise the whole log is discarded and the state
-    //  machine is reset from the snapshot.
-    while (self->n_log)
-        s_entry_free (&self->log [--self->n_log]);
-    s_snapshot_set (&self->snap, s->index, s->term, s->data, s->len);
-    self->commit = s->index;
-    self->stable = s->index;
+    self->applied = s->index;
     self->snapshot_pending = true;
-    s_reply_append (self, m->from, s->index);
+    s_conf_changed (self);
+    s_reply_snapshot (self, m->from, s->index, false);
 }
 
-//  Leader side of the answers to appends and snapshots.
+//  Leader side of the answers to appends.
 static void
 s_handle_append_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
 {
@@ -672,7 +1132,7 @@ s_handle_append_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
             }
         }
         else
-        if (pr->next - 1 == m->index) {
+        if (pr->state == S_PROBE && pr->next - 1 == m->index) {
             //  (otherwise the rejection is stale: an older probe's)
             uint64_t next = m->index < probe + 1 ? m->index : probe + 1;
             if (next < pr->match + 1)
@@ -683,8 +1143,6 @@ s_handle_append_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
             moved = true;
         }
         if (moved) {
-            if (pr->state == S_SNAPSHOT)
-                pr->state = S_PROBE;
             pr->probe_sent = false;
             s_send_append (self, pr);
         }
@@ -699,23 +1157,60 @@ s_handle_append_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
     }
     if (pr->next < m->index + 1)
         pr->next = m->index + 1;
-    pr->probe_sent = false;
-    if (pr->state == S_SNAPSHOT && pr->match >= pr->pending_snapshot) {
+    if (pr->state == S_SNAPSHOT) {
+        if (pr->force_snapshot || pr->match < pr->pending_snapshot)
+            return;             //  an answer to an older append: wait for the snapshot's
         pr->state = S_PROBE;
         pr->pending_snapshot = 0;
+        pr->force_snapshot = false;
     }
+    pr->probe_sent = false;
     if (pr->state == S_PROBE && updated) {
         //  The follower matches us up to match: stream from here on
         pr->state = S_REPLICATE;
         pr->next = pr->match + 1;
     }
-    if (updated && s_maybe_commit (self))
-        s_bcast_append (self);      //  followers learn the new commit
+    if (updated && s_maybe_commit (self)) {
+        s_leader_committed (self);
+        if (self->role != RCORE_LEADER)
+            return;
+    }
     else
         //  keep sending while there is more (or the probe found the match)
         while (pr->next <= s_last_index (self) && s_send_append (self, pr))
             if (pr->state != S_REPLICATE)
                 break;
+    s_maybe_timeout_now (self, pr);
+}
+
+//  Leader side of the answer to a snapshot.
+static void
+s_handle_snapshot_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
+{
+    pr->recent_active = true;
+    if (pr->state != S_SNAPSHOT || m->index != pr->pending_snapshot) {
+        //  Not the snapshot in flight. A grant still proves the follower
+        //  holds our log up to there (the snapshot is committed state).
+        if (!m->reject && m->index > pr->match && m->index <= s_last_index (self))
+            pr->match = m->index;
+        return;
+    }
+    if (!m->reject && m->index > pr->match)
+        pr->match = m->index;
+    //  Installed (or refused: a recovery behind the follower's own
+    //  snapshot): back to probing from what it matches.
+    pr->state = S_PROBE;
+    pr->pending_snapshot = 0;
+    pr->force_snapshot = false;
+    pr->probe_sent = false;
+    pr->next = pr->match + 1;
+    if (s_maybe_commit (self)) {
+        s_leader_committed (self);
+        if (self->role != RCORE_LEADER)
+            return;
+    }
+    else
+        s_send_append (self, pr);
 }
 
 static void
@@ -733,6 +1228,7 @@ s_handle_heartbeat_resp (rcore_t *self, s_progress_t *pr)
     }
     if (pr->match < s_last_index (self))
         s_send_append (self, pr);
+    s_maybe_timeout_now (self, pr);
 }
 
 //  Answers a (pre-)vote request (§3.4, §3.6.1, §9.6).
@@ -742,6 +1238,7 @@ s_handle_vote (rcore_t *self, const rcore_msg_t *m)
     bool pre = m->type == RCORE_MSG_PREVOTE;
     //  §3.4: at most one vote per term, first come first served; a pre-vote
     //  for a later term binds nothing, so it is only refused for the log.
+    //  (§4.1: the candidate need not be in our configuration.)
     bool can_vote = self->vote == m->from
                  || (self->vote == 0 && self->lead == 0)
                  || (pre && m->term > self->term);
@@ -779,16 +1276,18 @@ s_handle_vote_resp (rcore_t *self, const rcore_msg_t *m)
     int result = s_record_vote (self, m->from, !m->reject);
     if (result > 0) {
         if (pre)
-            s_campaign (self, false);   //  §9.6: a pre-vote won: the real election
+            s_campaign (self, false, false);    //  §9.6: a pre-vote won: the real election
         else
-            s_become_leader (self);     //  §3.4: votes from a majority win
+            s_become_leader (self);             //  §3.4: votes from a majority win
     }
     else
     if (result < 0)
         s_become_follower (self, self->term, 0);
 }
 
-//  Checks a message from outside before anything trusts it.
+//  Checks a message from outside before anything trusts it. The sender
+//  need not be in our configuration (§4.1: a joining server hears from a
+//  leader it does not know yet, and votes go to any candidate).
 static int
 s_check_msg (const rcore_t *self, const rcore_msg_t *m)
 {
@@ -796,9 +1295,11 @@ s_check_msg (const rcore_t *self, const rcore_msg_t *m)
         return -SH_EINVAL;
     if (m->to != self->id || m->from == self->id || m->from == 0)
         return -SH_EINVAL;
-    if (!s_progress ((rcore_t *) self, m->from))
-        return -SH_EINVAL;              //  not one of our voters
+    if (m->term == 0)
+        return -SH_EINVAL;              //  every message is sent in a term >= 1
     if (m->n_entries && (m->type != RCORE_MSG_APPEND || !m->entries))
+        return -SH_EINVAL;
+    if (m->n_entries > UINT64_MAX - m->index)
         return -SH_EINVAL;
     uint64_t prev_term = m->log_term;
     for (size_t i = 0; i < m->n_entries; i++) {
@@ -808,14 +1309,15 @@ s_check_msg (const rcore_t *self, const rcore_msg_t *m)
         if (e->index != m->index + 1 + i || e->term < prev_term || e->term > m->term
             || e->type >= RCORE_ENTRY_TYPE_COUNT || (e->len && !e->data))
             return -SH_EINVAL;
+        if (e->type == RCORE_ENTRY_CONF && !s_conf_entry_valid (e))
+            return -SH_EINVAL;
         prev_term = e->term;
     }
     if (m->type == RCORE_MSG_SNAPSHOT
         && (m->snapshot.index == 0 || m->snapshot.term == 0
-            || m->snapshot.term > m->term || (m->snapshot.len && !m->snapshot.data)))
+            || m->snapshot.term > m->term || (m->snapshot.len && !m->snapshot.data)
+            || !s_conf_valid (&m->snapshot.conf)))
         return -SH_EINVAL;
-    if (m->term == 0)
-        return -SH_EINVAL;              //  every message is sent in a term >= 1
     return 0;
 }
 
@@ -835,34 +1337,29 @@ rcore_config_defaults (rcore_config_t *config)
     config->max_inflight = 1024;
 }
 
-static int
-s_cmp_u64 (const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-    return x < y ? -1 : x > y ? 1 : 0;
-}
-
 rcore_t *
 rcore_new (const rcore_config_t *config, const rcore_storage_t *storage)
 {
-    if (!config || config->id == 0 || !config->voters || config->n_voters == 0
+    if (!config || config->id == 0 || (config->n_voters && !config->voters)
         || config->n_voters > RCORE_MAX_VOTERS || config->election_ticks < 1
         || config->heartbeat_ticks < 1 || config->heartbeat_ticks >= config->election_ticks
         || config->max_msg_entries == 0 || config->max_inflight == 0)
         return NULL;
     uint64_t sorted [RCORE_MAX_VOTERS];
-    memcpy (sorted, config->voters, config->n_voters * sizeof (uint64_t));
+    if (config->n_voters)
+        memcpy (sorted, config->voters, config->n_voters * sizeof (uint64_t));
     qsort (sorted, config->n_voters, sizeof (uint64_t), s_cmp_u64);
-    for (size_t i = 0; i < config->n_voters; i++)
-        if (sorted [i] == 0 || (i > 0 && sorted [i] == sorted [i - 1]))
-            return NULL;
+    if (!s_ids_valid (sorted, config->n_voters))
+        return NULL;
 
     //  The stored state must be a log that Raft could have produced.
-    rcore_storage_t empty = { { 0, 0, 0 }, { 0, 0, NULL, 0 }, NULL, 0 };
+    rcore_storage_t empty;
+    memset (&empty, 0, sizeof empty);
     if (!storage)
         storage = &empty;
     const rcore_snapshot_t *snap = &storage->snapshot;
-    if ((snap->index == 0) != (snap->term == 0) || (snap->len && !snap->data))
+    if ((snap->index == 0) != (snap->term == 0) || (snap->len && !snap->data)
+        || !s_conf_valid (&snap->conf))
         return NULL;
     if (storage->n_entries && !storage->entries)
         return NULL;
@@ -872,11 +1369,17 @@ rcore_new (const rcore_config_t *config, const rcore_storage_t *storage)
         if (e->index != snap->index + 1 + i || e->term < prev_term
             || e->type >= RCORE_ENTRY_TYPE_COUNT || (e->len && !e->data))
             return NULL;
+        if (e->type == RCORE_ENTRY_CONF && !s_conf_entry_valid (e))
+            return NULL;
         prev_term = e->term;
     }
     const rcore_hard_state_t *hs = &storage->hard_state;
     uint64_t last = snap->index + storage->n_entries;
-    if (prev_term > hs->term || hs->commit > last)
+    //  Entries are saved with the hard state in one write, so their terms
+    //  never pass it; a snapshot is installed just before that write, and a
+    //  crash between the two leaves it ahead (handled below).
+    uint64_t entries_term = storage->n_entries ? prev_term : 0;
+    if (entries_term > hs->term || hs->commit > last)
         return NULL;
     if (config->applied > hs->commit && config->applied > snap->index)
         return NULL;
@@ -886,25 +1389,31 @@ rcore_new (const rcore_config_t *config, const rcore_storage_t *storage)
     self->id = config->id;
     self->config = *config;
     self->config.voters = NULL;
+    self->config.n_voters = 0;
     self->rng = config->seed ^ (config->id * 0x9e3779b97f4a7c15ULL);
-    self->prs = (s_progress_t *) calloc (config->n_voters, sizeof (s_progress_t));
-    assert (self->prs);
-    self->n_prs = config->n_voters;
-    for (size_t i = 0; i < config->n_voters; i++) {
-        self->prs [i].id = sorted [i];
-        if (sorted [i] == config->id)
-            self->is_voter = true;
-    }
-    s_snapshot_set (&self->snap, snap->index, snap->term, snap->data, snap->len);
+    self->init_conf.voters = (uint64_t *) s_dup_bytes (sorted,
+                                                       config->n_voters * sizeof (uint64_t));
+    self->init_conf.n_voters = config->n_voters;
+    rcore_conf_t conf = { 0 };
+    s_conf_copy (&conf, &snap->conf);
+    s_snapshot_replace (self, snap->index, snap->term, snap->data, snap->len, &conf);
     for (size_t i = 0; i < storage->n_entries; i++)
         s_log_push (self, &storage->entries [i]);
     self->stable = s_last_index (self);
     self->term = hs->term;
     self->vote = hs->vote;
+    if (snap->term > hs->term) {
+        //  The snapshot's leader had a later term than the one saved: the
+        //  server had adopted it (and voted nothing in it, or that vote
+        //  would have been saved first).
+        self->term = snap->term;
+        self->vote = 0;
+    }
     //  Everything in a snapshot is committed (§5.1).
     self->commit = hs->commit > snap->index ? hs->commit : snap->index;
     self->applied = config->applied > snap->index ? config->applied : snap->index;
     self->persisted = *hs;
+    s_conf_changed (self);
     s_become_follower (self, self->term, 0);
     return self;
 }
@@ -921,7 +1430,12 @@ rcore_destroy (rcore_t **self_p)
     while (self->n_log)
         s_entry_free (&self->log [--self->n_log]);
     free (self->log);
+    while (self->n_confs)
+        s_conf_free (&self->confs [--self->n_confs].conf);
+    free (self->confs);
     free (self->snap.data);
+    s_conf_free (&self->snap.conf);
+    s_conf_free (&self->init_conf);
     free (self->prs);
     free (self);
     *self_p = NULL;
@@ -937,6 +1451,12 @@ rcore_tick (rcore_t *self)
         for (size_t i = 0; i < self->n_prs; i++)
             if (self->prs [i].state == S_SNAPSHOT)
                 self->prs [i].snapshot_elapsed++;
+        if (self->transferee && ++self->transfer_elapsed >= self->config.election_ticks) {
+            //  §3.10: the target did not take over within an election
+            //  timeout: give up and take proposals again
+            self->transferee = 0;
+            self->transfer_elapsed = 0;
+        }
         if (self->election_elapsed >= self->config.election_ticks) {
             self->election_elapsed = 0;
             //  §6.2: a leader that has not heard from a majority within an
@@ -956,14 +1476,16 @@ rcore_tick (rcore_t *self)
         }
         return;
     }
+    //  Counted by every server, voter or not: §4.2.3's check needs it.
+    if (self->election_elapsed < INT_MAX)
+        self->election_elapsed++;
     if (!self->is_voter)
-        return;
+        return;             //  a learner, a joining or a removed server never stands
     //  A lone voter has no one to wait for and no one to disrupt.
-    if (self->n_prs == 1 && self->role == RCORE_FOLLOWER) {
+    if (self->n_voters == 1 && self->role == RCORE_FOLLOWER) {
         rcore_campaign (self);
         return;
     }
-    self->election_elapsed++;
     if (self->election_elapsed >= self->randomized_timeout)
         //  §3.4: no word from a leader within the election timeout: stand
         rcore_campaign (self);
@@ -975,7 +1497,7 @@ rcore_campaign (rcore_t *self)
     assert (!self->in_ready);
     if (self->role == RCORE_LEADER)
         return;
-    s_campaign (self, self->config.pre_vote);
+    s_campaign (self, self->config.pre_vote, false);
 }
 
 int
@@ -987,14 +1509,15 @@ rcore_step (rcore_t *self, const rcore_msg_t *m)
         return rc;
     bool is_vote_req = m->type == RCORE_MSG_VOTE || m->type == RCORE_MSG_PREVOTE;
     bool from_leader = m->type == RCORE_MSG_APPEND || m->type == RCORE_MSG_HEARTBEAT
-                    || m->type == RCORE_MSG_SNAPSHOT;
+                    || m->type == RCORE_MSG_SNAPSHOT || m->type == RCORE_MSG_TIMEOUT_NOW;
 
     if (m->term > self->term) {
-        if (is_vote_req && self->config.check_quorum && self->lead != 0
+        if (is_vote_req && !m->force && self->config.check_quorum && self->lead != 0
             && self->election_elapsed < self->config.election_ticks)
             //  §4.2.3: a server that heard from a leader within the minimum
             //  election timeout ignores vote requests, so a removed or cut-off
-            //  server cannot depose a working leader.
+            //  server cannot depose a working leader; a leadership transfer
+            //  (force) is the one exception (§3.10).
             return 0;
         if (m->type == RCORE_MSG_PREVOTE
             || (m->type == RCORE_MSG_PREVOTE_RESP && !m->reject)) {
@@ -1008,7 +1531,8 @@ rcore_step (rcore_t *self, const rcore_msg_t *m)
     }
     else
     if (m->term < self->term) {
-        if (m->type == RCORE_MSG_APPEND || m->type == RCORE_MSG_HEARTBEAT)
+        if (m->type == RCORE_MSG_APPEND || m->type == RCORE_MSG_HEARTBEAT
+            || m->type == RCORE_MSG_SNAPSHOT)
             //  A deposed leader is told the current term so it steps down
             //  (§3.3); with pre-vote it might otherwise never learn of it.
             s_outbox_new (self, RCORE_MSG_APPEND_RESP, m->from, self->term);
@@ -1028,12 +1552,19 @@ rcore_step (rcore_t *self, const rcore_msg_t *m)
     }
     switch (self->role) {
         case RCORE_LEADER: {
+            //  Answers from a server no longer (or not yet) in the
+            //  configuration have nothing to update.
             s_progress_t *pr = s_progress (self, m->from);
+            if (!pr)
+                break;
             if (m->type == RCORE_MSG_APPEND_RESP)
                 s_handle_append_resp (self, pr, m);
             else
             if (m->type == RCORE_MSG_HEARTBEAT_RESP)
                 s_handle_heartbeat_resp (self, pr);
+            else
+            if (m->type == RCORE_MSG_SNAPSHOT_RESP)
+                s_handle_snapshot_resp (self, pr, m);
             //  from_leader at our own term: impossible with one leader per
             //  term (Election Safety, §3.4); ignored
             break;
@@ -1056,12 +1587,21 @@ rcore_step (rcore_t *self, const rcore_msg_t *m)
         return 0;
     self->election_elapsed = 0;
     self->lead = m->from;
-    if (m->type == RCORE_MSG_APPEND)
-        return s_handle_append (self, m);
-    if (m->type == RCORE_MSG_HEARTBEAT)
-        s_handle_heartbeat (self, m);
-    else
-        s_handle_snapshot (self, m);
+    switch (m->type) {
+        case RCORE_MSG_APPEND:
+            return s_handle_append (self, m);
+        case RCORE_MSG_HEARTBEAT:
+            s_handle_heartbeat (self, m);
+            break;
+        case RCORE_MSG_SNAPSHOT:
+            s_handle_snapshot (self, m);
+            break;
+        default:
+            //  §3.10: the leader hands over: stand now, with a real vote
+            //  (no pre-vote) that voters grant despite hearing from it
+            s_campaign (self, false, true);
+            break;
+    }
     return 0;
 }
 
@@ -1070,16 +1610,177 @@ rcore_propose (rcore_t *self, int type, const void *data, size_t len, uint64_t *
                uint64_t *term)
 {
     assert (!self->in_ready);
-    if (type < 0 || type >= RCORE_ENTRY_TYPE_COUNT || (len && !data))
+    //  CONF entries only through rcore_propose_conf, which checks them.
+    if (type < 0 || type >= RCORE_ENTRY_TYPE_COUNT || type == RCORE_ENTRY_CONF
+        || (len && !data))
         return -SH_EINVAL;
     if (self->role != RCORE_LEADER)
         return -SH_ENOLEADER;           //  §6.2: only the leader takes commands
+    if (self->transferee)
+        return -SH_EUNAVAIL;            //  §3.10: handing over; retry at the next leader
     s_append_local (self, type, data, len);
     if (index)
         *index = s_last_index (self);
     if (term)
         *term = self->term;
     s_bcast_append (self);
+    return 0;
+}
+
+int
+rcore_propose_conf (rcore_t *self, int change, uint64_t peer, const char *extra,
+                    uint64_t *index, uint64_t *term)
+{
+    assert (!self->in_ready);
+    if (change < 0 || change >= RCORE_CONF_CHANGE_COUNT || peer == 0
+        || peer > (uint64_t) INT64_MAX)
+        return -SH_EINVAL;
+    if (self->role != RCORE_LEADER)
+        return -SH_ENOLEADER;
+    //  §4.1: one change at a time; the next waits until the last commits.
+    if (self->transferee || self->pending_conf > self->commit)
+        return -SH_EUNAVAIL;
+    const rcore_conf_t *cur = s_conf_cur (self);
+    bool voter = s_ids_has (cur->voters, cur->n_voters, peer);
+    bool learner = s_ids_has (cur->learners, cur->n_learners, peer);
+    rcore_conf_t next = { 0 };
+    next.n_voters = cur->n_voters;
+    next.n_learners = cur->n_learners;
+    switch (change) {
+        case RCORE_CONF_ADD_LEARNER:
+            if (voter || learner)
+                return -SH_EEXIST;
+            if (cur->n_learners >= RCORE_MAX_VOTERS)
+                return -SH_EINVAL;
+            next.voters = s_ids_without (cur->voters, &next.n_voters, 0);
+            next.learners = s_ids_with (cur->learners, &next.n_learners, peer);
+            break;
+        case RCORE_CONF_PROMOTE:
+            if (voter)
+                return -SH_EINVAL;
+            if (!learner)
+                return -SH_ENOTFOUND;
+            if (cur->n_voters >= RCORE_MAX_VOTERS)
+                return -SH_EINVAL;
+            next.voters = s_ids_with (cur->voters, &next.n_voters, peer);
+            next.learners = s_ids_without (cur->learners, &next.n_learners, peer);
+            break;
+        default:
+            if (!voter && !learner)
+                return -SH_ENOTFOUND;
+            if (voter && cur->n_voters == 1)
+                return -SH_EINVAL;      //  someone must remain to decide
+            next.voters = s_ids_without (cur->voters, &next.n_voters, peer);
+            next.learners = s_ids_without (cur->learners, &next.n_learners, peer);
+            break;
+    }
+    char *text = s_conf_build (&next, change, peer, extra);
+    s_conf_free (&next);
+    if (!text)
+        return -SH_EINVAL;
+    s_append_local (self, RCORE_ENTRY_CONF, text, strlen (text));
+    free (text);
+    self->pending_conf = s_last_index (self);
+    if (index)
+        *index = s_last_index (self);
+    if (term)
+        *term = self->term;
+    //  The new configuration counts at once: removing a voter may shrink
+    //  the quorum enough to commit what was waiting.
+    if (s_maybe_commit (self))
+        s_leader_committed (self);
+    else
+        s_bcast_append (self);
+    return 0;
+}
+
+void
+rcore_conf (const rcore_t *self, rcore_conf_t *out)
+{
+    *out = *s_conf_cur (self);
+}
+
+int
+rcore_conf_at (const rcore_t *self, uint64_t index, rcore_conf_t *out)
+{
+    if (index < self->snap.index || index > s_last_index (self)) {
+        memset (out, 0, sizeof *out);
+        return -SH_EINVAL;
+    }
+    *out = *s_conf_at (self, index);
+    return 0;
+}
+
+bool
+rcore_is_voter (const rcore_t *self)
+{
+    return self->is_voter;
+}
+
+uint64_t
+rcore_match (const rcore_t *self, uint64_t peer)
+{
+    if (self->role != RCORE_LEADER)
+        return 0;
+    const s_progress_t *pr = s_progress (self, peer);
+    return pr && !pr->leaving ? pr->match : 0;
+}
+
+bool
+rcore_caught_up (const rcore_t *self, uint64_t peer, uint64_t lag)
+{
+    if (self->role != RCORE_LEADER)
+        return false;
+    const s_progress_t *pr = s_progress (self, peer);
+    return pr && pr->learner && !pr->leaving && pr->recent_active
+        && s_last_index (self) - pr->match <= lag;
+}
+
+int
+rcore_transfer_leader (rcore_t *self, uint64_t target)
+{
+    assert (!self->in_ready);
+    if (self->role != RCORE_LEADER)
+        return -SH_ENOLEADER;
+    const rcore_conf_t *conf = s_conf_cur (self);
+    if (target == self->id || !s_ids_has (conf->voters, conf->n_voters, target))
+        return -SH_ENOTFOUND;
+    if (self->transferee == target)
+        return 0;
+    self->transferee = target;
+    self->transfer_elapsed = 0;
+    s_progress_t *pr = s_progress (self, target);
+    assert (pr);
+    if (pr->match == s_last_index (self))
+        s_maybe_timeout_now (self, pr);
+    else
+        //  §3.10: bring its log up to date first
+        s_send_append (self, pr);
+    return 0;
+}
+
+uint64_t
+rcore_transferee (const rcore_t *self)
+{
+    return self->role == RCORE_LEADER ? self->transferee : 0;
+}
+
+int
+rcore_send_snapshot (rcore_t *self, uint64_t peer)
+{
+    assert (!self->in_ready);
+    if (self->role != RCORE_LEADER)
+        return -SH_ENOLEADER;
+    s_progress_t *pr = s_progress (self, peer);
+    if (peer == self->id || !pr || pr->leaving)
+        return -SH_ENOTFOUND;
+    if (self->snap.index == 0)
+        return -SH_EINVAL;
+    pr->force_snapshot = true;
+    pr->state = S_PROBE;
+    pr->probe_sent = false;
+    pr->pending_snapshot = 0;
+    s_send_append (self, pr);
     return 0;
 }
 
@@ -1134,7 +1835,7 @@ rcore_advance (rcore_t *self, const rcore_ready_t *rd)
         if (me && self->stable > me->match) {
             me->match = self->stable;
             if (s_maybe_commit (self))
-                s_bcast_append (self);
+                s_leader_committed (self);
         }
     }
 }
@@ -1147,8 +1848,12 @@ rcore_compact (rcore_t *self, uint64_t index, const void *data, size_t len)
         || (len && !data))
         return -SH_EINVAL;
     uint64_t term = s_term_at (self, index);
+    //  The snapshot records the configuration as of its index, so a server
+    //  restored or caught up from it knows its members (§5.1).
+    rcore_conf_t conf = { 0 };
+    s_conf_copy (&conf, s_conf_at (self, index));
     s_log_drop_prefix (self, index);
-    s_snapshot_set (&self->snap, index, term, data, len);
+    s_snapshot_replace (self, index, term, data, len, &conf);
     return 0;
 }
 
@@ -1201,6 +1906,8 @@ rcore_msg_type_name (int type)
         case RCORE_MSG_HEARTBEAT: return "heartbeat";
         case RCORE_MSG_HEARTBEAT_RESP: return "heartbeat_resp";
         case RCORE_MSG_SNAPSHOT: return "snapshot";
+        case RCORE_MSG_SNAPSHOT_RESP: return "snapshot_resp";
+        case RCORE_MSG_TIMEOUT_NOW: return "timeout_now";
         default: return "unknown";
     }
 }

@@ -89,6 +89,39 @@ s_entries_free (s_entries_t *list)
     memset (list, 0, sizeof *list);
 }
 
+static uint64_t *
+s_ids_dup (const uint64_t *ids, size_t n)
+{
+    if (!n)
+        return NULL;
+    uint64_t *copy = malloc (n * sizeof (uint64_t));
+    memcpy (copy, ids, n * sizeof (uint64_t));
+    return copy;
+}
+
+//  A deep copy of a snapshot: its bytes and its configuration.
+static void
+s_snap_copy (rcore_snapshot_t *dst, const rcore_snapshot_t *src)
+{
+    *dst = *src;
+    dst->data = NULL;
+    if (src->len) {
+        dst->data = malloc (src->len);
+        memcpy (dst->data, src->data, src->len);
+    }
+    dst->conf.voters = s_ids_dup (src->conf.voters, src->conf.n_voters);
+    dst->conf.learners = s_ids_dup (src->conf.learners, src->conf.n_learners);
+}
+
+static void
+s_snap_free (rcore_snapshot_t *snap)
+{
+    free (snap->data);
+    free (snap->conf.voters);
+    free (snap->conf.learners);
+    memset (snap, 0, sizeof *snap);
+}
+
 static void
 s_msg_copy (rcore_msg_t *dst, const rcore_msg_t *src)
 {
@@ -104,11 +137,7 @@ s_msg_copy (rcore_msg_t *dst, const rcore_msg_t *src)
             }
         }
     }
-    dst->snapshot.data = NULL;
-    if (src->snapshot.len) {
-        dst->snapshot.data = malloc (src->snapshot.len);
-        memcpy (dst->snapshot.data, src->snapshot.data, src->snapshot.len);
-    }
+    s_snap_copy (&dst->snapshot, &src->snapshot);
 }
 
 static void
@@ -117,7 +146,7 @@ s_msg_free (rcore_msg_t *m)
     for (size_t i = 0; i < m->n_entries; i++)
         free (m->entries [i].data);
     free (m->entries);
-    free (m->snapshot.data);
+    s_snap_free (&m->snapshot);
 }
 
 static rcore_t *
@@ -166,7 +195,7 @@ s_net_destroy (s_net_t **net_p)
         rcore_destroy (&net->nodes [i].core);
         s_entries_free (&net->nodes [i].log);
         s_entries_free (&net->nodes [i].applied);
-        free (net->nodes [i].snap.data);
+        s_snap_free (&net->nodes [i].snap);
     }
     for (size_t i = 0; i < net->n_queue; i++)
         s_msg_free (&net->queue [i]);
@@ -237,14 +266,27 @@ s_process (s_net_t *net, size_t i)
     rcore_ready_t rd;
     while (rcore_ready (node->core, &rd)) {
         if (rd.snapshot) {
-            free (node->snap.data);
-            node->snap = *rd.snapshot;
-            node->snap.data = NULL;
-            if (rd.snapshot->len) {
-                node->snap.data = malloc (rd.snapshot->len);
-                memcpy (node->snap.data, rd.snapshot->data, rd.snapshot->len);
+            //  As raft_store_install_snapshot: the stored log after the
+            //  snapshot stays if it holds the snapshot's last entry.
+            uint64_t at = rd.snapshot->index;
+            size_t keep_from = 0;
+            bool keep = at == node->snap.index && rd.snapshot->term == node->snap.term;
+            if (at > node->snap.index && at <= node->snap.index + node->log.n
+                && node->log.items [at - node->snap.index - 1].term == rd.snapshot->term) {
+                keep = true;
+                keep_from = (size_t) (at - node->snap.index);
             }
-            s_entries_truncate (&node->log, 0);
+            if (keep) {
+                for (size_t k = 0; k < keep_from; k++)
+                    free (node->log.items [k].data);
+                memmove (node->log.items, node->log.items + keep_from,
+                         (node->log.n - keep_from) * sizeof (rcore_entry_t));
+                node->log.n -= keep_from;
+            }
+            else
+                s_entries_truncate (&node->log, 0);
+            s_snap_free (&node->snap);
+            s_snap_copy (&node->snap, rd.snapshot);
         }
         if (rd.n_entries) {
             //  Replace the stored suffix from the first new index on.
@@ -303,8 +345,11 @@ s_compact (s_net_t *net, size_t i)
     memmove (node->log.items, node->log.items + drop,
              (node->log.n - drop) * sizeof (rcore_entry_t));
     node->log.n -= drop;
-    free (node->snap.data);
-    node->snap = (rcore_snapshot_t) { at, term, (uint8_t *) strdup (data), strlen (data) };
+    s_snap_free (&node->snap);
+    rcore_snapshot_t taken = *rcore_snapshot (node->core);
+    ck_assert_uint_eq (taken.index, at);
+    ck_assert_uint_eq (taken.term, term);
+    s_snap_copy (&node->snap, &taken);
 }
 
 //  A crashed node comes back from its persisted state only.
@@ -587,7 +632,7 @@ START_TEST (test_single_voter_restarts_from_storage_and_reapplies)
         { 2, 1, RCORE_ENTRY_NORMAL, (uint8_t *) "one", 3 },
         { 3, 1, RCORE_ENTRY_NORMAL, (uint8_t *) "two", 3 },
     };
-    rcore_storage_t storage = { { 1, 1, 2 }, { 0, 0, NULL, 0 }, log, 3 };
+    rcore_storage_t storage = { { 1, 1, 2 }, { .index = 0 }, log, 3 };
     rcore_t *core = s_single (1, &storage);
     ck_assert_ptr_nonnull (core);
     ck_assert_uint_eq (rcore_term (core), 1);
@@ -622,20 +667,20 @@ START_TEST (test_new_refuses_invalid_storage_and_config)
         { 1, 1, RCORE_ENTRY_NORMAL, NULL, 0 },
         { 3, 1, RCORE_ENTRY_NORMAL, NULL, 0 },
     };
-    rcore_storage_t storage = { { 1, 0, 0 }, { 0, 0, NULL, 0 }, gap, 2 };
+    rcore_storage_t storage = { { 1, 0, 0 }, { .index = 0 }, gap, 2 };
     ck_assert_ptr_null (s_single (1, &storage));
 
     rcore_entry_t backwards [2] = {
         { 1, 2, RCORE_ENTRY_NORMAL, NULL, 0 },
         { 2, 1, RCORE_ENTRY_NORMAL, NULL, 0 },
     };
-    rcore_storage_t s2 = { { 2, 0, 0 }, { 0, 0, NULL, 0 }, backwards, 2 };
+    rcore_storage_t s2 = { { 2, 0, 0 }, { .index = 0 }, backwards, 2 };
     ck_assert_ptr_null (s_single (1, &s2));
 
     rcore_entry_t one [1] = { { 1, 5, RCORE_ENTRY_NORMAL, NULL, 0 } };
-    rcore_storage_t s3 = { { 2, 0, 0 }, { 0, 0, NULL, 0 }, one, 1 };       //  term < entry's
+    rcore_storage_t s3 = { { 2, 0, 0 }, { .index = 0 }, one, 1 };       //  term < entry's
     ck_assert_ptr_null (s_single (1, &s3));
-    rcore_storage_t s4 = { { 5, 0, 9 }, { 0, 0, NULL, 0 }, one, 1 };       //  commit past log
+    rcore_storage_t s4 = { { 5, 0, 9 }, { .index = 0 }, one, 1 };       //  commit past log
     ck_assert_ptr_null (s_single (1, &s4));
 
     rcore_config_t config;
@@ -654,8 +699,10 @@ START_TEST (test_step_refuses_malformed_messages)
 {
     s_net_t *net = s_net_new (3, 5, true);
     rcore_t *core = net->nodes [0].core;
-    rcore_msg_t m = { .type = RCORE_MSG_HEARTBEAT, .from = 9, .to = 1, .term = 1 };
-    ck_assert_int_eq (rcore_step (core, &m), -SH_EINVAL);        //  unknown sender
+    rcore_msg_t m = { .type = RCORE_MSG_HEARTBEAT, .from = 1, .to = 1, .term = 1 };
+    ck_assert_int_eq (rcore_step (core, &m), -SH_EINVAL);        //  from itself
+    m.from = 0;
+    ck_assert_int_eq (rcore_step (core, &m), -SH_EINVAL);        //  no sender
     m.from = 2;
     m.to = 3;
     ck_assert_int_eq (rcore_step (core, &m), -SH_EINVAL);        //  not for us
@@ -702,7 +749,7 @@ START_TEST (test_vote_refused_to_candidate_with_older_log)
         { 1, 1, RCORE_ENTRY_NOOP, NULL, 0 },
         { 2, 2, RCORE_ENTRY_NORMAL, (uint8_t *) "x", 1 },
     };
-    rcore_storage_t storage = { { 2, 0, 1 }, { 0, 0, NULL, 0 }, log, 2 };
+    rcore_storage_t storage = { { 2, 0, 1 }, { .index = 0 }, log, 2 };
     rcore_t *core = rcore_new (&config, &storage);
     ck_assert_ptr_nonnull (core);
     rcore_ready_t rd;
