@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <yaml.h>
+#include <zmq.h>
 
 //  A config file larger than this is a mistake, not a config.
 #define S_MAX_FILE (16u * 1024 * 1024)
@@ -45,7 +46,8 @@ static const char *s_known_keys [] = {
     "service.read_only_api_key", "service.max_request_size_mb",
     "service.max_workers", "service.enable_cors",
     "cluster.enabled", "cluster.p2p.port", "cluster.consensus.tick_period_ms",
-    "cluster.consensus.compact_wal_entries",
+    "cluster.consensus.compact_wal_entries", "cluster.p2p.curve_public_key",
+    "cluster.p2p.curve_secret_key",
     "storage.storage_path", "storage.snapshots_path", "storage.node_type",
     NULL
 };
@@ -838,6 +840,48 @@ s_free_fields (config_t *self)
     free (self->storage_path);
     free (self->snapshots_path);
     free (self->node_type);
+    free (self->curve_public_key);
+    free (self->curve_secret_key);
+}
+
+//  The cluster's CURVE key pair: both keys or neither, each 40 Z85
+//  characters (32 bytes), the public one derived from the secret one. A
+//  mismatched pair would make every peer refuse every other with nothing
+//  but handshake failures in the logs: say so at start instead.
+static int
+s_check_curve_keys (const config_t *self, char *err, size_t errlen)
+{
+    const char *pub = self->curve_public_key, *sec = self->curve_secret_key;
+    if (!pub && !sec)
+        return 0;
+    if (!pub || !sec) {
+        s_err (err, errlen, "cluster.p2p.curve_public_key and cluster.p2p.curve_secret_key"
+               " go together: set both (see shoal --generate-cluster-key) or neither");
+        return -SH_EINVAL;
+    }
+    const char *names [] = { "cluster.p2p.curve_public_key", "cluster.p2p.curve_secret_key" };
+    const char *keys [] = { pub, sec };
+    for (int i = 0; i < 2; i++) {
+        uint8_t bytes [32];
+        if (strlen (keys [i]) != 40 || !zmq_z85_decode (bytes, keys [i])) {
+            s_err (err, errlen, "%s must be a CURVE key in Z85 (40 characters, see shoal"
+                   " --generate-cluster-key), got %zu characters", names [i],
+                   strlen (keys [i]));
+            return -SH_EINVAL;
+        }
+    }
+    char derived [41];
+    if (zmq_curve_public (derived, sec) != 0) {
+        s_err (err, errlen, "cluster.p2p.curve_secret_key: this libzmq has no CURVE"
+               " support (%s)", zmq_strerror (zmq_errno ()));
+        return -SH_EINVAL;
+    }
+    if (strcmp (derived, pub) != 0) {
+        s_err (err, errlen, "cluster.p2p.curve_public_key is not the public key of"
+               " cluster.p2p.curve_secret_key: give both keys of one pair");
+        return -SH_EINVAL;
+    }
+    return 0;
 }
 
 //  Reads every key shoal uses from self->tree into the fields, which hold
@@ -874,7 +918,12 @@ s_extract (config_t *self, char *err, size_t errlen)
                       err, errlen)
     ||  s_get_string (t, "storage.node_type", false, false, &self->node_type, err,
                       errlen)
-    ||  s_get_bool (t, "telemetry_disabled", &self->telemetry_disabled, err, errlen))
+    ||  s_get_bool (t, "telemetry_disabled", &self->telemetry_disabled, err, errlen)
+    ||  s_get_string (t, "cluster.p2p.curve_public_key", true, true,
+                      &self->curve_public_key, err, errlen)
+    ||  s_get_string (t, "cluster.p2p.curve_secret_key", true, true,
+                      &self->curve_secret_key, err, errlen)
+    ||  s_check_curve_keys (self, err, errlen))
         return -SH_EINVAL;
     self->max_request_size_mb = (size_t) mb;
     self->max_workers = (int) workers;
@@ -1051,6 +1100,10 @@ config_to_json (const config_t *self)
                 json_integer (self->tick_period_ms));
     s_set_path (tree, "cluster.consensus.compact_wal_entries",
                 json_integer (self->compact_wal_entries));
+    s_set_path (tree, "cluster.p2p.curve_public_key",
+                s_string_or_null (self->curve_public_key));
+    s_set_path (tree, "cluster.p2p.curve_secret_key",
+                s_string_or_null (self->curve_secret_key));
     s_set_path (tree, "storage.storage_path", s_string_or_null (self->storage_path));
     s_set_path (tree, "storage.snapshots_path", s_string_or_null (self->snapshots_path));
     s_set_path (tree, "storage.node_type", s_string_or_null (self->node_type));
@@ -1091,7 +1144,7 @@ config_from_json (const char *text, config_t **out, char *err, size_t errlen)
 //  The command line
 
 typedef enum { S_URI, S_BOOTSTRAP, S_CONFIG_PATH, S_REINIT, S_DISABLE_TELEMETRY,
-               S_HELP, S_VERSION } s_flag_t;
+               S_HELP, S_VERSION, S_GENERATE_CLUSTER_KEY } s_flag_t;
 
 static const struct {
     const char *name;       //  long name without "--"
@@ -1106,6 +1159,7 @@ static const struct {
     { "disable-telemetry", 0,   false, S_DISABLE_TELEMETRY },
     { "help",              'h', false, S_HELP },
     { "version",           'V', false, S_VERSION },
+    { "generate-cluster-key", 0, false, S_GENERATE_CLUSTER_KEY },
 };
 #define S_N_FLAGS (sizeof s_flags / sizeof s_flags [0])
 
@@ -1195,6 +1249,7 @@ cli_parse (int argc, char **argv, cli_t *out, char *err, size_t errlen)
             case S_DISABLE_TELEMETRY: out->disable_telemetry = true; break;
             case S_HELP:              out->help = true; break;
             case S_VERSION:           out->version = true; break;
+            case S_GENERATE_CLUSTER_KEY: out->generate_cluster_key = true; break;
         }
     }
     //  Qdrant reads these when the flags are absent (clap's env = ...).
@@ -1226,6 +1281,10 @@ cli_usage (void)
         "      --config-path <FILE>  A YAML config file read after config/*.yaml\n"
         "                            (must exist)\n"
         "      --disable-telemetry   Send no usage telemetry\n"
+        "      --generate-cluster-key\n"
+        "                            Print a new CURVE key pair for the p2p port as the\n"
+        "                            two YAML lines curve_public_key/curve_secret_key of\n"
+        "                            cluster.p2p (the same on every peer) and exit\n"
         "  -h, --help                Print this help and exit\n"
         "  -V, --version             Print the version and exit\n"
         "\n"

@@ -40,6 +40,11 @@ typedef struct {
     int p2p_port;                   //  cluster.p2p.port, 6335
     int tick_period_ms;             //  cluster.consensus.tick_period_ms, 100
     int compact_wal_entries;        //  cluster.consensus.compact_wal_entries, 128
+    //  cluster.p2p.curve_public_key / curve_secret_key: the cluster's CURVE
+    //  key pair (Z85, 40 characters each), both or neither; NULL = plain tcp.
+    //  config_load checks that the public key belongs to the secret key.
+    char *curve_public_key;
+    char *curve_secret_key;
     //  storage.*
     char *storage_path;             //  storage.storage_path, "./storage"
     char *snapshots_path;           //  storage.snapshots_path, "./snapshots"
@@ -57,6 +62,7 @@ typedef struct {
     bool disable_telemetry;         //  --disable-telemetry
     bool help;                      //  --help / -h
     bool version;                   //  --version / -V
+    bool generate_cluster_key;      //  --generate-cluster-key
 } cli_t;
 
 //  Parses the public command line (argv[0] is the program). Also reads

@@ -3,7 +3,7 @@
     config and runs the node. Re-executed by the supervisor with the hidden
     first argument --actor it is one actor process:
 
-        shoal --actor raft|gateway|shard --peer-id N
+        shoal --actor raft|gateway|p2p|shard --peer-id N
               [--collection-uid U --shard-id S]
 
     reading its config from the JSON in SHOAL_RUN_CONFIG (actors/actors.h).
@@ -92,10 +92,11 @@ s_actor_main (int argc, char **argv)
         i++;
     }
     bool is_shard = actor && streq (actor, "shard");
-    if (!actor || (!is_shard && !streq (actor, "raft") && !streq (actor, "gateway"))
+    if (!actor || (!is_shard && !streq (actor, "raft") && !streq (actor, "gateway")
+                   && !streq (actor, "p2p"))
     ||  peer_id == 0 || (is_shard && !(have_uid && have_shard))
     ||  (!is_shard && (have_uid || have_shard))) {
-        fprintf (stderr, "shoal: usage: shoal --actor raft|gateway|shard --peer-id N"
+        fprintf (stderr, "shoal: usage: shoal --actor raft|gateway|p2p|shard --peer-id N"
                          " [--collection-uid U --shard-id S]\n");
         return 2;
     }
@@ -130,11 +131,30 @@ s_actor_main (int argc, char **argv)
     if (streq (actor, "raft"))
         rc = raft_actor_main (config, peer_id);
     else
+    if (streq (actor, "p2p"))
+        rc = p2p_actor_main (config, peer_id);
+    else
         rc = gateway_actor_main (config, peer_id);
     config_destroy (&config);
     if (rc)
         log_info ("exiting with code %d", rc);
     return s_exit_code (rc);
+}
+
+//  --generate-cluster-key: a fresh CURVE key pair as the two YAML lines of
+//  cluster.p2p (Z85 holds no quote or backslash, so double quotes are safe).
+static int
+s_generate_cluster_key (void)
+{
+    char public_key [41], secret_key [41];
+    if (zmq_curve_keypair (public_key, secret_key) != 0) {
+        fprintf (stderr, "shoal: cannot generate a CURVE key pair: %s\n",
+                 zmq_strerror (zmq_errno ()));
+        return 1;
+    }
+    printf ("curve_public_key: \"%s\"\ncurve_secret_key: \"%s\"\n", public_key,
+            secret_key);
+    return fflush (stdout) == 0 ? 0 : 1;
 }
 
 int
@@ -163,6 +183,10 @@ main (int argc, char **argv)
         fputs (cli_usage (), stdout);
         cli_reset (&cli);
         return 0;
+    }
+    if (cli.generate_cluster_key) {
+        cli_reset (&cli);
+        return s_generate_cluster_key ();
     }
     if (cli.version) {
         printf ("shoal %s (Qdrant API %s)\n", SHOAL_VERSION, SHOAL_QDRANT_API);

@@ -1,7 +1,8 @@
 /*  supervisor: keeps one node's actors running (see supervisor.h).
 
-    It owns a table of children: the raft actor, the gateway, and one shard
-    actor per shard replica that the consensus state places on this peer.
+    It owns a table of children: the raft actor, the gateway, one shard
+    actor per shard replica that the consensus state places on this peer,
+    and in cluster mode the p2p actor (the only process on the p2p port).
     It learns placements from the raft actor: a META_GET at start (repeated
     until answered) and the META_STATE publications after that. The loop
     waits on those two sockets and on a self-pipe that the signal handlers
@@ -53,8 +54,9 @@ extern char **environ;
 #define S_STOP_GATEWAY_MS   2000
 #define S_STOP_SHARDS_MS    3000
 #define S_STOP_RAFT_MS      2000
+#define S_STOP_P2P_MS       2000
 
-typedef enum { S_RAFT, S_GATEWAY, S_SHARD } s_kind_t;
+typedef enum { S_RAFT, S_GATEWAY, S_SHARD, S_P2P } s_kind_t;
 
 typedef struct {
     s_kind_t kind;                  //  which actor
@@ -77,6 +79,7 @@ typedef struct {
 struct _supervisor_t {
     char *storage;                  //  storage.storage_path
     uint64_t peer_id;               //  this node's peer id
+    bool cluster_enabled;           //  cluster.enabled: run the p2p actor
     char peer_key [24];             //  peer_id in decimal: key of "replicas" maps
     int lock_fd;                    //  flock'ed <storage>/supervisor.lock
     char *run_config;               //  JSON for SHOAL_RUN_CONFIG
@@ -271,6 +274,7 @@ supervisor_new (const config_t *config, const cli_t *cli, supervisor_t **out,
     supervisor_t *self = (supervisor_t *) zmalloc (sizeof (supervisor_t));
     self->storage = strdup (storage);
     self->lock_fd = -1;
+    self->cluster_enabled = config->cluster_enabled;
 
     //  Two supervisors on one storage dir would corrupt it. The lock is
     //  close-on-exec so actors never hold it after their supervisor died.
@@ -358,6 +362,9 @@ s_describe (const s_child_t *child, char *buf, size_t len)
     else
     if (child->kind == S_GATEWAY)
         snprintf (buf, len, "gateway");
+    else
+    if (child->kind == S_P2P)
+        snprintf (buf, len, "p2p");
     else
         snprintf (buf, len, "shard uid=%" PRIu64 " shard=%" PRIu32, child->uid,
                   child->shard);
@@ -482,7 +489,8 @@ s_spawn (supervisor_t *self, s_child_t *child)
     snprintf (uid, sizeof uid, "%" PRIu64, child->uid);
     snprintf (shard, sizeof shard, "%" PRIu32, child->shard);
     const char *kind = child->kind == S_RAFT ? "raft"
-                     : child->kind == S_GATEWAY ? "gateway" : "shard";
+                     : child->kind == S_GATEWAY ? "gateway"
+                     : child->kind == S_P2P ? "p2p" : "shard";
     char *argv [] = { "shoal", "--actor", (char *) kind, "--peer-id", peer,
                       "--collection-uid", uid, "--shard-id", shard, NULL };
     if (child->kind != S_SHARD)
@@ -944,13 +952,16 @@ s_stop_kind (supervisor_t *self, s_kind_t kind, int64_t grace_ms)
 static void
 s_shutdown (supervisor_t *self)
 {
-    log_info ("shutting down: stopping the gateway, then shards, then raft");
+    log_info ("shutting down: stopping the gateway, then shards, then raft%s",
+              self->cluster_enabled ? ", then p2p" : "");
     self->stopping = true;
-    //  The gateway first so no new request arrives; raft last so the shard
-    //  actors can still reach it while they flush.
+    //  The gateway first so no new request arrives; raft after the shards so
+    //  they can still reach it while they flush; p2p last, because a leaving
+    //  leader's raft actor hands its leadership over through it.
     s_stop_kind (self, S_GATEWAY, S_STOP_GATEWAY_MS);
     s_stop_kind (self, S_SHARD, S_STOP_SHARDS_MS);
     s_stop_kind (self, S_RAFT, S_STOP_RAFT_MS);
+    s_stop_kind (self, S_P2P, S_STOP_P2P_MS);
     s_reap (self);
     log_info ("stopped");
 }
@@ -990,6 +1001,10 @@ supervisor_run (supervisor_t *self)
         return -SH_EIO;
     }
     log_info ("peer_id=%" PRIu64 " storage=%s", self->peer_id, self->storage);
+    //  In table order: p2p first, so the raft actor's first messages to
+    //  other peers find it listening.
+    if (self->cluster_enabled)
+        s_child_add (self, S_P2P, 0, 0);
     s_child_add (self, S_RAFT, 0, 0);
     s_child_add (self, S_GATEWAY, 0, 0);
     s_request_state (self);

@@ -1,9 +1,9 @@
 /*  supervisor: the process users start. It owns the storage directory and
     the peer id, and keeps the node's actors running as child processes:
-    one raft actor, one gateway, and one shard actor per shard replica that
-    the consensus state places on this peer. A crashed actor is restarted
-    with backoff; SIGTERM/SIGINT stop every actor in order (gateway, shards,
-    raft) and exit cleanly.
+    one raft actor, one gateway, one shard actor per shard replica that the
+    consensus state places on this peer, and with cluster.enabled the p2p
+    actor. A crashed actor is restarted with backoff; SIGTERM/SIGINT stop
+    every actor in order (gateway, shards, raft, p2p) and exit cleanly.
 
     Each actor is this same binary re-executed as `shoal --actor NAME
     --peer-id N [--collection-uid U --shard-id S]`, with the merged config as
