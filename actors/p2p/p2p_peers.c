@@ -97,6 +97,19 @@ p2p_peers_rfc3339 (uint64_t unix_ms, char *buf, size_t size)
     snprintf (buf, size, "%s.%03uZ", date, (unsigned) (unix_ms % 1000));
 }
 
+//  libzmq attaches a new connection's pipe to the socket by a command the
+//  socket processes at its next call, and send/recv process commands at
+//  most once a millisecond: a send right after the handshake event can
+//  find no pipe yet. ZMQ_EVENTS processes them unthrottled.
+static int
+s_send_link (p2p_link_t *link, zmsg_t *msg)
+{
+    if (p2p_peers_sendmsg (link->dealer, msg) == 0)
+        return 0;
+    (void) zsock_events (link->dealer);
+    return p2p_peers_sendmsg (link->dealer, msg);
+}
+
 int
 p2p_peers_sendmsg (zsock_t *sock, zmsg_t *msg)
 {
@@ -218,6 +231,10 @@ s_link_new (p2p_peers_t *self, uint64_t peer, const char *uri, const char *endpo
     link->monitor = zsock_new (ZMQ_PAIR);
     assert (link->monitor);
     s_set_int (link->monitor, ZMQ_LINGER, 0);
+    //  libzmq's I/O thread sends monitor events blocking: a full monitor
+    //  pipe would stall every connection of the process. Unbounded here;
+    //  the actor drains it every turn and events are few.
+    s_set_int (link->monitor, ZMQ_RCVHWM, 0);
     rc = zsock_connect (link->monitor, "%s", monitor);
     assert (rc == 0);
     if (zsock_connect (link->dealer, "%s", endpoint) != 0) {
@@ -284,7 +301,7 @@ s_flush_queue (p2p_peers_t *self, p2p_link_t *link)
 {
     s_queued_t *item;
     while ((item = (s_queued_t *) zlistx_first (link->queue))) {
-        if (p2p_peers_sendmsg (link->dealer, item->msg) != 0) {
+        if (s_send_link (link, item->msg) != 0) {
             s_fail_queue (self, link, "send queue full");
             return;
         }
@@ -530,7 +547,7 @@ p2p_peers_send (p2p_peers_t *self, uint64_t dst, const char *uri, zmsg_t **msg_p
     s_name (link, name, sizeof name);
 
     //  Order is kept: nothing overtakes what waits in the queue.
-    if (zlistx_size (link->queue) == 0 && p2p_peers_sendmsg (link->dealer, msg) == 0) {
+    if (zlistx_size (link->queue) == 0 && s_send_link (link, msg) == 0) {
         zmsg_destroy (&msg);
         p2p_peers_note_success (self, link->uri);
         return 0;
