@@ -1,10 +1,11 @@
 /*  optimizer: one thread running vindex upkeep (see optimizer.h).
 
     Each round takes the gate for reading, lets vindex_work run until it is
-    caught up or a writer waits, saves if a save is due and nothing is left,
-    and gives the gate back; a rebuilt graph is swapped in under the gate's
-    write side. Rounds repeat while work is left; then the thread sleeps
-    until kicked or a second has passed (periodic saves).
+    caught up or a writer waits, then pindex_build_work likewise, saves if a
+    save is due and nothing is left, and gives the gate back; a rebuilt
+    graph is swapped in and filled payload indexes are published under the
+    gate's write side. Rounds repeat while work is left; then the thread
+    sleeps until kicked or a second has passed (periodic saves).
 */
 #include "actors/shard/optimizer.h"
 #include "common/log.h"
@@ -26,6 +27,9 @@ struct _optimizer_t {
     pthread_cond_t cv;          //  signalled by kicks and the stop
     bool kicked;                //  work may be waiting
     bool stopping;              //  atomic: leave as soon as possible
+    pindex_t *pindex;           //  payload indexes to fill, or NULL (under mutex)
+    pindex_payload_fn *payload_of;  //  their payload reader (under mutex)
+    void *payload_arg;          //  its argument (under mutex)
 };
 
 static bool
@@ -40,19 +44,34 @@ s_should_yield (void *arg)
 static bool
 s_rounds (optimizer_t *self)
 {
+    pthread_mutex_lock (&self->mutex);
+    pindex_t *pindex = self->pindex;
+    pindex_payload_fn *payload_of = self->payload_of;
+    void *payload_arg = self->payload_arg;
+    pthread_mutex_unlock (&self->mutex);
     bool more = true;
     while (more && !__atomic_load_n (&self->stopping, __ATOMIC_RELAXED)) {
         if (!rwgate_read_lock (self->gate))
             return false;
         more = vindex_work (self->vindex, s_should_yield, self);
+        //  A step at least even when a writer waits, so a payload index
+        //  build moves on under a steady stream of writes.
+        if (pindex && pindex_build_work (pindex, payload_of, payload_arg, s_should_yield,
+                                         self))
+            more = true;
+        bool publish = pindex && pindex_publish_due (pindex);
         bool swap = vindex_swap_due (self->vindex);
-        if (!more && !swap && vindex_save_due (self->vindex, false))
+        if (!more && !swap && !publish && vindex_save_due (self->vindex, false))
             vindex_save (self->vindex);
         rwgate_read_unlock (self->gate);
-        if (swap) {
+        if (swap || publish) {
             rwgate_write_lock (self->gate);
-            vindex_swap (self->vindex);
+            if (swap)
+                vindex_swap (self->vindex);
+            size_t published = publish ? pindex_publish (pindex) : 0;
             rwgate_write_unlock (self->gate);
+            if (published)
+                log_info ("optimizer: %zu payload index(es) built and in use", published);
             more = true;
         }
     }
@@ -129,6 +148,19 @@ optimizer_destroy (optimizer_t **self_p)
     pthread_cond_destroy (&self->cv);
     free (self);
     *self_p = NULL;
+}
+
+void
+optimizer_set_pindex (optimizer_t *self, pindex_t *pindex, pindex_payload_fn *payload_of,
+                      void *arg)
+{
+    pthread_mutex_lock (&self->mutex);
+    self->pindex = pindex;
+    self->payload_of = payload_of;
+    self->payload_arg = arg;
+    self->kicked = true;
+    pthread_cond_signal (&self->cv);
+    pthread_mutex_unlock (&self->mutex);
 }
 
 void

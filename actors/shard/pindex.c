@@ -59,6 +59,10 @@
 #define S_MIN_SHOULD_WORK 4096
 //  Longest index path accepted (filter paths are at most 4096 bytes).
 #define S_MAX_PATH 4096
+//  A building field's cursor once every slot is in.
+#define S_BUILT ((uint64_t) UINT32_MAX + 1)
+//  Points a background build indexes between two looks at should_yield.
+#define S_BUILD_STEP 256
 
 //  --------------------------------------------------------------------------
 //  Types
@@ -153,6 +157,10 @@ typedef struct {
     roaring_bitmap_t *noncanon; //  uuid: a value not in canonical text
     roaring_bitmap_t *subus;    //  datetime: a value finer than 1 us
     size_t max_values;          //  most distinct typed values of one point
+    bool ready;                 //  atomic: answers reads (false while building)
+    uint64_t cursor;            //  building: slots below it are indexed (done:
+                                //  S_BUILT, above every slot)
+    size_t points;              //  atomic: building: slots with a typed value
 } field_t;
 
 //  A typed value taken from a payload.
@@ -1260,6 +1268,9 @@ pindex_destroy (pindex_t **self_p)
     *self_p = NULL;
 }
 
+//  The field index of path, built or building.
+static void s_count_building (pindex_t *self);
+
 static field_t *
 s_find (const pindex_t *self, const char *path)
 {
@@ -1267,6 +1278,20 @@ s_find (const pindex_t *self, const char *path)
         if (strcmp (self->fields [i]->path, path) == 0)
             return self->fields [i];
     return NULL;
+}
+
+static inline bool
+s_ready (const field_t *f)
+{
+    return __atomic_load_n (&f->ready, __ATOMIC_ACQUIRE);
+}
+
+//  What the field index covers: every point once built, the points below
+//  the cursor while building.
+static inline bool
+s_covers (const field_t *f, uint32_t slot)
+{
+    return s_ready (f) || slot < f->cursor;
 }
 
 int
@@ -1285,9 +1310,13 @@ pindex_add_point (pindex_t *self, uint32_t slot, const json_t *payload)
         self->gen_cap = cap;
     }
     roaring_bitmap_add (self->all, slot);
+    //  A building field takes the points its scan has passed; it reads the
+    //  others when it gets to them.
     if (json_is_object (payload))
         for (size_t i = 0; i < self->n_fields; i++)
-            s_field_add (self, self->fields [i], slot, payload);
+            if (s_covers (self->fields [i], slot))
+                s_field_add (self, self->fields [i], slot, payload);
+    s_count_building (self);
     return 0;
 }
 
@@ -1298,39 +1327,36 @@ pindex_remove_point (pindex_t *self, uint32_t slot, const json_t *payload)
     if (!roaring_bitmap_contains (self->all, slot))
         return -SH_ENOTFOUND;
     for (size_t i = 0; i < self->n_fields; i++)
-        s_field_remove (self, self->fields [i], slot, payload);
+        if (s_covers (self->fields [i], slot))
+            s_field_remove (self, self->fields [i], slot, payload);
     roaring_bitmap_remove (self->all, slot);
     self->gen [slot]++;
     for (size_t i = 0; i < self->n_fields; i++)
         if (self->fields [i]->has_col)
             s_col_maybe_merge (&self->fields [i]->col, self->gen);
+    s_count_building (self);
     return 0;
 }
 
-typedef struct {
-    pindex_t *self;             //  the index
-    field_t *field;             //  the field being built
-    pindex_payload_fn *payload_of;  //  the caller's payload getter
-    void *arg;                  //  its argument
-} s_build_t;
-
-static bool
-s_build_one (uint32_t slot, void *arg)
+//  Sets the shown point counts of building fields (atomic: the main thread
+//  reads them without the gate).
+static void
+s_count_building (pindex_t *self)
 {
-    s_build_t *b = arg;
-    const json_t *payload = b->payload_of (slot, b->arg);
-    if (json_is_object (payload))
-        s_field_add (b->self, b->field, slot, payload);
-    return true;
+    for (size_t i = 0; i < self->n_fields; i++) {
+        field_t *f = self->fields [i];
+        if (!s_ready (f))
+            __atomic_store_n (&f->points,
+                              (size_t) roaring_bitmap_get_cardinality (f->indexed),
+                              __ATOMIC_RELAXED);
+    }
 }
 
 int
-pindex_create_field (pindex_t *self, const char *path, const json_t *field_schema,
-                     pindex_payload_fn *payload_of, void *arg, char *err, size_t errlen)
+pindex_begin_field (pindex_t *self, const char *path, const json_t *field_schema,
+                    char *err, size_t errlen)
 {
     assert (self);
-    //  The points added so far must be read to be indexed.
-    assert (payload_of || roaring_bitmap_is_empty (self->all));
     pindex_schema_t schema;
     int rc = pindex_schema_parse (field_schema, &schema, err, errlen);
     if (rc)
@@ -1355,14 +1381,111 @@ pindex_create_field (pindex_t *self, const char *path, const json_t *field_schem
         pindex_drop_field (self, canonical);
     field_t *f = s_field_new (canonical, &schema, field_schema);
     free (canonical);
-    s_build_t build = { self, f, payload_of, arg };
-    roaring_iterate (self->all, s_build_one, &build);
-    if (f->has_col)
-        s_col_merge (&f->col, self->gen);
     self->fields = realloc (self->fields, (self->n_fields + 1) * sizeof (field_t *));
     assert (self->fields);
     self->fields [self->n_fields++] = f;
     return 0;
+}
+
+bool
+pindex_build_work (pindex_t *self, pindex_payload_fn *payload_of, void *arg,
+                   pindex_yield_fn *should_yield, void *yield_arg)
+{
+    assert (self);
+    //  The points added so far must be read to be indexed.
+    assert (payload_of || roaring_bitmap_is_empty (self->all));
+    for (size_t i = 0; i < self->n_fields; i++) {
+        field_t *f = self->fields [i];
+        if (s_ready (f) || f->cursor == S_BUILT)
+            continue;
+        //  From the cursor on, a step at a time; the iterator is made anew
+        //  per call, as the points may have changed in between.
+        roaring_uint32_iterator_t it;
+        roaring_init_iterator (self->all, &it);
+        bool more = f->cursor == 0 ? it.has_value
+                  : roaring_move_uint32_iterator_equalorlarger (&it, (uint32_t) f->cursor);
+        while (more) {
+            uint32_t batch [S_BUILD_STEP];
+            uint32_t n = roaring_read_uint32_iterator (&it, batch, S_BUILD_STEP);
+            for (uint32_t k = 0; k < n; k++) {
+                const json_t *payload = payload_of (batch [k], arg);
+                if (json_is_object (payload))
+                    s_field_add (self, f, batch [k], payload);
+            }
+            more = n == S_BUILD_STEP && it.has_value;
+            f->cursor = more ? it.current_value : S_BUILT;
+            __atomic_store_n (&f->points,
+                              (size_t) roaring_bitmap_get_cardinality (f->indexed),
+                              __ATOMIC_RELAXED);
+            if (more && should_yield && should_yield (yield_arg))
+                return true;
+        }
+        //  Every point is in: make reads as fast as they can be before the
+        //  field starts answering them.
+        f->cursor = S_BUILT;
+        if (f->has_col)
+            s_col_merge (&f->col, self->gen);
+        if (should_yield && should_yield (yield_arg))
+            break;
+    }
+    for (size_t i = 0; i < self->n_fields; i++)
+        if (!s_ready (self->fields [i]) && self->fields [i]->cursor != S_BUILT)
+            return true;
+    return false;
+}
+
+bool
+pindex_publish_due (const pindex_t *self)
+{
+    for (size_t i = 0; i < self->n_fields; i++)
+        if (!s_ready (self->fields [i]) && self->fields [i]->cursor == S_BUILT)
+            return true;
+    return false;
+}
+
+size_t
+pindex_publish (pindex_t *self)
+{
+    size_t published = 0;
+    for (size_t i = 0; i < self->n_fields; i++) {
+        field_t *f = self->fields [i];
+        if (s_ready (f) || f->cursor != S_BUILT)
+            continue;
+        __atomic_store_n (&f->ready, true, __ATOMIC_RELEASE);
+        published++;
+    }
+    return published;
+}
+
+bool
+pindex_building (const pindex_t *self)
+{
+    for (size_t i = 0; i < self->n_fields; i++)
+        if (!s_ready (self->fields [i]))
+            return true;
+    return false;
+}
+
+bool
+pindex_field_ready (const pindex_t *self, const char *path)
+{
+    char *canonical = path ? filter_path_canonical (path) : NULL;
+    const field_t *f = canonical ? s_find (self, canonical) : NULL;
+    free (canonical);
+    return f && s_ready (f);
+}
+
+int
+pindex_create_field (pindex_t *self, const char *path, const json_t *field_schema,
+                     pindex_payload_fn *payload_of, void *arg, char *err, size_t errlen)
+{
+    int rc = pindex_begin_field (self, path, field_schema, err, errlen);
+    if (rc == 0) {
+        //  No reader runs beside the writer: build and publish at once.
+        pindex_build_work (self, payload_of, arg, NULL, NULL);
+        pindex_publish (self);
+    }
+    return rc;
 }
 
 int
@@ -1389,6 +1512,8 @@ pindex_optimize (pindex_t *self)
 {
     for (size_t i = 0; i < self->n_fields; i++) {
         field_t *f = self->fields [i];
+        if (!s_ready (f))
+            continue;
         if (f->has_col)
             s_col_merge (&f->col, self->gen);
         if (f->has_map)
@@ -1449,11 +1574,21 @@ pindex_field_schema (const pindex_t *self, const char *path, pindex_schema_t *ou
     return 0;
 }
 
+//  Points with a typed value: counted from the bitmap of a built field
+//  (only writers change it), read from the count the build keeps of a
+//  building one (its bitmap is the build's while it runs).
+static size_t
+s_points (const field_t *f)
+{
+    return s_ready (f) ? (size_t) roaring_bitmap_get_cardinality (f->indexed)
+                       : __atomic_load_n (&f->points, __ATOMIC_RELAXED);
+}
+
 size_t
 pindex_field_points (const pindex_t *self, const char *path)
 {
     const field_t *f = s_find_text (self, path);
-    return f ? (size_t) roaring_bitmap_get_cardinality (f->indexed) : 0;
+    return f ? s_points (f) : 0;
 }
 
 json_t *
@@ -1463,7 +1598,7 @@ pindex_payload_schema (const pindex_t *self)
     assert (schema);
     for (size_t i = 0; i < self->n_fields; i++) {
         const field_t *f = self->fields [i];
-        json_int_t points = (json_int_t) roaring_bitmap_get_cardinality (f->indexed);
+        json_int_t points = (json_int_t) s_points (f);
         json_t *info = json_pack ("{s:s, s:I}", "data_type",
                                   pindex_type_name (f->schema.type), "points", points);
         assert (info);
@@ -1483,6 +1618,8 @@ pindex_memory (const pindex_t *self)
                  + self->n_fields * sizeof (field_t *);
     for (size_t i = 0; i < self->n_fields; i++) {
         const field_t *f = self->fields [i];
+        if (!s_ready (f))
+            continue;       //  the build's, counted once it is done
         bytes += sizeof (field_t) + strlen (f->path) + 1;
         bytes += f->map.cap * sizeof (mcell_t) + f->map.heap_bytes;
         for (size_t k = 0; k < f->map.cap; k++)
@@ -2130,7 +2267,10 @@ s_cond_field (const pindex_t *self, const filter_cond_t *cond, const char *prefi
         key = full;
     }
     *path = key;
-    return s_find (self, key);
+    //  A field still building answers nothing yet: its key reads as
+    //  unindexed.
+    const field_t *f = s_find (self, key);
+    return f && s_ready (f) ? f : NULL;
 }
 
 static sel_t

@@ -21,6 +21,16 @@
 
     Threads: reads (select, estimate, counts) take a const pindex and may run
     at the same time as each other, never with a write.
+
+    Building a field in the background (the shard's optimizer thread): the
+    writer adds the field with pindex_begin_field (it is shown at once, and
+    answers nothing yet), a thread fills it with pindex_build_work while
+    only readers run beside it (the gate's read side), the writes in
+    between keep the part already filled up to date, and pindex_publish
+    (writer side again) makes it answer reads. Until then a condition on
+    its key is answered as without an index: a superset to check, never a
+    wrong one. pindex_field_points and pindex_building may be called by the
+    writer's thread at any time, even while a build runs.
 */
 #ifndef SH_PINDEX_H
 #define SH_PINDEX_H
@@ -85,12 +95,35 @@ int pindex_remove_point (pindex_t *self, uint32_t slot, const json_t *payload);
 //  payloads (NULL only while no point was added). Creating an index that
 //  exists with the same schema changes nothing but the params shown; with
 //  another schema it is rebuilt, as Qdrant does. 0, or -SH_EINVAL (bad path
-//  or schema; message in err).
+//  or schema; message in err). Fields still building are finished too.
 int pindex_create_field (pindex_t *self, const char *path, const json_t *field_schema,
                          pindex_payload_fn *payload_of, void *arg, char *err,
                          size_t errlen);
-//  0, or -SH_ENOTFOUND if path has no index.
+//  The same, but the new index starts empty and building (see the top):
+//  pindex_build_work fills it, pindex_publish makes it answer. A field
+//  that exists (built or building) with the same schema only takes the new
+//  params. 0, or -SH_EINVAL (message in err).
+int pindex_begin_field (pindex_t *self, const char *path, const json_t *field_schema,
+                        char *err, size_t errlen);
+//  Drops the index of path, built or building. 0, or -SH_ENOTFOUND.
 int pindex_drop_field (pindex_t *self, const char *path);
+
+//  Asks a build whether to stop for now (a writer waits).
+typedef bool (pindex_yield_fn) (void *arg);
+//  Reader side, one thread at a time: fills the building fields from the
+//  points' payloads (payload_of), a few hundred points between two looks
+//  at should_yield (NULL: never), and prepares a filled field for reads.
+//  true if filling is left.
+bool pindex_build_work (pindex_t *self, pindex_payload_fn *payload_of, void *arg,
+                        pindex_yield_fn *should_yield, void *yield_arg);
+//  True when a filled field waits for pindex_publish.
+bool pindex_publish_due (const pindex_t *self);
+//  Writer side: filled fields answer reads from now on. Returns how many.
+size_t pindex_publish (pindex_t *self);
+//  True while some field is building (filled or not, not published).
+bool pindex_building (const pindex_t *self);
+//  True if path has an index that answers reads.
+bool pindex_field_ready (const pindex_t *self, const char *path);
 
 //  Merges the sorted columns' pending inserts and drops dead entries. Writes
 //  do it when enough has piled up; call it after a batch to make later reads
@@ -99,13 +132,14 @@ void pindex_optimize (pindex_t *self);
 
 //  --- reads ----------------------------------------------------------------
 size_t pindex_size (const pindex_t *self);          //  points added
-size_t pindex_field_count (const pindex_t *self);   //  field indexes
+size_t pindex_field_count (const pindex_t *self);   //  field indexes (also building)
 //  Canonical path of field index (< pindex_field_count), in creation order.
 const char *pindex_field_name (const pindex_t *self, size_t index);
 //  0 and *out with the schema of path's index, or -SH_ENOTFOUND.
 int pindex_field_schema (const pindex_t *self, const char *path, pindex_schema_t *out);
 //  Number of points with a value of the index's type at path (Qdrant's
-//  payload_schema "points"); 0 if path has no index.
+//  payload_schema "points"); 0 if path has no index; while it builds, the
+//  points it has taken so far.
 size_t pindex_field_points (const pindex_t *self, const char *path);
 //  Qdrant's payload_schema object: {path: {"data_type", "params"?, "points"}}.
 //  Yours (json_decref).

@@ -300,9 +300,13 @@ s_payload_of (uint32_t slot, void *arg)
 
 //  Makes the payload indexes those of payload_schema: new fields are built
 //  over the points held, removed ones dropped. Caller holds the gate for
-//  writing (or no reader exists yet).
+//  writing (or no reader exists yet). background: a new field only starts
+//  here, the optimizer fills it under the read side (a big shard must not
+//  stop writes and searches while it builds) and publishes it; filters on
+//  it are answered without it until then. Else (at start, before the
+//  points load) it is built at once.
 static void
-s_sync_fields (s_shard_t *self)
+s_sync_fields (s_shard_t *self, bool background)
 {
     for (size_t i = pindex_field_count (self->pindex); i-- > 0;) {
         char *have = strdup (pindex_field_name (self->pindex, i));
@@ -332,15 +336,18 @@ s_sync_fields (s_shard_t *self)
         pindex_schema_t old;
         bool had = pindex_field_schema (self->pindex, field, &old) == 0;
         char err [S_ERRLEN] = "";
-        int rc = pindex_create_field (self->pindex, field, schema, s_payload_of, self->segment,
-                                      err, sizeof err);
+        int rc = background
+               ? pindex_begin_field (self->pindex, field, schema, err, sizeof err)
+               : pindex_create_field (self->pindex, field, schema, s_payload_of,
+                                      self->segment, err, sizeof err);
         if (rc)
             log_error ("cannot index payload field \"%.100s\": %s", field, err);
         else
         if (!had)
-            log_info ("built the payload index of \"%.100s\" (%s): %zu points", field,
+            log_info ("%s the payload index of \"%.100s\" (%s) over %zu points",
+                      background ? "building" : "built", field,
                       json_string_value (json_object_get (entry, "data_type")),
-                      pindex_field_points (self->pindex, field));
+                      segment_size (self->segment));
     }
 }
 
@@ -388,7 +395,7 @@ s_on_state (s_shard_t *self, const json_t *state)
     }
     s_write_begin (self);
     s_set_schema (self, coll);
-    s_sync_fields (self);
+    s_sync_fields (self, true);
     segment_vspec_t *specs = NULL;
     size_t n = 0;
     if (s_specs_from_config (json_object_get (coll, "config"), &specs, &n))
@@ -2086,7 +2093,7 @@ s_start (s_shard_t *self, int *exit_code)
     //  Fields first: the points then go into them as they load.
     self->pindex = pindex_new ();
     segment_set_observer (self->segment, s_on_payload, self->pindex);
-    s_sync_fields (self);
+    s_sync_fields (self, false);
     json_decref (state);
 
     if (shard_store_open (self->dir, &self->store))
@@ -2140,6 +2147,7 @@ s_start (s_shard_t *self, int *exit_code)
     self->optimizer = optimizer_new (self->vindex, self->gate);
     if (!self->optimizer)
         return 1;
+    optimizer_set_pindex (self->optimizer, self->pindex, s_payload_of, self->segment);
     self->poller = zpoller_new (self->router, self->sub, self->results, NULL);
     self->pending = zlist_new ();
     assert (self->poller && self->pending);

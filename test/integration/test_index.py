@@ -473,6 +473,85 @@ def test_payload_indexes_come_back_after_a_restart():
     f_check(n, model, f["queries"], False)
 
 
+B_NAME = "bigpayload"
+B_POINTS = 40000
+B_DIM = 4
+
+
+@test
+def test_a_new_payload_index_builds_beside_reads_and_writes():
+    """PUT /index over a shard that already holds many points: the field is
+    shown at once, and while the optimizer fills the index off the main
+    thread, upserts and filtered counts and searches keep being answered,
+    right (by a scan until the index is published). Then the shard says the
+    index is in use and its points count is every point with a value."""
+    n = state()["node"]
+    rng = random.Random(23)
+    ok(n, "PUT", f"/collections/{B_NAME}", {
+        "vectors": {"size": B_DIM, "distance": "Euclid"}, "shard_number": 1,
+        "optimizers_config": {"indexing_threshold": 0}})
+    model = {}
+
+    def payload(pid, r):
+        #  Several keywords a point (more for the build to do), one of 8
+        #  "main" tags that the filters ask for.
+        return {"tags": [f"m{(pid + r) % 8}"] + [f"x{(pid * 7 + i + r) % 997}"
+                                                  for i in range(15)], "r": r}
+
+    for start in range(0, B_POINTS, 4000):
+        points = []
+        for pid in range(start, start + 4000):
+            v = [f32(rng.uniform(-1, 1)) for _ in range(B_DIM)]
+            model[pid] = (v, payload(pid, 0))
+            points.append({"id": pid, "vector": v, "payload": model[pid][1]})
+        ok(n, "PUT", f"/collections/{B_NAME}/points?wait=true", {"points": points})
+    before = len(shard_log(n))
+    result = ok(n, "PUT", f"/collections/{B_NAME}/index?wait=true",
+                {"field_name": "tags", "field_schema": "keyword"})
+    assert result["status"] == "completed", result
+    schema = info(n, B_NAME)["payload_schema"]
+    assert schema["tags"]["data_type"] == "keyword", schema
+    assert 0 <= schema["tags"]["points"] <= B_POINTS, schema
+
+    def in_use():
+        return any("payload index(es) built and in use" in line
+                   for line in shard_log(n)[before:])
+
+    flt = {"must": [{"key": "tags", "match": {"value": "m3"}}]}
+    rounds = during = 0
+    next_id = B_POINTS
+    while rounds < 6 or not in_use():
+        assert rounds < 2000, "the payload index was never published"
+        building = not in_use()
+        #  A write: retag some points, add one.
+        r = rounds + 1
+        points = []
+        for pid in [rng.randrange(next_id) for _ in range(20)] + [next_id]:
+            v = [f32(rng.uniform(-1, 1)) for _ in range(B_DIM)]
+            model[pid] = (v, payload(pid, r))
+            points.append({"id": pid, "vector": v, "payload": model[pid][1]})
+        next_id += 1
+        ok(n, "PUT", f"/collections/{B_NAME}/points?wait=true", {"points": points})
+        #  Reads: a count and a search with the filter, against the model.
+        keep = [pid for pid, (v, p) in model.items() if "m3" in p["tags"]]
+        count = ok(n, "POST", f"/collections/{B_NAME}/points/count",
+                   {"filter": flt, "exact": True})["count"]
+        assert count == len(keep), (rounds, count, len(keep))
+        q = [f32(rng.uniform(-1, 1)) for _ in range(B_DIM)]
+        want = [pid for pid, _ in brute({pid: model[pid] for pid in keep}, q, 5)]
+        got = [h["id"] for h in ok(n, "POST", f"/collections/{B_NAME}/points/search",
+                                   {"vector": q, "limit": 5, "filter": flt})]
+        assert got == want, (rounds, got, want)
+        rounds += 1
+        during += building
+    after = "".join(shard_log(n)[before:])
+    assert "building the payload index of \"tags\"" in after, after[-2000:]
+    schema = info(n, B_NAME)["payload_schema"]
+    assert schema["tags"]["points"] == len(model), (schema, len(model))
+    print(f"    {rounds} rounds of writes and reads, {during} of them while it built")
+    ok(n, "DELETE", f"/collections/{B_NAME}")
+
+
 def main():
     harness.main(shared=state)
 

@@ -1,9 +1,12 @@
 /*  test_optimizer: the thread indexes what is written (kicked after each
     write), lets a writer in while it builds, and saves the graphs when it
-    stops, so a new vindex loads them with every vector current. Waiting is
-    polling a condition with a deadline, never a fixed sleep.
+    stops, so a new vindex loads them with every vector current. It fills a
+    payload index begun over many points while writes and filtered reads go
+    on, and publishes it. Waiting is polling a condition with a deadline,
+    never a fixed sleep.
 */
 #include "actors/shard/optimizer.h"
+#include "common/err.h"
 #include "common/paths.h"
 #include "test/unit/check_main.h"
 
@@ -140,6 +143,151 @@ START_TEST (test_a_closed_gate_stops_it_without_a_save)
 }
 END_TEST
 
+
+//  --- payload indexes -------------------------------------------------------
+
+static void
+s_on_payload (uint32_t slot, const json_t *old_payload, bool was_live,
+              const json_t *new_payload, bool is_live, void *arg)
+{
+    pindex_t *pindex = arg;
+    if (was_live)
+        ck_assert_int_eq (pindex_remove_point (pindex, slot, old_payload), 0);
+    if (is_live)
+        ck_assert_int_eq (pindex_add_point (pindex, slot, new_payload), 0);
+}
+
+static const json_t *
+s_payload_of (uint32_t slot, void *arg)
+{
+    return segment_slot_payload ((const segment_t *) arg, slot);
+}
+
+//  Upserts point id with payload {"tag": "t<tag>", "n": id}, gate held.
+static void
+s_put_tagged (segment_t *seg, uint64_t id_num, unsigned tag, uint64_t seq)
+{
+    pointid_t id;
+    memset (&id, 0, sizeof id);
+    id.num = id_num;
+    float v [DIM];
+    for (int d = 0; d < DIM; d++)
+        v [d] = s_randf ();
+    segment_vec_t vec = { .name = "", .dense = v, .dim = DIM };
+    char text [8];
+    snprintf (text, sizeof text, "t%u", tag);
+    json_t *payload = json_pack ("{s:s, s:I}", "tag", text, "n", (json_int_t) id_num);
+    char err [64];
+    ck_assert_int_eq (segment_upsert (seg, &id, seq, &vec, 1, payload, err, sizeof err), 0);
+}
+
+//  The slots matching filter, counted from the index's candidates (checked
+//  with filter_match when not exact), as a shard's count does.
+static size_t
+s_indexed_count (segment_t *seg, pindex_t *pindex, const filter_t *filter, bool *exact)
+{
+    roaring_bitmap_t *cands;
+    pindex_select (pindex, filter, NULL, NULL, &cands, exact);
+    size_t n = 0;
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator (cands, &it);
+    for (; it.has_value; roaring_advance_uint32_iterator (&it))
+        n += *exact || segment_slot_match (seg, filter, it.current_value);
+    roaring_bitmap_free (cands);
+    return n;
+}
+
+START_TEST (test_fills_a_new_payload_index_beside_writes_and_reads)
+{
+    char dir [] = "/tmp/test_optimizer.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    segment_t *seg = s_segment ();
+    rwgate_t *gate = rwgate_new ();
+    vindex_t *vi = vindex_new (seg, dir);
+    vindex_params_t p = { .m = 0 };         //  no graph: payload indexes only
+    vindex_configure (vi, "", &p);
+    pindex_t *pindex = pindex_new ();
+    segment_set_observer (seg, s_on_payload, pindex);
+    //  Enough points that the build takes many steps.
+    const uint64_t n = 60000;
+    rwgate_write_lock (gate);
+    for (uint64_t i = 0; i < n; i++)
+        s_put_tagged (seg, i, (unsigned) (i % 4), 1);
+    rwgate_write_unlock (gate);
+    optimizer_t *opt = optimizer_new (vi, gate);
+    ck_assert_ptr_nonnull (opt);
+    optimizer_set_pindex (opt, pindex, s_payload_of, seg);
+
+    //  The field is added under the write side, as the shard does on a new
+    //  payload_schema, and the optimizer is kicked.
+    rwgate_write_lock (gate);
+    json_t *schema = json_string ("keyword");
+    char err [128];
+    ck_assert_int_eq (pindex_begin_field (pindex, "tag", schema, err, sizeof err), 0);
+    json_decref (schema);
+    rwgate_write_unlock (gate);
+    optimizer_kick (opt);
+
+    //  Writes (retagging points, adding new ones) and filtered reads go on
+    //  while it builds; every count is right whether the index answered yet
+    //  or not.
+    filter_t *filter;
+    json_t *fj = json_loads ("{\"must\": {\"key\": \"tag\", \"match\": {\"value\": \"t1\"}}}",
+                             0, NULL);
+    ck_assert_int_eq (filter_parse (fj, &filter, err, sizeof err), 0);
+    json_decref (fj);
+    uint64_t want = n / 4, next_id = n, seq = 2;
+    size_t rounds = 0, answered_exact = 0;
+    time_t deadline = time (NULL) + 60;
+    bool ready = false;
+    while (!ready || rounds < 5) {
+        ck_assert_msg (time (NULL) < deadline, "the payload index was never published");
+        rwgate_write_lock (gate);
+        //  Points 4k+2 become t1, a new t1 point comes.
+        for (int w = 0; w < 50; w++) {
+            uint64_t id = (s_rng % (n / 4)) * 4 + 2;
+            s_randf ();
+            pointid_t pid;
+            memset (&pid, 0, sizeof pid);
+            pid.num = id;
+            segment_point_t pt;
+            ck_assert_int_eq (segment_get (seg, &pid, &pt), 0);
+            if (strcmp (json_string_value (json_object_get (pt.payload, "tag")), "t1") != 0)
+                want++;
+            s_put_tagged (seg, id, 1, seq);
+        }
+        s_put_tagged (seg, next_id++, 1, seq);
+        want++;
+        seq++;
+        rwgate_write_unlock (gate);
+        optimizer_kick (opt);
+        ck_assert (rwgate_read_lock (gate));
+        bool exact;
+        size_t got = s_indexed_count (seg, pindex, filter, &exact);
+        ck_assert_uint_eq (segment_count (seg, filter), want);
+        ck_assert_msg (got == want, "count %zu, want %zu (index %s)", got, (size_t) want,
+                       exact ? "exact" : "not used");
+        answered_exact += exact;
+        ready = pindex_field_ready (pindex, "tag");
+        ck_assert (ready == exact);
+        rwgate_read_unlock (gate);
+        rounds++;
+    }
+    //  Published and in use: the index alone answers, and counts everything.
+    ck_assert_uint_gt (answered_exact, 0);
+    ck_assert (!pindex_building (pindex));
+    ck_assert_uint_eq (pindex_field_points (pindex, "tag"), next_id);
+    filter_destroy (&filter);
+    optimizer_destroy (&opt);
+    segment_set_observer (seg, NULL, NULL);
+    pindex_destroy (&pindex);
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+    rwgate_destroy (&gate);
+    paths_remove_tree (dir);
+}
+END_TEST
+
 static Suite *
 optimizer_suite (void)
 {
@@ -148,6 +296,7 @@ optimizer_suite (void)
     tcase_set_timeout (tc, 120);
     tcase_add_test (tc, test_indexes_in_the_background_and_saves_on_stop);
     tcase_add_test (tc, test_a_closed_gate_stops_it_without_a_save);
+    tcase_add_test (tc, test_fills_a_new_payload_index_beside_writes_and_reads);
     suite_add_tcase (s, tc);
     return s;
 }

@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -1196,6 +1197,237 @@ START_TEST (test_200k_points_load_and_query)
 }
 END_TEST
 
+
+//  --- building in the background ------------------------------------------
+
+static bool
+s_yield_always (void *arg)
+{
+    (void) arg;
+    return true;
+}
+
+//  A payload for slot in round r: k a keyword (or missing / a number now
+//  and then), n an integer.
+static void
+s_put_round (fix_t *fix, uint32_t slot, unsigned r)
+{
+    char text [96];
+    unsigned x = slot * 7 + r * 3;
+    if (x % 11 == 0)
+        snprintf (text, sizeof text, "{\"n\": %u}", x % 50);
+    else
+    if (x % 13 == 0)
+        snprintf (text, sizeof text, "{\"k\": %u, \"n\": %u}", x % 5, x % 50);
+    else
+        snprintf (text, sizeof text, "{\"k\": \"v%u\", \"n\": %u}", x % 7, x % 50);
+    s_put_text (fix, slot, text);
+}
+
+static size_t
+s_count_strings (fix_t *fix, const char *key)
+{
+    size_t n = 0;
+    for (uint32_t slot = 0; slot < S_CAP; slot++)
+        n += fix->live [slot] && json_is_string (json_object_get (fix->payloads [slot], key));
+    return n;
+}
+
+//  A field begun over points already held is filled a step at a time while
+//  points are added, updated and removed on both sides of the build's
+//  cursor: meanwhile it is shown (payload_schema, points filling in) but
+//  answers nothing (filters on its key are checked supersets), and once
+//  published it answers exactly, as one built at once would.
+START_TEST (test_background_build_catches_up_with_writes)
+{
+    fix_t *fix = s_fix_new ();
+    s_index (fix, "n", "\"integer\"");
+    for (uint32_t slot = 0; slot < 3000; slot++)
+        s_put_round (fix, slot, 0);
+    json_t *schema = s_json ("\"keyword\"");
+    char err [256];
+    ck_assert_int_eq (pindex_begin_field (fix->index, "k", schema, err, sizeof err), 0);
+    ck_assert (pindex_building (fix->index));
+    ck_assert (!pindex_field_ready (fix->index, "k"));
+    ck_assert (pindex_field_ready (fix->index, "n"));
+    ck_assert_uint_eq (pindex_field_count (fix->index), 2);
+    ck_assert_uint_eq (pindex_field_points (fix->index, "k"), 0);
+    json_t *shown = pindex_payload_schema (fix->index);
+    ck_assert_ptr_nonnull (json_object_get (shown, "k"));
+    json_decref (shown);
+    const char *filters [] = {
+        "{\"must\": {\"key\": \"k\", \"match\": {\"value\": \"v3\"}}}",
+        "{\"must\": [{\"key\": \"k\", \"match\": {\"any\": [\"v1\", \"v5\"]}}, "
+        "{\"key\": \"n\", \"range\": {\"lt\": 25}}]}",
+        "{\"must_not\": {\"key\": \"k\", \"match\": {\"value\": \"v0\"}}}",
+        "{\"must\": {\"is_empty\": {\"key\": \"k\"}}}",
+    };
+    size_t n_filters = sizeof filters / sizeof filters [0];
+    rng_t rng = { 3 };
+    unsigned round = 1, steps = 0;
+    size_t last_points = 0;
+    bool grew = false;
+    while (pindex_build_work (fix->index, s_payload_of, fix, s_yield_always, NULL)) {
+        steps++;
+        size_t points = pindex_field_points (fix->index, "k");
+        grew = grew || points > last_points;
+        last_points = points;
+        //  Writes between two steps, anywhere in the slots.
+        for (int w = 0; w < 40; w++) {
+            uint32_t slot = (uint32_t) s_pick (&rng, 3600);
+            if (fix->live [slot] && s_pick (&rng, 4) == 0)
+                s_del (fix, slot);
+            else
+                s_put_round (fix, slot, round++);
+        }
+        for (size_t i = 0; i < n_filters; i++) {
+            filter_t *filter = s_filter (filters [i]);
+            s_check (fix, filter, filters [i]);
+            filter_destroy (&filter);
+        }
+        //  The key reads as unindexed: match on it alone is never exact.
+        filter_t *filter = s_filter (filters [0]);
+        ck_assert (!s_check (fix, filter, filters [0]));
+        filter_destroy (&filter);
+        ck_assert (!pindex_field_ready (fix->index, "k"));
+    }
+    //  Several steps, and the shown count filled in along the way.
+    ck_assert_uint_gt (steps, 5);
+    ck_assert (grew);
+    //  Filled, not published: still not answering.
+    ck_assert (pindex_publish_due (fix->index));
+    ck_assert (!pindex_field_ready (fix->index, "k"));
+    //  Writes between the last step and the publish are kept too.
+    for (uint32_t slot = 0; slot < 3600; slot += 97)
+        s_put_round (fix, slot, round++);
+    ck_assert_uint_eq (pindex_publish (fix->index), 1);
+    ck_assert (!pindex_publish_due (fix->index));
+    ck_assert (!pindex_building (fix->index));
+    ck_assert (pindex_field_ready (fix->index, "k"));
+    ck_assert_uint_eq (pindex_field_points (fix->index, "k"), s_count_strings (fix, "k"));
+    //  Now the index decides: match on it is exact and right, and the other
+    //  filters agree with brute force.
+    filter_t *filter = s_filter (filters [0]);
+    ck_assert (s_check (fix, filter, filters [0]));
+    filter_destroy (&filter);
+    for (size_t i = 0; i < n_filters; i++) {
+        filter = s_filter (filters [i]);
+        s_check (fix, filter, filters [i]);
+        filter_destroy (&filter);
+    }
+    //  And it keeps up with writes like any built field.
+    for (uint32_t slot = 0; slot < 3600; slot += 5)
+        s_put_round (fix, slot, round++);
+    ck_assert_uint_eq (pindex_field_points (fix->index, "k"), s_count_strings (fix, "k"));
+    filter = s_filter (filters [0]);
+    ck_assert (s_check (fix, filter, filters [0]));
+    filter_destroy (&filter);
+
+    //  A field dropped or retyped while it builds: the build follows.
+    ck_assert_int_eq (pindex_begin_field (fix->index, "m", schema, err, sizeof err), 0);
+    ck_assert (pindex_build_work (fix->index, s_payload_of, fix, s_yield_always, NULL));
+    ck_assert_int_eq (pindex_drop_field (fix->index, "m"), 0);
+    ck_assert (!pindex_building (fix->index));
+    ck_assert (!pindex_build_work (fix->index, s_payload_of, fix, s_yield_always, NULL));
+    json_t *integer = s_json ("\"integer\"");
+    ck_assert_int_eq (pindex_begin_field (fix->index, "k", integer, err, sizeof err), 0);
+    ck_assert (!pindex_field_ready (fix->index, "k"));
+    ck_assert (pindex_build_work (fix->index, s_payload_of, fix, s_yield_always, NULL));
+    //  Same schema again while building: nothing restarts.
+    ck_assert_int_eq (pindex_begin_field (fix->index, "k", integer, err, sizeof err), 0);
+    //  A field built at once finishes the one building too.
+    s_index (fix, "z", "\"bool\"");
+    ck_assert (!pindex_publish_due (fix->index));
+    ck_assert (pindex_field_ready (fix->index, "k"));
+    pindex_schema_t got;
+    ck_assert_int_eq (pindex_field_schema (fix->index, "k", &got), 0);
+    ck_assert_int_eq (got.type, PINDEX_INTEGER);
+    filter = s_filter ("{\"must\": {\"key\": \"k\", \"match\": {\"value\": 3}}}");
+    ck_assert (s_check (fix, filter, "k == 3 after the retype"));
+    filter_destroy (&filter);
+    json_decref (integer);
+    json_decref (schema);
+    s_fix_destroy (&fix);
+}
+END_TEST
+
+//  Readers run while a build fills a field (the gate's read side holds
+//  both): they get right answers from the built fields and never look at
+//  the one being filled.
+typedef struct {
+    fix_t *fix;                 //  shared
+    int done;                   //  atomic: the build finished
+    bool ok;                    //  every answer was right
+    size_t reads;               //  answers checked
+} s_side_reader_t;
+
+static void *
+s_side_reader (void *arg)
+{
+    s_side_reader_t *r = arg;
+    filter_t *on_n = s_filter ("{\"must\": {\"key\": \"n\", \"range\": {\"lt\": 10}}}");
+    filter_t *on_k = s_filter ("{\"must\": {\"key\": \"k\", \"match\": {\"value\": \"v2\"}}}");
+    roaring_bitmap_t *want_n = s_brute (r->fix, on_n);
+    roaring_bitmap_t *want_k = s_brute (r->fix, on_k);
+    bool ok = true;
+    while (ok && !__atomic_load_n (&r->done, __ATOMIC_ACQUIRE)) {
+        roaring_bitmap_t *got;
+        bool exact;
+        pindex_select (r->fix->index, on_n, s_slot_of, r->fix, &got, &exact);
+        ok = exact && roaring_bitmap_equals (got, want_n);
+        roaring_bitmap_free (got);
+        pindex_select (r->fix->index, on_k, s_slot_of, r->fix, &got, &exact);
+        ok = ok && !exact && roaring_bitmap_is_subset (want_k, got);
+        roaring_bitmap_free (got);
+        __atomic_store_n (&r->ok, ok, __ATOMIC_RELAXED);
+        __atomic_add_fetch (&r->reads, 1, __ATOMIC_RELAXED);
+    }
+    roaring_bitmap_free (want_n);
+    roaring_bitmap_free (want_k);
+    filter_destroy (&on_n);
+    filter_destroy (&on_k);
+    return NULL;
+}
+
+START_TEST (test_background_build_beside_readers)
+{
+    fix_t *fix = s_fix_new ();
+    s_index (fix, "n", "\"integer\"");
+    for (uint32_t slot = 0; slot < S_CAP; slot++)
+        s_put_round (fix, slot, 0);
+    json_t *schema = s_json ("\"keyword\"");
+    char err [256];
+    ck_assert_int_eq (pindex_begin_field (fix->index, "k", schema, err, sizeof err), 0);
+    s_side_reader_t r [3];
+    pthread_t threads [3];
+    for (int i = 0; i < 3; i++) {
+        r [i] = (s_side_reader_t) { .fix = fix, .ok = true };
+        ck_assert_int_eq (pthread_create (&threads [i], NULL, s_side_reader, &r [i]), 0);
+    }
+    //  Readers have started before the build goes on (no sleep: wait for
+    //  their first answers).
+    for (int i = 0; i < 3; i++)
+        while (!__atomic_load_n (&r [i].reads, __ATOMIC_RELAXED)
+               && __atomic_load_n (&r [i].ok, __ATOMIC_RELAXED))
+            sched_yield ();
+    while (pindex_build_work (fix->index, s_payload_of, fix, s_yield_always, NULL))
+        ;
+    for (int i = 0; i < 3; i++)
+        __atomic_store_n (&r [i].done, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 3; i++) {
+        pthread_join (threads [i], NULL);
+        ck_assert_msg (r [i].ok, "reader %d got a wrong answer during the build", i);
+        ck_assert_uint_gt (r [i].reads, 0);
+    }
+    ck_assert_uint_eq (pindex_publish (fix->index), 1);
+    filter_t *filter = s_filter ("{\"must\": {\"key\": \"k\", \"match\": {\"value\": \"v2\"}}}");
+    ck_assert (s_check (fix, filter, "k == v2 once published"));
+    filter_destroy (&filter);
+    json_decref (schema);
+    s_fix_destroy (&fix);
+}
+END_TEST
+
 Suite *
 pindex_suite (void)
 {
@@ -1219,6 +1451,11 @@ pindex_suite (void)
     suite_add_tcase (s, tc);
     tc = tcase_create ("schema");
     tcase_add_test (tc, test_schemas_and_payload_schema);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("background build");
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_background_build_catches_up_with_writes);
+    tcase_add_test (tc, test_background_build_beside_readers);
     suite_add_tcase (s, tc);
     tc = tcase_create ("load");
     tcase_set_timeout (tc, 100);
