@@ -87,7 +87,10 @@ meta_peer_has_shards (const meta_t *self, uint64_t peer_id)
     return false;
 }
 
-//  Drops peer from the peers map and from every shard's replica set.
+static void s_drop_transfers_of (json_t *coll, uint64_t peer_id);
+
+//  Drops peer from the peers map and from every shard's replica set (and
+//  the transfers it takes part in).
 static void
 s_drop_peer (meta_t *self, uint64_t peer_id)
 {
@@ -97,6 +100,7 @@ s_drop_peer (meta_t *self, uint64_t peer_id)
     const char *name;
     json_t *coll;
     json_object_foreach (self->collections, name, coll) {
+        s_drop_transfers_of (coll, peer_id);
         size_t i;
         json_t *shard;
         json_array_foreach (json_object_get (coll, "shards"), i, shard)
@@ -267,8 +271,8 @@ s_create_collection (meta_t *self, uint64_t index, const json_t *op, json_t **re
                                                   "replicas", replicas));
     }
     free (peers);
-    json_t *coll = json_pack ("{sIsosos{}}", "uid", (json_int_t) index, "config", conf,
-                              "shards", shards, "payload_schema");
+    json_t *coll = json_pack ("{sIsosos{}s[]}", "uid", (json_int_t) index, "config", conf,
+                              "shards", shards, "payload_schema", "transfers");
     assert (coll);
     json_object_set_new (self->collections, name, coll);
     *result = json_true ();
@@ -529,6 +533,207 @@ s_set_peer (meta_t *self, const json_t *op, json_t **result, char *err, size_t e
     return 0;
 }
 
+//  ---------------------------------------------------------------------------
+//  Shard transfers (start_transfer, finish_transfer, abort_transfer; msg.h).
+//  A transfer is an entry {"shard_id", "from", "to", "method", "sync"} in
+//  the collection's "transfers" and a "Partial" replica on "to"; at most one
+//  transfer per shard runs at a time. Messages follow Qdrant's.
+
+//  The fields every transfer op names: the collection (an existing one, in
+//  *coll), the shard id and the two peers. 0 or an error.
+static int
+s_transfer_key (meta_t *self, const json_t *op, json_t **coll, uint32_t *shard_id,
+                uint64_t *from, uint64_t *to, char *err, size_t errlen)
+{
+    const char *type = json_string_value (json_object_get (op, "type"));
+    const char *name = s_name (op, "collection");
+    json_t *sid = json_object_get (op, "shard_id");
+    *from = s_peer_id (op, "from");
+    *to = s_peer_id (op, "to");
+    if (!name || !json_is_integer (sid) || json_integer_value (sid) < 0
+        || json_integer_value (sid) > UINT32_MAX || !*from || !*to)
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: %s needs a \"collection\", a \"shard_id\" and positive "
+                        "\"from\" and \"to\" peer ids", type);
+    *shard_id = (uint32_t) json_integer_value (sid);
+    *coll = json_object_get (self->collections, name);
+    if (!*coll)
+        return s_error (err, errlen, -SH_ENOTFOUND,
+                        "Not found: Collection `%s` doesn't exist!", name);
+    return 0;
+}
+
+//  The replicas object of shard shard_id of coll, or NULL.
+static json_t *
+s_shard_replicas (json_t *coll, uint32_t shard_id)
+{
+    size_t i;
+    json_t *shard;
+    json_array_foreach (json_object_get (coll, "shards"), i, shard) {
+        json_t *sid = json_object_get (shard, "shard_id");
+        if (json_is_integer (sid) && json_integer_value (sid) == (json_int_t) shard_id)
+            return json_object_get (shard, "replicas");
+    }
+    return NULL;
+}
+
+//  The collection's transfers array, made if a collection created before
+//  transfers existed has none.
+static json_t *
+s_transfers (json_t *coll)
+{
+    json_t *transfers = json_object_get (coll, "transfers");
+    if (!json_is_array (transfers)) {
+        transfers = json_array ();
+        json_object_set_new (coll, "transfers", transfers);
+    }
+    return transfers;
+}
+
+//  Index in transfers of the entry for (shard_id, from, to), or -1.
+static int64_t
+s_transfer_find (json_t *transfers, uint32_t shard_id, uint64_t from, uint64_t to)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach (transfers, i, entry) {
+        if (json_integer_value (json_object_get (entry, "shard_id")) == (json_int_t) shard_id
+            && s_peer_id (entry, "from") == from && s_peer_id (entry, "to") == to)
+            return (int64_t) i;
+    }
+    return -1;
+}
+
+static int
+s_start_transfer (meta_t *self, const json_t *op, json_t **result, char *err, size_t errlen)
+{
+    json_t *coll;
+    uint32_t shard_id;
+    uint64_t from, to;
+    int rc = s_transfer_key (self, op, &coll, &shard_id, &from, &to, err, errlen);
+    if (rc)
+        return rc;
+    json_t *method = json_object_get (op, "method");
+    if (method && !json_is_null (method) && !json_is_string (method))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: start_transfer \"method\" must be a string");
+    if (json_is_string (method) && strcmp (json_string_value (method), "stream_records"))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Bad request: shard transfer method `%.64s` is not supported yet "
+                        "(only stream_records is)", json_string_value (method));
+    if (from == to)
+        return s_error (err, errlen, -SH_EUNPROC,
+                        "Validation error: cannot transfer shard to itself, \"to_peer_id\" "
+                        "must be different than %" PRIu64 " in \"from_peer_id\"", from);
+    json_t *replicas = s_shard_replicas (coll, shard_id);
+    if (!json_is_object (replicas))
+        return s_error (err, errlen, -SH_ENOTFOUND, "Not found: Shard %" PRIu32 " of %s "
+                        "does not exist", shard_id, json_string_value (json_object_get (op,
+                                                                              "collection")));
+    uint64_t peers [2] = { from, to };
+    for (size_t i = 0; i < 2; i++)
+        if (!meta_peer_uri (self, peers [i]))
+            return s_error (err, errlen, -SH_ENOTFOUND,
+                            "Not found: Peer %" PRIu64 " does not exist", peers [i]);
+    char from_key [24], to_key [24];
+    snprintf (from_key, sizeof from_key, "%" PRIu64, from);
+    snprintf (to_key, sizeof to_key, "%" PRIu64, to);
+    const char *state = json_string_value (json_object_get (replicas, from_key));
+    if (!state || strcmp (state, "Active"))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Bad request: Shard %" PRIu32 " is not active on peer %" PRIu64,
+                        shard_id, from);
+    json_t *transfers = s_transfers (coll);
+    size_t i;
+    json_t *entry;
+    json_array_foreach (transfers, i, entry) {
+        if (json_integer_value (json_object_get (entry, "shard_id")) == (json_int_t) shard_id)
+            return s_error (err, errlen, -SH_EINVAL,
+                            "Bad request: Shard %" PRIu32 " is already involved in transfer "
+                            "%" PRIu64 " -> %" PRIu64, shard_id, s_peer_id (entry, "from"),
+                            s_peer_id (entry, "to"));
+    }
+    if (json_object_get (replicas, to_key))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Bad request: Shard %" PRIu32 " already has a replica on peer %" PRIu64,
+                        shard_id, to);
+    //  The target takes the source's stream, never direct writes, and serves
+    //  no reads until finish_transfer makes it Active (Qdrant's Partial).
+    json_object_set_new (replicas, to_key, json_string ("Partial"));
+    json_array_append_new (transfers,
+                           json_pack ("{sIsIsIsssb}", "shard_id", (json_int_t) shard_id,
+                                      "from", (json_int_t) from, "to", (json_int_t) to,
+                                      "method", "stream_records", "sync", 0));
+    *result = json_true ();
+    return 0;
+}
+
+//  finish_transfer and abort_transfer: the entry must exist.
+static int
+s_end_transfer (meta_t *self, const json_t *op, bool finish, json_t **result, char *err,
+                size_t errlen)
+{
+    json_t *coll;
+    uint32_t shard_id;
+    uint64_t from, to;
+    int rc = s_transfer_key (self, op, &coll, &shard_id, &from, &to, err, errlen);
+    if (rc)
+        return rc;
+    json_t *transfers = s_transfers (coll);
+    int64_t at = s_transfer_find (transfers, shard_id, from, to);
+    json_t *replicas = s_shard_replicas (coll, shard_id);
+    if (at < 0 || !json_is_object (replicas))
+        return s_error (err, errlen, -SH_ENOTFOUND,
+                        "Not found: Shard transfer %" PRIu64 " -> %" PRIu64 " for collection "
+                        "%s:%" PRIu32 " does not exist", from, to,
+                        json_string_value (json_object_get (op, "collection")), shard_id);
+    char from_key [24], to_key [24];
+    snprintf (from_key, sizeof from_key, "%" PRIu64, from);
+    snprintf (to_key, sizeof to_key, "%" PRIu64, to);
+    if (finish) {
+        //  Never leave the shard without its data: the copy must still be there.
+        if (!json_object_get (replicas, to_key))
+            return s_error (err, errlen, -SH_EINVAL,
+                            "Bad request: the target replica of shard %" PRIu32 " on peer %"
+                            PRIu64 " is gone; abort the transfer", shard_id, to);
+        json_object_set_new (replicas, to_key, json_string ("Active"));
+        json_object_del (replicas, from_key);
+    }
+    else {
+        const char *state = json_string_value (json_object_get (replicas, to_key));
+        if (state && strcmp (state, "Active"))
+            json_object_del (replicas, to_key);
+    }
+    json_array_remove (transfers, (size_t) at);
+    *result = json_true ();
+    return 0;
+}
+
+//  A peer leaves (meta_apply_conf "remove"): its transfers go with it, and
+//  the unfinished copy of a transfer it was the source of too.
+static void
+s_drop_transfers_of (json_t *coll, uint64_t peer_id)
+{
+    json_t *transfers = json_object_get (coll, "transfers");
+    for (size_t i = 0; i < json_array_size (transfers); ) {
+        json_t *entry = json_array_get (transfers, i);
+        uint64_t from = s_peer_id (entry, "from"), to = s_peer_id (entry, "to");
+        if (from != peer_id && to != peer_id) {
+            i++;
+            continue;
+        }
+        json_int_t sid = json_integer_value (json_object_get (entry, "shard_id"));
+        json_t *replicas = sid >= 0 && sid <= UINT32_MAX
+                         ? s_shard_replicas (coll, (uint32_t) sid) : NULL;
+        char to_key [24];
+        snprintf (to_key, sizeof to_key, "%" PRIu64, to);
+        const char *state = json_string_value (json_object_get (replicas, to_key));
+        if (state && strcmp (state, "Active"))
+            json_object_del (replicas, to_key);
+        json_array_remove (transfers, i);
+    }
+}
+
 int
 meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
             size_t errlen)
@@ -558,6 +763,12 @@ meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, cha
         return s_delete_field_index (self, op, result, err, errlen);
     if (strcmp (type, "set_peer") == 0)
         return s_set_peer (self, op, result, err, errlen);
+    if (strcmp (type, "start_transfer") == 0)
+        return s_start_transfer (self, op, result, err, errlen);
+    if (strcmp (type, "finish_transfer") == 0)
+        return s_end_transfer (self, op, true, result, err, errlen);
+    if (strcmp (type, "abort_transfer") == 0)
+        return s_end_transfer (self, op, false, result, err, errlen);
     if (strcmp (type, "remove_peer") == 0)
         //  Membership goes through a Raft conf entry (meta_apply_conf); an
         //  op in the log would change the peers behind Raft's back.

@@ -630,6 +630,260 @@ START_TEST (test_dump_and_load_carry_the_replicated_peers)
 }
 END_TEST
 
+//  --- shard transfers --------------------------------------------------------
+
+//  Three peers 7, 42, 1000 and collection "c" with 3 shards, one replica
+//  each: shard 0 on 7, shard 1 on 42, shard 2 on 1000.
+static void
+s_three_peers_and_c (void)
+{
+    meta_set_peer (s_meta, 7, "http://b:6335");
+    meta_set_peer (s_meta, 1000, "http://c:6335");
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"c\",\"config\":"
+                               "{\"params\":{\"shard_number\":3}}}"), 0);
+}
+
+static json_t *
+s_replicas_of (const char *name, size_t shard)
+{
+    return json_object_get (json_array_get (json_object_get (s_collection (name), "shards"),
+                                            shard), "replicas");
+}
+
+static const char *
+s_replica_state (const char *name, size_t shard, const char *peer)
+{
+    return json_string_value (json_object_get (s_replicas_of (name, shard), peer));
+}
+
+static json_t *
+s_transfers_of (const char *name)
+{
+    return json_object_get (s_collection (name), "transfers");
+}
+
+//  s_apply, and checks that a refused op left the collections unchanged.
+static int
+s_apply_unchanged_on_error (const char *text)
+{
+    json_t *before = json_deep_copy (meta_collections (s_meta));
+    int rc = s_apply (text);
+    if (rc)
+        ck_assert (json_equal (before, (json_t *) meta_collections (s_meta)));
+    json_decref (before);
+    return rc;
+}
+
+START_TEST (test_create_lists_no_transfers)
+{
+    s_three_peers_and_c ();
+    ck_assert (json_is_array (s_transfers_of ("c")));
+    ck_assert_int_eq (json_array_size (s_transfers_of ("c")), 0);
+}
+END_TEST
+
+START_TEST (test_start_transfer_adds_a_partial_replica_and_an_entry)
+{
+    s_three_peers_and_c ();
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta, "{\"type\":\"start_transfer\",\"collection\":\"c\","
+                                  "\"shard_id\":1,\"from\":42,\"to\":7,"
+                                  "\"method\":\"stream_records\"}", &result), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    ck_assert_str_eq (s_replica_state ("c", 1, "42"), "Active");
+    ck_assert_str_eq (s_replica_state ("c", 1, "7"), "Partial");
+    json_t *transfers = s_transfers_of ("c");
+    ck_assert_int_eq (json_array_size (transfers), 1);
+    json_t *expect = json_pack ("{sisisisssb}", "shard_id", 1, "from", 42, "to", 7,
+                                "method", "stream_records", "sync", 0);
+    ck_assert (json_equal (json_array_get (transfers, 0), expect));
+    json_decref (expect);
+    //  The peer holding only the copy holds shards now (removal is refused).
+    ck_assert (meta_peer_has_shards (s_meta, 7));
+    //  Without a method, stream_records is meant.
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":2,\"from\":1000,\"to\":42}"), 0);
+    ck_assert_int_eq (json_array_size (s_transfers_of ("c")), 2);
+    ck_assert_str_eq (json_string_value (json_object_get (
+                          json_array_get (s_transfers_of ("c"), 1), "method")),
+                      "stream_records");
+}
+END_TEST
+
+START_TEST (test_start_transfer_errors_change_nothing)
+{
+    s_three_peers_and_c ();
+    //  To itself: 422 with Qdrant's words.
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":42}"), -SH_EUNPROC);
+    ck_assert_ptr_nonnull (strstr (s_err, "cannot transfer shard to itself"));
+    //  Other methods are not there yet.
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":7,\"method\":\"snapshot\"}"), -SH_EINVAL);
+    ck_assert_ptr_nonnull (strstr (s_err, "method `snapshot` is not supported yet"));
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":7,\"method\":5}"), -SH_EINVAL);
+    //  No such collection, shard or peer.
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"nope\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":7}"), -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Collection `nope` doesn't exist!");
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":3,"
+                          "\"from\":42,\"to\":7}"), -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Shard 3 of c does not exist");
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":5}"), -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Peer 5 does not exist");
+    //  The source holds no Active replica; the target already holds one.
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":7,\"to\":1000}"), -SH_EINVAL);
+    ck_assert_str_eq (s_err, "Bad request: Shard 1 is not active on peer 7");
+    //  Malformed fields.
+    const char *bad [] = {
+        "{\"type\":\"start_transfer\",\"shard_id\":1,\"from\":42,\"to\":7}",
+        "{\"type\":\"start_transfer\",\"collection\":\"c\",\"from\":42,\"to\":7}",
+        "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":-1,\"from\":42,\"to\":7}",
+        "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,\"from\":0,\"to\":7}",
+        "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,\"from\":42,\"to\":\"7\"}",
+        "{\"type\":\"finish_transfer\",\"collection\":\"c\",\"shard_id\":\"1\",\"from\":42,\"to\":7}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
+        ck_assert_int_eq (s_apply_unchanged_on_error (bad [i]), -SH_EINVAL);
+    //  One transfer per shard at a time, and never onto a replica.
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":42,\"to\":7}"), 0);
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":1000}"), -SH_EINVAL);
+    ck_assert_str_eq (s_err, "Bad request: Shard 1 is already involved in transfer 42 -> 7");
+    //  Two replicas (on 7 and 42, sorted peers 7, 42, 1000): 42 holds one.
+    ck_assert_int_eq (s_apply ("{\"type\":\"create_collection\",\"name\":\"r\",\"config\":"
+                               "{\"params\":{\"shard_number\":1,\"replication_factor\":2}}}"),
+                      0);
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"start_transfer\",\"collection\":\"r\",\"shard_id\":0,"
+                          "\"from\":7,\"to\":42}"), -SH_EINVAL);
+    ck_assert_str_eq (s_err, "Bad request: Shard 0 already has a replica on peer 42");
+}
+END_TEST
+
+START_TEST (test_finish_transfer_switches_the_placement)
+{
+    s_three_peers_and_c ();
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":42,\"to\":7}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":2,\"from\":1000,\"to\":7}"), 0);
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta, "{\"type\":\"finish_transfer\",\"collection\":\"c\","
+                                  "\"shard_id\":1,\"from\":42,\"to\":7}", &result), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    ck_assert_int_eq (json_object_size (s_replicas_of ("c", 1)), 1);
+    ck_assert_str_eq (s_replica_state ("c", 1, "7"), "Active");
+    //  Only the finished entry went.
+    ck_assert_int_eq (json_array_size (s_transfers_of ("c")), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (
+                          json_array_get (s_transfers_of ("c"), 0), "shard_id")), 2);
+    ck_assert (!meta_peer_has_shards (s_meta, 42));
+    //  Finishing it again, or one that never was: not found, nothing changes.
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"finish_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":7}"), -SH_ENOTFOUND);
+    ck_assert_str_eq (s_err, "Not found: Shard transfer 42 -> 7 for collection c:1 does not "
+                             "exist");
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"finish_transfer\",\"collection\":\"c\",\"shard_id\":2,"
+                          "\"from\":7,\"to\":1000}"), -SH_ENOTFOUND);
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"finish_transfer\",\"collection\":\"x\",\"shard_id\":2,"
+                          "\"from\":1000,\"to\":7}"), -SH_ENOTFOUND);
+    //  The shard can move on (and back) once the transfer is over.
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":7,\"to\":42}"), 0);
+}
+END_TEST
+
+START_TEST (test_abort_transfer_drops_the_copy_and_keeps_the_source)
+{
+    s_three_peers_and_c ();
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":42,\"to\":7}"), 0);
+    json_t *result = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta, "{\"type\":\"abort_transfer\",\"collection\":\"c\","
+                                  "\"shard_id\":1,\"from\":42,\"to\":7}", &result), 0);
+    ck_assert (json_is_true (result));
+    json_decref (result);
+    ck_assert_int_eq (json_object_size (s_replicas_of ("c", 1)), 1);
+    ck_assert_str_eq (s_replica_state ("c", 1, "42"), "Active");
+    ck_assert_int_eq (json_array_size (s_transfers_of ("c")), 0);
+    ck_assert_int_eq (s_apply_unchanged_on_error (
+                          "{\"type\":\"abort_transfer\",\"collection\":\"c\",\"shard_id\":1,"
+                          "\"from\":42,\"to\":7}"), -SH_ENOTFOUND);
+    //  A transfer can start again after an abort.
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":42,\"to\":7}"), 0);
+    ck_assert_str_eq (s_replica_state ("c", 1, "7"), "Partial");
+}
+END_TEST
+
+START_TEST (test_removed_peer_takes_its_transfers_along)
+{
+    s_three_peers_and_c ();
+    //  1: 42 -> 7 (the target leaves), 2: 1000 -> 42 (the source leaves),
+    //  0: 7 -> 1000 (untouched).
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":42,\"to\":1000}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":2,\"from\":1000,\"to\":7}"), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":0,\"from\":7,\"to\":42}"), 0);
+    ck_assert_int_eq (s_conf (s_meta, "{\"change\":\"remove\",\"peer_id\":1000,"
+                                      "\"voters\":[7,42],\"learners\":[]}"), 0);
+    json_t *transfers = s_transfers_of ("c");
+    ck_assert_int_eq (json_array_size (transfers), 1);
+    ck_assert_int_eq (json_integer_value (json_object_get (json_array_get (transfers, 0),
+                                                           "shard_id")), 0);
+    //  Shard 1 keeps its source; shard 2's unfinished copy on 7 is gone with
+    //  its source.
+    ck_assert_int_eq (json_object_size (s_replicas_of ("c", 1)), 1);
+    ck_assert_str_eq (s_replica_state ("c", 1, "42"), "Active");
+    ck_assert_int_eq (json_object_size (s_replicas_of ("c", 2)), 0);
+    ck_assert_str_eq (s_replica_state ("c", 0, "42"), "Partial");
+}
+END_TEST
+
+START_TEST (test_transfers_survive_dump_and_load)
+{
+    s_three_peers_and_c ();
+    ck_assert_int_eq (s_apply ("{\"type\":\"start_transfer\",\"collection\":\"c\","
+                               "\"shard_id\":1,\"from\":42,\"to\":7}"), 0);
+    size_t len;
+    char *dump = meta_dump (s_meta, &len);
+    meta_t *copy = meta_new ();
+    ck_assert_int_eq (meta_load (copy, dump, len), 0);
+    ck_assert (json_equal (json_object_get (json_object_get ((json_t *) meta_collections (copy),
+                                                             "c"), "transfers"),
+                           s_transfers_of ("c")));
+    //  The loaded machine finishes it as the original would.
+    ck_assert_int_eq (s_apply_on (copy, "{\"type\":\"finish_transfer\",\"collection\":\"c\","
+                                  "\"shard_id\":1,\"from\":42,\"to\":7}", NULL), 0);
+    ck_assert_str_eq (json_string_value (json_object_get (json_object_get (json_array_get (
+                          json_object_get (json_object_get ((json_t *) meta_collections (copy),
+                                                            "c"), "shards"), 1), "replicas"),
+                          "7")), "Active");
+    free (dump);
+    meta_destroy (&copy);
+}
+END_TEST
+
 Suite *
 meta_suite (void)
 {
@@ -661,6 +915,16 @@ meta_suite (void)
     tcase_add_test (peers, test_reset_peers_keeps_only_this_peer);
     tcase_add_test (peers, test_dump_and_load_carry_the_replicated_peers);
     suite_add_tcase (s, peers);
+    TCase *transfers = tcase_create ("transfers");
+    tcase_add_checked_fixture (transfers, s_setup, s_teardown);
+    tcase_add_test (transfers, test_create_lists_no_transfers);
+    tcase_add_test (transfers, test_start_transfer_adds_a_partial_replica_and_an_entry);
+    tcase_add_test (transfers, test_start_transfer_errors_change_nothing);
+    tcase_add_test (transfers, test_finish_transfer_switches_the_placement);
+    tcase_add_test (transfers, test_abort_transfer_drops_the_copy_and_keeps_the_source);
+    tcase_add_test (transfers, test_removed_peer_takes_its_transfers_along);
+    tcase_add_test (transfers, test_transfers_survive_dump_and_load);
+    suite_add_tcase (s, transfers);
     return s;
 }
 
