@@ -559,13 +559,18 @@ s_log_drop_prefix (rcore_t *self, uint64_t index)
         drop = self->n_log;
     for (size_t i = 0; i < drop; i++)
         s_entry_free (&self->log [i]);
-    memmove (self->log, self->log + drop, (self->n_log - drop) * sizeof (rcore_entry_t));
-    self->n_log -= drop;
+    if (drop) {
+        memmove (self->log, self->log + drop, (self->n_log - drop) * sizeof (rcore_entry_t));
+        self->n_log -= drop;
+    }
     size_t gone = 0;
     while (gone < self->n_confs && self->confs [gone].index <= index)
         s_conf_free (&self->confs [gone++].conf);
-    memmove (self->confs, self->confs + gone, (self->n_confs - gone) * sizeof (s_conf_rec_t));
-    self->n_confs -= gone;
+    if (gone) {
+        memmove (self->confs, self->confs + gone,
+                 (self->n_confs - gone) * sizeof (s_conf_rec_t));
+        self->n_confs -= gone;
+    }
 }
 
 //  Replaces the snapshot (its conf taken over; an empty one means none was
@@ -783,11 +788,30 @@ s_record_vote (rcore_t *self, uint64_t id, bool granted)
     return 0;
 }
 
+//  Whether this server may stand for election: a voter of the latest
+//  configuration; or a voter that the latest conf entry removes while that
+//  entry is not known committed (§4.1, Figure 4.6: it may be needed to
+//  commit its own removal; its own vote does not count). A learner, a
+//  joining server and a server whose removal committed never stand.
+static bool
+s_may_stand (const rcore_t *self)
+{
+    if (self->is_voter)
+        return true;
+    if (!self->n_confs)
+        return false;
+    const s_conf_rec_t *rec = &self->confs [self->n_confs - 1];
+    if (rec->change != RCORE_CONF_REMOVE || rec->peer != self->id || rec->index <= self->commit)
+        return false;
+    const rcore_conf_t *before = s_conf_at (self, rec->index - 1);
+    return s_ids_has (before->voters, before->n_voters, self->id);
+}
+
 static void
 s_campaign (rcore_t *self, bool pre, bool force)
 {
-    if (!self->is_voter)
-        return;             //  only voters stand: never a learner or a removed server
+    if (!s_may_stand (self))
+        return;             //  never a learner or a removed server
     int req_type;
     uint64_t term;
     if (pre) {
@@ -1171,8 +1195,11 @@ s_handle_append_resp (rcore_t *self, s_progress_t *pr, const rcore_msg_t *m)
         pr->next = pr->match + 1;
     }
     if (updated && s_maybe_commit (self)) {
+        //  (which may change the configuration: pr is found again)
+        uint64_t id = pr->id;
         s_leader_committed (self);
-        if (self->role != RCORE_LEADER)
+        pr = s_progress (self, id);
+        if (self->role != RCORE_LEADER || !pr)
             return;
     }
     else
@@ -1479,10 +1506,10 @@ rcore_tick (rcore_t *self)
     //  Counted by every server, voter or not: §4.2.3's check needs it.
     if (self->election_elapsed < INT_MAX)
         self->election_elapsed++;
-    if (!self->is_voter)
+    if (!s_may_stand (self))
         return;             //  a learner, a joining or a removed server never stands
     //  A lone voter has no one to wait for and no one to disrupt.
-    if (self->n_voters == 1 && self->role == RCORE_FOLLOWER) {
+    if (self->is_voter && self->n_voters == 1 && self->role == RCORE_FOLLOWER) {
         rcore_campaign (self);
         return;
     }
