@@ -12,7 +12,7 @@ A Cluster is N such nodes with cluster.enabled, the first started with
 live peer, each with its own ports and storage dir. Its helpers crash
 (kill -9 every process of a node), stop (SIGTERM) and restart a node with
 its storage, add a node, and wait until every live node's GET /cluster
-agrees on peers, leader, term and commit.
+agrees on peers, leader, term and commit, every one of them a voter.
 
 The tiny test framework: decorate functions with @test, call main(); each
 test runs in order, a failure prints its traceback and the log tail of the
@@ -64,7 +64,8 @@ def free_ports(count):
 
 def wait_for(condition, timeout=WAIT_TIMEOUT, what="condition", interval=0.05):
     """Polls condition() until it returns something truthy (returned) or the
-    deadline passes (AssertionError naming what was awaited)."""
+    deadline passes (AssertionError naming what was awaited: what, or what()
+    called then when it is a function, to describe the state at the end)."""
     deadline = time.monotonic() + timeout
     last_error = None
     while True:
@@ -75,6 +76,8 @@ def wait_for(condition, timeout=WAIT_TIMEOUT, what="condition", interval=0.05):
         except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
             last_error = exc
         if time.monotonic() >= deadline:
+            if callable(what):
+                what = what()
             extra = f" (last error: {last_error!r})" if last_error else ""
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
         time.sleep(interval)
@@ -496,8 +499,10 @@ class Cluster:
         """The leader's Node when every node of nodes (default: the running
         ones) answers GET /cluster with the same peers (ids and uris), the
         same leader (one of them, whose own role is Leader), term and
-        commit, and the peer ids are exactly members' (default: nodes');
-        else None."""
+        commit, each says it is a voter (learners are promoted once they
+        have caught up: until then a peer's loss may cost the majority),
+        and the peer ids are exactly members' (default: nodes'); else
+        None."""
         nodes = self.running() if nodes is None else list(nodes)
         members = nodes if members is None else list(members)
         if not nodes:
@@ -516,6 +521,8 @@ class Cluster:
             if (r["leader"], r["term"], r["commit"]) != (info["leader"], info["term"],
                                                           info["commit"]):
                 return None
+            if r.get("is_voter") is not True:
+                return None
         if set(peers) != want or info["leader"] is None:
             return None
         leader = self.by_id(info["leader"])
@@ -527,8 +534,8 @@ class Cluster:
         """Waits for agreement (see agreement()) and returns the leader."""
         nodes_list = self.running() if nodes is None else list(nodes)
         return wait_for(lambda: self.agreement(nodes_list, members), timeout,
-                        f"{len(nodes_list)} nodes to agree on peers, leader, term and commit"
-                        f" ({self.describe(nodes_list)})")
+                        lambda: f"{len(nodes_list)} voters to agree on peers, leader, term"
+                                f" and commit (now: {self.describe(nodes_list)})")
 
     def leader(self, nodes=None):
         """The running node that says it is the leader, if exactly one does."""
@@ -543,7 +550,7 @@ class Cluster:
             s = n.cluster(timeout=2)
             r = (s or {}).get("raft_info") or {}
             lines.append(f"{n.peer_id()}:{n.http_port} leader={r.get('leader')}"
-                         f" role={r.get('role')} term={r.get('term')}"
+                         f" role={r.get('role')} voter={r.get('is_voter')} term={r.get('term')}"
                          f" commit={r.get('commit')} peers={sorted((s or {}).get('peers', {}))}")
         return "; ".join(lines)
 

@@ -2,8 +2,9 @@
 """test_jsclient: Qdrant's official JavaScript client (@qdrant/js-client-rest)
 works against shoal unchanged. Runs the suite test/js/client_test.mjs with
 node against a fresh node, once without and once with an API key (passed to
-the client, which sends it as the api-key header). Each run must exit 0; its
-output is printed so a failing case can be read in the log.
+the client, which sends it as the api-key header), and test/js/cluster_test.mjs
+(the client's cluster calls) against a 3-node cluster. Each run must exit 0;
+its output is printed so a failing case can be read in the log.
 
 The client's dependencies are installed by test/run (npm in test/js); when
 test/js/node_modules is missing this suite installs them itself."""
@@ -14,10 +15,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Node, test  # noqa: E402
+from harness import Cluster, Node, test  # noqa: E402
 
 JS_DIR = os.path.join(harness.REPO, "test", "js")
 SUITE = os.path.join(JS_DIR, "client_test.mjs")
+CLUSTER_SUITE = os.path.join(JS_DIR, "cluster_test.mjs")
 JS_TIMEOUT = float(os.environ.get("SHOAL_TEST_JS_TIMEOUT", "180"))
 
 
@@ -40,10 +42,13 @@ def ensure_deps():
     assert os.path.exists(client), "npm install did not bring @qdrant/js-client-rest"
 
 
-def run_js(n, key=None):
-    """Runs the JS suite against node n; returns (exit code, output)."""
+def run_js(n, key=None, suite=SUITE):
+    """Runs a JS suite against node n (a list: every peer of a cluster);
+    returns (exit code, output)."""
     ensure_deps()
-    args = [node_binary(), SUITE, f"http://127.0.0.1:{n.http_port}"]
+    nodes = n if isinstance(n, list) else [n]
+    urls = ",".join(f"http://127.0.0.1:{node.http_port}" for node in nodes)
+    args = [node_binary(), suite, urls]
     if key:
         args.append(key)
     env = harness.clean_env({"NODE_NO_WARNINGS": "1"})
@@ -91,6 +96,16 @@ def test_js_client_suite_passes_with_an_api_key():
         passed, failed = summary(output)
         assert failed == 0 and passed > 0 and code == 0, \
             f"JS client suite with a key: {passed} passed, {failed} failed, exit {code}"
+
+
+@test
+def test_js_client_cluster_calls_against_three_nodes():
+    with Cluster(3) as cluster:
+        cluster.wait_agree()
+        code, output = run_js(cluster.nodes, suite=CLUSTER_SUITE)
+        passed, failed = summary(output)
+        assert failed == 0 and passed > 0 and code == 0, \
+            f"JS client cluster suite: {passed} passed, {failed} failed, exit {code}"
 
 
 if __name__ == "__main__":
