@@ -86,7 +86,8 @@
 #define S_PROMOTE_LAG 8
 //  At most one log line this often about malformed messages from peers.
 #define S_BAD_LOG_MS 1000
-//  SIGTERM: a leader tries to hand leadership over for at most this long
+//  SIGTERM: a leader promotes caught-up learners and hands leadership over
+//  for at most this long, about an election timeout at the default tick
 //  (the supervisor allows the raft actor 2 s before SIGKILL).
 #define S_SHUTDOWN_MAX_MS 1500
 
@@ -185,6 +186,7 @@ typedef struct {
 } s_handler_t;
 
 static void s_handle (s_actor_t *self, envelope_t **request);
+static int s_compact (s_actor_t *self, bool force);
 
 //  --------------------------------------------------------------------------
 //  Small helpers
@@ -954,6 +956,21 @@ s_on_join (s_actor_t *self, envelope_t **request)
         //  Already a member (a restart after --reinit, a lost reply, or a
         //  member telling its new --uri): answered at once, unless its uri
         //  changed, which is recorded first.
+        if (json_is_true (json_object_get (json, "fresh"))) {
+            //  It has lost its log (--reinit): what this leader believes it
+            //  holds is wrong, and Raft never moves that belief back. A
+            //  recovery snapshot resets both its state and that belief.
+            int rc = s_compact (self, true);
+            if (rc == 0)
+                rc = rcore_send_snapshot (self->core, peer);
+            if (rc)
+                log_warn ("raft: cannot send rejoining peer=%" PRIu64 " a snapshot: %s", peer,
+                          sh_strerror (rc));
+            else
+                log_info ("raft: peer=%" PRIu64 " rejoins with empty storage: sending it a "
+                          "snapshot at index=%" PRIu64, peer,
+                          rcore_snapshot (self->core)->index);
+        }
         const char *recorded = meta_peer_uri (self->meta, peer);
         if (recorded && strcmp (recorded, uri) == 0) {
             log_info ("raft: peer=%" PRIu64 " asked to join again; already a member at %s",
@@ -1013,8 +1030,6 @@ s_on_join (s_actor_t *self, envelope_t **request)
 
 //  §5 / Qdrant's POST /cluster/recover: the leader compacts its log now and
 //  sends the asking follower that snapshot, which resets its state machine.
-static int s_compact (s_actor_t *self, bool force);
-
 static int
 s_on_recover (s_actor_t *self, envelope_t **request)
 {
@@ -1167,6 +1182,10 @@ s_send_join (s_actor_t *self, uint64_t dst, const char *uri)
                               self->p2p_port);
     json_object_set_new (json, "uri", self->uri_given ? json_string (self->uri)
                                                        : json_null ());
+    //  "fresh": this peer holds no consensus state (it joins, or rejoins
+    //  after --reinit), as opposed to a member telling its new --uri.
+    if (self->bootstrap)
+        json_object_set_new (json, "fresh", json_true ());
     envelope_set_json (env, json);
     uint64_t rid = self->next_rid;
     int rc = s_p2p_request (self, dst, uri, &env);
@@ -1432,63 +1451,94 @@ s_compact (s_actor_t *self, bool force)
 }
 
 //  --------------------------------------------------------------------------
-//  Leader duties, once per tick
+//  Leader duties
 
-static void
-s_lead (s_actor_t *self)
+//  §4.2.1: a learner that has caught up becomes a voter, one at a time
+//  (rcore refuses a second change while one is uncommitted). Checked every
+//  turn: until then a cluster that lost one voter may have no majority.
+//  True if a learner was waiting to be promoted.
+static bool
+s_promote (s_actor_t *self)
 {
-    if (!self->cluster || rcore_role (self->core) != RCORE_LEADER || self->stopping)
-        return;
-    //  This peer's own address in the replicated peers map: missing (a new
-    //  cluster) or changed by --uri.
-    const char *recorded = meta_peer_uri (self->meta, self->peer_id);
-    bool wanted = recorded ? (self->uri_given && strcmp (recorded, self->uri) != 0) : true;
-    bool in_flight = self->set_peer_index > meta_applied (self->meta)
-                  && self->set_peer_term == rcore_term (self->core);
-    if (wanted && !in_flight) {
-        json_t *op = json_pack ("{sssIss}", "type", "set_peer", "peer_id",
-                                (json_int_t) self->peer_id, "uri", self->uri);
-        char *text = json_dumps (op, JSON_COMPACT);
-        json_decref (op);
-        uint64_t index = 0, term = 0;
-        if (rcore_propose (self->core, RCORE_ENTRY_NORMAL, text, strlen (text), &index,
-                           &term) == 0) {
-            self->set_peer_index = index;
-            self->set_peer_term = term;
-            log_info ("raft: recording this peer's uri %s, index=%" PRIu64, self->uri, index);
-        }
-        free (text);
-    }
-    //  §4.2.1: a learner that has caught up becomes a voter, one at a time
-    //  (rcore refuses a second change while one is uncommitted).
+    if (!self->cluster || rcore_role (self->core) != RCORE_LEADER)
+        return false;
     rcore_conf_t conf;
     rcore_conf (self->core, &conf);
     uint64_t candidate = 0;
     for (size_t i = 0; i < conf.n_learners && !candidate; i++)
         if (rcore_caught_up (self->core, conf.learners [i], S_PROMOTE_LAG))
             candidate = conf.learners [i];
-    if (candidate) {
-        uint64_t index = 0;
-        if (rcore_propose_conf (self->core, RCORE_CONF_PROMOTE, candidate, NULL, &index,
-                                NULL) == 0)
-            log_info ("raft: promoting learner peer=%" PRIu64 " to voter, index=%" PRIu64,
-                      candidate, index);
-    }
+    if (!candidate)
+        return false;
+    uint64_t index = 0;
+    if (rcore_propose_conf (self->core, RCORE_CONF_PROMOTE, candidate, NULL, &index, NULL)
+        == 0)
+        log_info ("raft: promoting learner peer=%" PRIu64 " to voter, index=%" PRIu64,
+                  candidate, index);
+    return true;
 }
 
-//  SIGTERM on a leader: hand leadership to the most up-to-date voter
-//  (§3.10) so the cluster does not wait an election timeout for a new one.
-static void
-s_start_stopping (s_actor_t *self)
+//  Whether the configuration in effect is committed (no change in flight).
+static bool
+s_conf_settled (s_actor_t *self)
 {
-    self->stopping = true;
-    int64_t election_ms = 10 * self->tick_ms;
-    self->stop_by = zclock_mono () + (election_ms < S_SHUTDOWN_MAX_MS ? election_ms
-                                                                      : S_SHUTDOWN_MAX_MS);
-    if (!self->cluster || rcore_role (self->core) != RCORE_LEADER) {
-        self->stop_by = 0;
+    rcore_conf_t latest, committed;
+    rcore_conf (self->core, &latest);
+    if (rcore_conf_at (self->core, rcore_commit (self->core), &committed))
+        return false;
+    return latest.n_voters == committed.n_voters && latest.n_learners == committed.n_learners
+        && (latest.n_voters == 0
+            || memcmp (latest.voters, committed.voters,
+                       latest.n_voters * sizeof (uint64_t)) == 0)
+        && (latest.n_learners == 0
+            || memcmp (latest.learners, committed.learners,
+                       latest.n_learners * sizeof (uint64_t)) == 0);
+}
+
+//  Once per tick: this peer's own address in the replicated peers map,
+//  missing (a new cluster) or changed by --uri.
+static void
+s_lead (s_actor_t *self)
+{
+    if (!self->cluster || rcore_role (self->core) != RCORE_LEADER || self->stopping)
         return;
+    const char *recorded = meta_peer_uri (self->meta, self->peer_id);
+    bool wanted = recorded ? (self->uri_given && strcmp (recorded, self->uri) != 0) : true;
+    bool in_flight = self->set_peer_index > meta_applied (self->meta)
+                  && self->set_peer_term == rcore_term (self->core);
+    if (!wanted || in_flight)
+        return;
+    json_t *op = json_pack ("{sssIss}", "type", "set_peer", "peer_id",
+                            (json_int_t) self->peer_id, "uri", self->uri);
+    char *text = json_dumps (op, JSON_COMPACT);
+    json_decref (op);
+    uint64_t index = 0, term = 0;
+    if (rcore_propose (self->core, RCORE_ENTRY_NORMAL, text, strlen (text), &index, &term)
+        == 0) {
+        self->set_peer_index = index;
+        self->set_peer_term = term;
+        log_info ("raft: recording this peer's uri %s, index=%" PRIu64, self->uri, index);
     }
+    free (text);
+}
+
+//  SIGTERM on a leader (§3.10): first the caught-up learners become voters
+//  (a cluster of two voters and a learner would otherwise be left with no
+//  majority), then leadership goes to the most up-to-date voter, so the
+//  cluster does not wait an election timeout for a new leader. Gives up at
+//  stop_by. True once this actor may exit.
+static bool
+s_stop_step (s_actor_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (!self->cluster || rcore_role (self->core) != RCORE_LEADER || now >= self->stop_by)
+        return true;
+    if (rcore_transferee (self->core))
+        return false;                   //  handing over: wait for the new leader
+    //  Promotions may take the first half of the time left.
+    if (now < self->stop_by - S_SHUTDOWN_MAX_MS / 2
+        && (s_promote (self) || !s_conf_settled (self)))
+        return false;
     rcore_conf_t conf;
     rcore_conf (self->core, &conf);
     uint64_t target = 0, best = 0;
@@ -1502,12 +1552,11 @@ s_start_stopping (s_actor_t *self)
             best = match;
         }
     }
-    if (!target || rcore_transfer_leader (self->core, target)) {
-        self->stop_by = 0;
-        return;
-    }
+    if (!target || rcore_transfer_leader (self->core, target))
+        return true;
     log_info ("raft: stopping: transferring leadership to peer=%" PRIu64 " (match=%" PRIu64
               ")", target, best);
+    return false;
 }
 
 //  --------------------------------------------------------------------------
@@ -1837,12 +1886,13 @@ raft_actor_main (const config_t *config, uint64_t peer_id)
               self->cluster ? "yes" : "no", self->uri, self->bootstrap ? " (joining)" : "");
 
     while (true) {
-        if (zsys_interrupted && !self->stopping)
-            s_start_stopping (self);
-        int64_t now = zclock_mono ();
-        if (self->stopping
-            && (now >= self->stop_by || rcore_role (self->core) != RCORE_LEADER))
+        if (zsys_interrupted && !self->stopping) {
+            self->stopping = true;
+            self->stop_by = zclock_mono () + S_SHUTDOWN_MAX_MS;
+        }
+        if (self->stopping && s_stop_step (self))
             break;                      //  SIGTERM: leave and clean up
+        int64_t now = zclock_mono ();
         int64_t wait = self->next_tick - now;
         if (self->next_publish - now < wait)
             wait = self->next_publish - now;
@@ -1869,6 +1919,8 @@ raft_actor_main (const config_t *config, uint64_t peer_id)
             rc = -SH_EIO;
             break;                      //  storage failed: exit, the supervisor restarts us
         }
+        if (!self->stopping)
+            s_promote (self);
         s_pump_join (self);
         s_pump_forwards (self);
         if (s_flush (self)) {           //  what serving held requests proposed
