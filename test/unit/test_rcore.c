@@ -1,8 +1,12 @@
 /*  test_rcore: the pure Raft core, single voter and small clusters driven
-    through an in-test message pump (seeded; no clock, no sockets).
+    through an in-test message pump (seeded; no clock, no sockets):
+    elections, replication, snapshots, membership changes with learners,
+    leadership transfer, recovery snapshots. (test_rsim runs thousands of
+    randomized clusters; these are the behaviours one by one.)
 */
 #include "actors/raft/rcore.h"
 #include "common/err.h"
+#include <jansson.h>
 #include "test/unit/check_main.h"
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,6 +51,8 @@ typedef struct {
     uint64_t leader_of_term [4096]; //  election safety: who led each term
     size_t rejects;                 //  append rejections seen
     size_t snapshots_sent;          //  snapshot messages seen
+    size_t founders;                //  nodes [0, founders) start as the voters;
+                                    //    the others join with none
 } s_net_t;
 
 static uint64_t
@@ -155,8 +161,8 @@ s_core_new (s_net_t *net, size_t i, uint64_t seed, bool pre_vote)
     rcore_config_t config;
     rcore_config_defaults (&config);
     config.id = net->ids [i];
-    config.voters = net->ids;
-    config.n_voters = net->n;
+    config.voters = i < net->founders ? net->ids : NULL;
+    config.n_voters = i < net->founders ? net->founders : 0;
     config.seed = seed;
     config.pre_vote = pre_vote;
     config.max_msg_entries = 4;         //  small, to exercise batching
@@ -173,10 +179,11 @@ s_core_new (s_net_t *net, size_t i, uint64_t seed, bool pre_vote)
 }
 
 static s_net_t *
-s_net_new (size_t n, uint64_t seed, bool pre_vote)
+s_net_make (size_t n, size_t founders, uint64_t seed, bool pre_vote)
 {
     s_net_t *net = calloc (1, sizeof (s_net_t));
     net->n = n;
+    net->founders = founders;
     net->rng = seed;
     for (size_t i = 0; i < n; i++)
         net->ids [i] = i + 1;
@@ -185,6 +192,12 @@ s_net_new (size_t n, uint64_t seed, bool pre_vote)
         ck_assert_ptr_nonnull (net->nodes [i].core);
     }
     return net;
+}
+
+static s_net_t *
+s_net_new (size_t n, uint64_t seed, bool pre_vote)
+{
+    return s_net_make (n, n, seed, pre_vote);
 }
 
 static void
@@ -1135,6 +1148,717 @@ START_TEST (test_random_faults_keep_safety_and_recover)
 }
 END_TEST
 
+//  --------------------------------------------------------------------------
+//  Membership (§4.1, §4.2)
+
+static bool
+s_has_id (const uint64_t *ids, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids [i] == id)
+            return true;
+    return false;
+}
+
+//  Rounds until every live node has applied what the leader committed.
+static void
+s_settle (s_net_t *net, int rounds)
+{
+    for (int r = 0; r < rounds; r++)
+        s_round (net);
+}
+
+START_TEST (test_propose_conf_builds_the_whole_configuration)
+{
+    rcore_t *core = s_single (1, NULL);
+    uint64_t index = 0, term = 0;
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 2, NULL, NULL, NULL),
+                      -SH_ENOLEADER);
+    rcore_tick (core);
+    rcore_ready_t rd;
+    //  Not before this term's no-op commits (a new leader settles first).
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 2, NULL, NULL, NULL),
+                      -SH_EUNAVAIL);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 2,
+                                          "{\"uri\": \"http://b:6335\"}", &index, &term), 0);
+    ck_assert_uint_eq (index, 2);
+    ck_assert_uint_eq (term, 1);
+    //  The entry names the whole configuration it leads to, and the change.
+    const rcore_entry_t *e = rcore_entry (core, 2);
+    ck_assert_int_eq (e->type, RCORE_ENTRY_CONF);
+    json_error_t error;
+    json_t *json = json_loadb ((const char *) e->data, e->len, 0, &error);
+    ck_assert_ptr_nonnull (json);
+    ck_assert_str_eq (json_string_value (json_object_get (json, "change")), "add_learner");
+    ck_assert_int_eq (json_integer_value (json_object_get (json, "peer_id")), 2);
+    ck_assert_str_eq (json_string_value (json_object_get (json, "uri")), "http://b:6335");
+    ck_assert_int_eq (json_array_size (json_object_get (json, "voters")), 1);
+    ck_assert_int_eq (json_integer_value (json_array_get (json_object_get (json, "learners"), 0)),
+                      2);
+    json_decref (json);
+    //  It counts at once, committed or not.
+    rcore_conf_t conf;
+    rcore_conf (core, &conf);
+    ck_assert_uint_eq (conf.n_voters, 1);
+    ck_assert_uint_eq (conf.voters [0], 1);
+    ck_assert_uint_eq (conf.n_learners, 1);
+    ck_assert_uint_eq (conf.learners [0], 2);
+    ck_assert (rcore_is_voter (core));
+    ck_assert_int_eq (rcore_conf_at (core, 1, &conf), 0);
+    ck_assert_uint_eq (conf.n_learners, 0);
+    ck_assert_int_eq (rcore_conf_at (core, 3, &conf), -SH_EINVAL);
+
+    //  One change at a time: the next waits for this one's commit.
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 3, NULL, NULL, NULL),
+                      -SH_EUNAVAIL);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_uint_eq (rcore_commit (core), 2);
+    //  A learner does not count: the single voter still commits alone.
+    ck_assert_int_eq (rcore_propose (core, RCORE_ENTRY_NORMAL, "x", 1, &index, NULL), 0);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_uint_eq (rcore_commit (core), index);
+
+    //  What each change refuses.
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 2, NULL, NULL, NULL),
+                      -SH_EEXIST);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 1, NULL, NULL, NULL),
+                      -SH_EEXIST);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_PROMOTE, 9, NULL, NULL, NULL),
+                      -SH_ENOTFOUND);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_PROMOTE, 1, NULL, NULL, NULL),
+                      -SH_EINVAL);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_REMOVE, 9, NULL, NULL, NULL),
+                      -SH_ENOTFOUND);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_REMOVE, 1, NULL, NULL, NULL),
+                      -SH_EINVAL);      //  the last voter
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 0, NULL, NULL, NULL),
+                      -SH_EINVAL);
+    ck_assert_int_eq (rcore_propose_conf (core, 7, 3, NULL, NULL, NULL), -SH_EINVAL);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 3, "[1]", NULL, NULL),
+                      -SH_EINVAL);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 3, "{bad", NULL, NULL),
+                      -SH_EINVAL);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 3,
+                                          "{\"voters\": [3]}", NULL, NULL), -SH_EINVAL);
+    //  CONF entries only come from rcore_propose_conf.
+    ck_assert_int_eq (rcore_propose (core, RCORE_ENTRY_CONF, "{}", 2, NULL, NULL), -SH_EINVAL);
+    ck_assert_uint_eq (rcore_last_index (core), index);
+
+    //  Promote, then remove the learner-turned-voter again.
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_PROMOTE, 2, NULL, &index, NULL), 0);
+    rcore_conf (core, &conf);
+    ck_assert_uint_eq (conf.n_voters, 2);
+    ck_assert_uint_eq (conf.voters [1], 2);
+    ck_assert_uint_eq (conf.n_learners, 0);
+    //  Two voters now: node 2 must store it before it commits.
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_uint_lt (rcore_commit (core), index);
+    ck_assert_uint_eq (rcore_match (core, 2), 0);
+    ck_assert_uint_eq (rcore_match (core, 1), index);
+    ck_assert_uint_eq (rcore_match (core, 9), 0);
+    rcore_destroy (&core);
+}
+END_TEST
+
+START_TEST (test_joining_servers_wait_then_learn_then_vote)
+{
+    //  Node 1 founds the cluster; 2 and 3 start with no configuration.
+    s_net_t *net = s_net_make (3, 1, 21, true);
+    for (int r = 0; r < 50; r++)
+        s_round (net);
+    ck_assert_int_eq (rcore_role (net->nodes [0].core), RCORE_LEADER);
+    for (size_t i = 1; i < 3; i++) {
+        //  Not in any configuration: never stands, term untouched.
+        ck_assert_int_eq (rcore_role (net->nodes [i].core), RCORE_FOLLOWER);
+        ck_assert_uint_eq (rcore_term (net->nodes [i].core), 0);
+        ck_assert (!rcore_is_voter (net->nodes [i].core));
+    }
+    rcore_t *lead = net->nodes [0].core;
+    s_propose (net, 0, "before-2", NULL);
+    ck_assert_int_eq (rcore_propose_conf (lead, RCORE_CONF_ADD_LEARNER, 2, NULL, NULL, NULL), 0);
+    s_process (net, 0);
+    ck_assert (!rcore_caught_up (lead, 2, 0));
+    s_settle (net, 10);
+    //  Node 2 took appends from a leader it did not know, and learned that
+    //  it is a learner; it applied everything.
+    rcore_t *two = net->nodes [1].core;
+    ck_assert_uint_eq (rcore_leader (two), 1);
+    ck_assert (s_applied_has (&net->nodes [1], "before-2"));
+    rcore_conf_t conf;
+    rcore_conf (two, &conf);
+    ck_assert (s_has_id (conf.learners, conf.n_learners, 2));
+    ck_assert (!rcore_is_voter (two));
+    ck_assert (rcore_caught_up (lead, 2, 0));
+    ck_assert_uint_eq (rcore_match (lead, 2), rcore_last_index (lead));
+    ck_assert (!rcore_caught_up (lead, 1, 0));      //  a voter is not a learner
+    ck_assert (!rcore_caught_up (lead, 3, 1000));   //  not a member
+    //  A learner never stands, however long it hears nothing.
+    net->nodes [0].down = true;
+    s_settle (net, 50);
+    ck_assert_int_eq (rcore_role (two), RCORE_FOLLOWER);
+    ck_assert_uint_eq (rcore_term (two), 1);
+    net->nodes [0].down = false;
+    s_settle (net, 3);
+    //  Promoted, it is a voter: with 2 voters both must store an entry.
+    ck_assert_int_eq (rcore_propose_conf (lead, RCORE_CONF_PROMOTE, 2, NULL, NULL, NULL), 0);
+    s_process (net, 0);
+    s_settle (net, 5);
+    ck_assert (rcore_is_voter (two));
+    net->nodes [1].down = true;
+    uint64_t index = 0;
+    s_propose (net, 0, "needs-2", &index);
+    s_settle (net, 3);
+    ck_assert_uint_lt (rcore_commit (lead), index);
+    net->nodes [1].down = false;
+    s_settle (net, 3);
+    ck_assert_uint_ge (rcore_commit (lead), index);
+    ck_assert (s_applied_has (&net->nodes [1], "needs-2"));
+    //  Node 3 was never added: it heard nothing and is still at term 0.
+    ck_assert_uint_eq (rcore_term (net->nodes [2].core), 0);
+    ck_assert_uint_eq (rcore_last_index (net->nodes [2].core), 0);
+    s_net_destroy (&net);
+}
+END_TEST
+
+START_TEST (test_truncated_conf_entry_reverts_the_configuration)
+{
+    uint64_t voters [3] = { 1, 2, 3 };
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 3;
+    config.voters = voters;
+    config.n_voters = 3;
+    rcore_t *core = rcore_new (&config, NULL);
+    const char *add4 = "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[1,2,3],"
+                       "\"learners\":[4]}";
+    rcore_entry_t entries [2] = {
+        { 1, 1, RCORE_ENTRY_NOOP, NULL, 0 },
+        { 2, 1, RCORE_ENTRY_CONF, (uint8_t *) add4, strlen (add4) },
+    };
+    rcore_msg_t app = { .type = RCORE_MSG_APPEND, .from = 1, .to = 3, .term = 1,
+                        .entries = entries, .n_entries = 2 };
+    ck_assert_int_eq (rcore_step (core, &app), 0);
+    rcore_conf_t conf;
+    rcore_conf (core, &conf);
+    ck_assert_uint_eq (conf.n_learners, 1);
+    ck_assert_uint_eq (conf.learners [0], 4);
+    ck_assert_int_eq (rcore_conf_at (core, 1, &conf), 0);
+    ck_assert_uint_eq (conf.n_learners, 0);
+    ck_assert_uint_eq (conf.n_voters, 3);
+    rcore_ready_t rd;
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+
+    //  A new leader's entry replaces index 2: the conf entry is gone and
+    //  the configuration before it is back (§4.1).
+    rcore_entry_t other [1] = { { 2, 2, RCORE_ENTRY_NORMAL, (uint8_t *) "n", 1 } };
+    rcore_msg_t app2 = { .type = RCORE_MSG_APPEND, .from = 2, .to = 3, .term = 2,
+                         .index = 1, .log_term = 1, .entries = other, .n_entries = 1 };
+    ck_assert_int_eq (rcore_step (core, &app2), 0);
+    ck_assert_int_eq (rcore_entry (core, 2)->type, RCORE_ENTRY_NORMAL);
+    rcore_conf (core, &conf);
+    ck_assert_uint_eq (conf.n_learners, 0);
+    ck_assert_uint_eq (conf.n_voters, 3);
+    ck_assert (rcore_is_voter (core));
+    rcore_destroy (&core);
+}
+END_TEST
+
+START_TEST (test_malformed_conf_entries_and_snapshot_confs_are_refused)
+{
+    uint64_t voters [3] = { 1, 2, 3 };
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 3;
+    config.voters = voters;
+    config.n_voters = 3;
+    rcore_t *core = rcore_new (&config, NULL);
+    const char *bad [] = {
+        "not json",
+        "[1,2]",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[1,2,3]}",            //  no learners
+        "{\"change\":\"grow\",\"peer_id\":4,\"voters\":[1,2,3],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":5,\"voters\":[1,2,3],\"learners\":[4]}",
+        "{\"change\":\"promote\",\"peer_id\":4,\"voters\":[1,2,3],\"learners\":[4]}",
+        "{\"change\":\"remove\",\"peer_id\":3,\"voters\":[1,2,3],\"learners\":[]}",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[3,2,1],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[1,1,3],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[1,4],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[0,1],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":4,\"voters\":[1,\"2\"],\"learners\":[4]}",
+        "{\"change\":\"add_learner\",\"peer_id\":-4,\"voters\":[1],\"learners\":[4]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        rcore_entry_t entry = { 1, 1, RCORE_ENTRY_CONF, (uint8_t *) bad [i], strlen (bad [i]) };
+        rcore_msg_t app = { .type = RCORE_MSG_APPEND, .from = 1, .to = 3, .term = 1,
+                            .entries = &entry, .n_entries = 1 };
+        ck_assert_msg (rcore_step (core, &app) == -SH_EINVAL, "accepted: %s", bad [i]);
+        ck_assert_uint_eq (rcore_last_index (core), 0);
+        //  ... and from storage it is a log Raft could not have made.
+        rcore_storage_t storage = { .hard_state = { 1, 0, 0 }, .entries = &entry,
+                                    .n_entries = 1 };
+        ck_assert_ptr_null (rcore_new (&config, &storage));
+    }
+    //  A conf entry without data at all.
+    rcore_entry_t empty = { 1, 1, RCORE_ENTRY_CONF, NULL, 0 };
+    rcore_msg_t app = { .type = RCORE_MSG_APPEND, .from = 1, .to = 3, .term = 1,
+                        .entries = &empty, .n_entries = 1 };
+    ck_assert_int_eq (rcore_step (core, &app), -SH_EINVAL);
+
+    //  Snapshot configurations: sorted, no id twice, learners beside voters.
+    uint64_t unsorted [2] = { 3, 1 }, one [1] = { 1 }, zero [1] = { 0 };
+    rcore_conf_t confs [4] = {
+        { unsorted, 2, NULL, 0 },
+        { one, 1, one, 1 },
+        { NULL, 0, one, 1 },
+        { zero, 1, NULL, 0 },
+    };
+    for (size_t i = 0; i < 4; i++) {
+        rcore_msg_t snap = { .type = RCORE_MSG_SNAPSHOT, .from = 1, .to = 3, .term = 1,
+                             .snapshot = { .index = 5, .term = 1, .conf = confs [i] } };
+        ck_assert_int_eq (rcore_step (core, &snap), -SH_EINVAL);
+        rcore_storage_t storage = { .hard_state = { 1, 0, 5 },
+                                    .snapshot = { .index = 5, .term = 1, .conf = confs [i] } };
+        ck_assert_ptr_null (rcore_new (&config, &storage));
+    }
+    ck_assert_uint_eq (rcore_snapshot (core)->index, 0);
+    rcore_destroy (&core);
+}
+END_TEST
+
+START_TEST (test_compaction_records_the_configuration_and_restores_it)
+{
+    rcore_t *core = s_single (1, NULL);
+    rcore_ready_t rd;
+    rcore_tick (core);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    //  Before any conf entry the snapshot records config.voters.
+    ck_assert_int_eq (rcore_compact (core, 1, "s1", 2), 0);
+    ck_assert_uint_eq (rcore_snapshot (core)->conf.n_voters, 1);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_ADD_LEARNER, 5, NULL, NULL, NULL), 0);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_int_eq (rcore_propose (core, RCORE_ENTRY_NORMAL, "a", 1, NULL, NULL), 0);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_int_eq (rcore_propose_conf (core, RCORE_CONF_PROMOTE, 5, NULL, NULL, NULL), 0);
+    ck_assert_int_eq (rcore_propose (core, RCORE_ENTRY_NORMAL, "b", 1, NULL, NULL), 0);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    //  Voters {1, 5} now: 1 alone commits no more; snapshot at 3 (learner 5).
+    ck_assert_uint_eq (rcore_applied (core), 3);
+    ck_assert_int_eq (rcore_compact (core, 3, "s3", 2), 0);
+    const rcore_snapshot_t *snap = rcore_snapshot (core);
+    ck_assert_uint_eq (snap->conf.n_voters, 1);
+    ck_assert_uint_eq (snap->conf.n_learners, 1);
+    ck_assert_uint_eq (snap->conf.learners [0], 5);
+    rcore_conf_t conf;
+    ck_assert_int_eq (rcore_conf_at (core, 2, &conf), -SH_EINVAL);     //  compacted
+    ck_assert_int_eq (rcore_conf_at (core, 3, &conf), 0);
+    ck_assert_uint_eq (conf.n_learners, 1);
+    ck_assert_int_eq (rcore_conf_at (core, 4, &conf), 0);
+    ck_assert_uint_eq (conf.n_voters, 2);
+
+    //  Restored from that storage (snapshot conf + the conf entry after
+    //  it), config.voters no longer matters.
+    rcore_entry_t tail [2];
+    for (uint64_t i = 4; i <= 5; i++)
+        tail [i - 4] = *rcore_entry (core, i);
+    rcore_storage_t storage = { .hard_state = { rcore_term (core), 1, 3 }, .snapshot = *snap,
+                                .entries = tail, .n_entries = 2 };
+    uint64_t nobody [1] = { 9 };
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 5;
+    config.voters = nobody;
+    config.n_voters = 1;
+    rcore_t *copy = rcore_new (&config, &storage);
+    ck_assert_ptr_nonnull (copy);
+    rcore_conf (copy, &conf);
+    ck_assert_uint_eq (conf.n_voters, 2);
+    ck_assert_uint_eq (conf.voters [0], 1);
+    ck_assert_uint_eq (conf.voters [1], 5);
+    ck_assert (rcore_is_voter (copy));
+    rcore_destroy (&copy);
+    //  Without the tail it is the snapshot's: node 5 a learner.
+    storage.n_entries = 0;
+    storage.hard_state.commit = 3;
+    copy = rcore_new (&config, &storage);
+    ck_assert_ptr_nonnull (copy);
+    ck_assert (!rcore_is_voter (copy));
+    rcore_destroy (&copy);
+    rcore_destroy (&core);
+}
+END_TEST
+
+START_TEST (test_removed_leader_steps_down_once_committed)
+{
+    s_net_t *net = s_net_new (3, 31, true);
+    int leader = s_run_until_leader (net, 200);
+    ck_assert_int_ge (leader, 0);
+    rcore_t *old = net->nodes [leader].core;
+    uint64_t me = net->ids [leader];
+    s_settle (net, 2);
+    uint64_t index = 0;
+    ck_assert_int_eq (rcore_propose_conf (old, RCORE_CONF_REMOVE, me, NULL, &index, NULL), 0);
+    //  §4.2.2: it leads on until the entry commits, without counting itself.
+    ck_assert_int_eq (rcore_role (old), RCORE_LEADER);
+    ck_assert (!rcore_is_voter (old));
+    s_process (net, (size_t) leader);
+    for (int r = 0; r < 5; r++)
+        s_round (net);
+    ck_assert_uint_ge (rcore_commit (old), index);
+    ck_assert_int_eq (rcore_role (old), RCORE_FOLLOWER);
+    //  The others elect one of themselves; the removed one never stands.
+    int next = -1;
+    for (int r = 0; r < 100 && next < 0; r++) {
+        s_round (net);
+        next = s_leader (net);
+        ck_assert_int_ne (rcore_role (old), RCORE_CANDIDATE);
+        ck_assert_int_ne (rcore_role (old), RCORE_PRE_CANDIDATE);
+    }
+    ck_assert_int_ge (next, 0);
+    ck_assert_int_ne (next, leader);
+    s_propose (net, next, "after", NULL);
+    s_settle (net, 3);
+    for (size_t i = 0; i < 3; i++)
+        if ((int) i != leader)
+            ck_assert (s_applied_has (&net->nodes [i], "after"));
+    rcore_conf_t conf;
+    rcore_conf (net->nodes [next].core, &conf);
+    ck_assert_uint_eq (conf.n_voters, 2);
+    ck_assert (!s_has_id (conf.voters, conf.n_voters, me));
+    s_net_destroy (&net);
+}
+END_TEST
+
+START_TEST (test_learners_do_not_count_for_commit)
+{
+    //  Voters {1, 2}, learner 3: with 2 down nothing commits, whatever 3 holds.
+    s_net_t *net = s_net_make (3, 2, 41, true);
+    int leader = -1;
+    for (int r = 0; r < 100 && leader < 0; r++) {
+        s_round (net);
+        leader = s_leader (net);
+    }
+    ck_assert_int_ge (leader, 0);
+    s_settle (net, 2);
+    rcore_t *lead = net->nodes [leader].core;
+    ck_assert_int_eq (rcore_propose_conf (lead, RCORE_CONF_ADD_LEARNER, 3, NULL, NULL, NULL), 0);
+    s_process (net, (size_t) leader);
+    s_settle (net, 3);
+    size_t other = leader == 0 ? 1 : 0;
+    net->nodes [other].down = true;
+    uint64_t index = 0;
+    s_propose (net, leader, "stuck", &index);
+    for (int r = 0; r < 3; r++)
+        s_round (net);
+    ck_assert_uint_eq (rcore_match (lead, 3), index);
+    ck_assert_uint_lt (rcore_commit (lead), index);
+    //  §6.2: with 2 silent the leader steps down; the learner never stands.
+    for (int r = 0; r < 30; r++)
+        s_round (net);
+    ck_assert_int_ne (rcore_role (lead), RCORE_LEADER);
+    ck_assert_int_eq (rcore_role (net->nodes [2].core), RCORE_FOLLOWER);
+    s_net_destroy (&net);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
+//  Leadership transfer (§3.10) and the §4.2.3 check
+
+START_TEST (test_transfer_hands_leadership_to_the_target)
+{
+    s_net_t *net = s_net_new (3, 51, true);
+    int leader = s_run_until_leader (net, 200);
+    ck_assert_int_ge (leader, 0);
+    rcore_t *lead = net->nodes [leader].core;
+    uint64_t term = rcore_term (lead);
+    size_t target = ((size_t) leader + 1) % 3;
+    ck_assert_int_eq (rcore_transfer_leader (net->nodes [target].core, 1), -SH_ENOLEADER);
+    ck_assert_int_eq (rcore_transfer_leader (lead, net->ids [leader]), -SH_ENOTFOUND);
+    ck_assert_int_eq (rcore_transfer_leader (lead, 9), -SH_ENOTFOUND);
+    //  The target is behind: the leader brings it up to date first.
+    net->nodes [target].down = true;
+    s_propose (net, leader, "while-down", NULL);
+    s_settle (net, 2);
+    net->nodes [target].down = false;
+    ck_assert_int_eq (rcore_transfer_leader (lead, net->ids [target]), 0);
+    ck_assert_uint_eq (rcore_transferee (lead), net->ids [target]);
+    ck_assert_int_eq (rcore_propose (lead, RCORE_ENTRY_NORMAL, "no", 2, NULL, NULL),
+                      -SH_EUNAVAIL);
+    ck_assert_int_eq (rcore_propose_conf (lead, RCORE_CONF_ADD_LEARNER, 4, NULL, NULL, NULL),
+                      -SH_EUNAVAIL);
+    s_process (net, (size_t) leader);
+    for (int r = 0; r < 5 && rcore_role (net->nodes [target].core) != RCORE_LEADER; r++)
+        s_round (net);
+    //  The target won the next term at once, though the other follower had
+    //  just heard from the old leader (force beats §4.2.3's check).
+    ck_assert_int_eq (rcore_role (net->nodes [target].core), RCORE_LEADER);
+    ck_assert_uint_eq (rcore_term (net->nodes [target].core), term + 1);
+    ck_assert_int_eq (rcore_role (lead), RCORE_FOLLOWER);
+    ck_assert_uint_eq (rcore_transferee (lead), 0);
+    ck_assert (s_applied_has (&net->nodes [target], "while-down"));
+    s_net_destroy (&net);
+}
+END_TEST
+
+START_TEST (test_transfer_to_an_unreachable_target_is_abandoned)
+{
+    s_net_t *net = s_net_new (3, 61, true);
+    int leader = s_run_until_leader (net, 200);
+    ck_assert_int_ge (leader, 0);
+    rcore_t *lead = net->nodes [leader].core;
+    uint64_t term = rcore_term (lead);
+    size_t target = ((size_t) leader + 2) % 3;
+    s_propose (net, leader, "x", NULL);
+    net->nodes [target].down = true;
+    s_propose (net, leader, "y", NULL);
+    ck_assert_int_eq (rcore_transfer_leader (lead, net->ids [target]), 0);
+    //  Asking again for the same target is a no-op.
+    ck_assert_int_eq (rcore_transfer_leader (lead, net->ids [target]), 0);
+    int rounds = 0;
+    while (rcore_transferee (lead) && rounds < 100) {
+        s_round (net);
+        rounds++;
+    }
+    //  Given up after an election timeout; proposals are taken again.
+    ck_assert_int_le (rounds, 10);
+    ck_assert_int_eq (rcore_role (lead), RCORE_LEADER);
+    ck_assert_uint_eq (rcore_term (lead), term);
+    ck_assert_int_eq (rcore_propose (lead, RCORE_ENTRY_NORMAL, "z", 1, NULL, NULL), 0);
+    s_net_destroy (&net);
+}
+END_TEST
+
+START_TEST (test_votes_ignored_within_the_election_timeout_unless_forced)
+{
+    uint64_t voters [3] = { 1, 2, 3 };
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 1;
+    config.voters = voters;
+    config.n_voters = 3;
+    rcore_t *core = rcore_new (&config, NULL);
+    rcore_ready_t rd;
+    rcore_msg_t beat = { .type = RCORE_MSG_HEARTBEAT, .from = 2, .to = 1, .term = 1 };
+    ck_assert_int_eq (rcore_step (core, &beat), 0);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    ck_assert_uint_eq (rcore_leader (core), 2);
+    //  §4.2.3: it heard from a leader just now: a vote request (or pre-vote)
+    //  for a later term is ignored: no answer, no new term.
+    rcore_msg_t vote = { .type = RCORE_MSG_VOTE, .from = 3, .to = 1, .term = 2 };
+    ck_assert_int_eq (rcore_step (core, &vote), 0);
+    vote.type = RCORE_MSG_PREVOTE;
+    ck_assert_int_eq (rcore_step (core, &vote), 0);
+    ck_assert_uint_eq (rcore_term (core), 1);
+    ck_assert (!rcore_ready (core, &rd));
+    //  A transfer's request (force) is granted.
+    vote.type = RCORE_MSG_VOTE;
+    vote.force = true;
+    ck_assert_int_eq (rcore_step (core, &vote), 0);
+    ck_assert_uint_eq (rcore_term (core), 2);
+    ck_assert_uint_eq (rcore_vote (core), 3);
+    ck_assert (rcore_ready (core, &rd));
+    ck_assert_int_eq (rd.messages [0].type, RCORE_MSG_VOTE_RESP);
+    ck_assert (!rd.messages [0].reject);
+    rcore_advance (core, &rd);
+    //  After an election timeout without a leader, plain requests count again.
+    for (int t = 0; t < 10; t++)
+        rcore_tick (core);
+    while (rcore_ready (core, &rd))
+        rcore_advance (core, &rd);
+    rcore_msg_t later = { .type = RCORE_MSG_VOTE, .from = 2, .to = 1,
+                          .term = rcore_term (core) + 1 };
+    ck_assert_int_eq (rcore_step (core, &later), 0);
+    ck_assert_uint_eq (rcore_term (core), later.term);
+    rcore_destroy (&core);
+}
+END_TEST
+
+START_TEST (test_timeout_now_is_ignored_by_a_learner)
+{
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 2;
+    rcore_t *core = rcore_new (&config, NULL);
+    ck_assert_ptr_nonnull (core);
+    rcore_msg_t now = { .type = RCORE_MSG_TIMEOUT_NOW, .from = 1, .to = 2, .term = 3 };
+    ck_assert_int_eq (rcore_step (core, &now), 0);
+    ck_assert_int_eq (rcore_role (core), RCORE_FOLLOWER);
+    ck_assert_uint_eq (rcore_term (core), 3);
+    ck_assert_uint_eq (rcore_leader (core), 1);
+    rcore_destroy (&core);
+}
+END_TEST
+
+//  --------------------------------------------------------------------------
+//  Recovery snapshots (POST /cluster/recover)
+
+START_TEST (test_recovery_snapshot_resets_a_follower_and_reapplies)
+{
+    s_net_t *net = s_net_new (3, 71, true);
+    int leader = s_run_until_leader (net, 200);
+    ck_assert_int_ge (leader, 0);
+    rcore_t *lead = net->nodes [leader].core;
+    size_t f = ((size_t) leader + 1) % 3;
+    rcore_t *fc = net->nodes [f].core;
+    ck_assert_int_eq (rcore_send_snapshot (net->nodes [f].core, net->ids [leader]),
+                      -SH_ENOLEADER);
+    ck_assert_int_eq (rcore_send_snapshot (lead, net->ids [f]), -SH_EINVAL);   //  none yet
+    char text [16];
+    for (int k = 0; k < 6; k++) {
+        snprintf (text, sizeof text, "r%d", k);
+        s_propose (net, leader, text, NULL);
+    }
+    s_settle (net, 3);
+    s_compact (net, (size_t) leader);
+    uint64_t at = rcore_snapshot (lead)->index;
+    s_propose (net, leader, "after-snap", NULL);
+    s_settle (net, 3);
+    uint64_t commit = rcore_commit (fc), last = rcore_last_index (fc);
+    ck_assert_uint_gt (commit, at);
+    ck_assert_uint_eq (rcore_applied (fc), commit);
+    ck_assert_int_eq (rcore_send_snapshot (lead, 9), -SH_ENOTFOUND);
+    ck_assert_int_eq (rcore_send_snapshot (lead, net->ids [leader]), -SH_ENOTFOUND);
+    ck_assert_int_eq (rcore_send_snapshot (lead, net->ids [f]), 0);
+    s_process (net, (size_t) leader);
+    //  The snapshot goes out with force.
+    bool forced = false;
+    for (size_t k = 0; k < net->n_queue; k++)
+        if (net->queue [k].type == RCORE_MSG_SNAPSHOT && net->queue [k].to == net->ids [f])
+            forced = net->queue [k].force;
+    ck_assert (forced);
+    s_settle (net, 3);
+    //  The follower reset its state machine from the snapshot, though its
+    //  commit was past it, and applied what followed it again; its log
+    //  after the snapshot stayed and its commit never went back.
+    ck_assert_uint_eq (net->nodes [f].applied_snapshot, at);
+    ck_assert_uint_eq (rcore_snapshot (fc)->index, at);
+    ck_assert_uint_eq (rcore_first_index (fc), at + 1);
+    ck_assert_uint_ge (rcore_last_index (fc), last);
+    ck_assert_uint_ge (rcore_commit (fc), commit);
+    ck_assert (s_applied_has (&net->nodes [f], "after-snap"));
+    ck_assert_uint_eq (net->nodes [f].applied.items [0].index, at + 1);
+    ck_assert (memcmp (net->nodes [f].snap.data, rcore_snapshot (lead)->data,
+                       net->nodes [f].snap.len) == 0);
+    //  Replication goes on as before.
+    s_propose (net, leader, "later", NULL);
+    s_settle (net, 3);
+    ck_assert (s_applied_has (&net->nodes [f], "later"));
+    s_check_logs_equal (net, f, (size_t) leader);
+    s_net_destroy (&net);
+}
+END_TEST
+
+START_TEST (test_stale_snapshots_never_move_commit_back)
+{
+    uint64_t voters [3] = { 1, 2, 3 };
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 2;
+    config.voters = voters;
+    config.n_voters = 3;
+    rcore_entry_t log [4] = {
+        { 1, 1, RCORE_ENTRY_NOOP, NULL, 0 },
+        { 2, 1, RCORE_ENTRY_NORMAL, (uint8_t *) "a", 1 },
+        { 3, 1, RCORE_ENTRY_NORMAL, (uint8_t *) "b", 1 },
+        { 4, 1, RCORE_ENTRY_NORMAL, (uint8_t *) "c", 1 },
+    };
+    rcore_storage_t storage = { .hard_state = { 1, 0, 4 },
+                                .snapshot = { .index = 0 }, .entries = log, .n_entries = 4 };
+    config.applied = 4;
+    rcore_t *core = rcore_new (&config, &storage);
+    ck_assert_ptr_nonnull (core);
+    rcore_ready_t rd;
+    uint64_t one [1] = { 1 };
+    //  An old snapshot (index 2 <= commit): nothing changes, it is answered.
+    rcore_msg_t snap = { .type = RCORE_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 1,
+                         .snapshot = { .index = 2, .term = 1, .data = (uint8_t *) "S", .len = 1,
+                                       .conf = { voters, 3, NULL, 0 } } };
+    ck_assert_int_eq (rcore_step (core, &snap), 0);
+    ck_assert_uint_eq (rcore_commit (core), 4);
+    ck_assert_uint_eq (rcore_snapshot (core)->index, 0);
+    ck_assert (rcore_ready (core, &rd));
+    ck_assert (!rd.snapshot);
+    ck_assert_int_eq (rd.messages [0].type, RCORE_MSG_SNAPSHOT_RESP);
+    ck_assert_uint_eq (rd.messages [0].index, 2);
+    ck_assert (!rd.messages [0].reject);
+    rcore_advance (core, &rd);
+
+    //  Forced at 3 (the log holds it): installed, commit stays 4, 4 again.
+    snap.force = true;
+    snap.snapshot.index = 3;
+    ck_assert_int_eq (rcore_step (core, &snap), 0);
+    ck_assert_uint_eq (rcore_commit (core), 4);
+    ck_assert (rcore_ready (core, &rd));
+    ck_assert_ptr_nonnull (rd.snapshot);
+    ck_assert_uint_eq (rd.snapshot->index, 3);
+    ck_assert_uint_eq (rd.snapshot->conf.n_voters, 3);
+    ck_assert_uint_eq (rd.n_committed, 1);
+    ck_assert_uint_eq (rd.committed [0].index, 4);
+    ck_assert_uint_eq (rd.n_entries, 0);
+    rcore_advance (core, &rd);
+    ck_assert_uint_eq (rcore_applied (core), 4);
+    ck_assert_uint_eq (rcore_last_index (core), 4);
+
+    //  A forced one behind our own snapshot is refused.
+    snap.snapshot.index = 2;
+    ck_assert_int_eq (rcore_step (core, &snap), 0);
+    ck_assert (rcore_ready (core, &rd));
+    ck_assert (!rd.snapshot);
+    ck_assert (rd.messages [0].reject);
+    rcore_advance (core, &rd);
+    ck_assert_uint_eq (rcore_snapshot (core)->index, 3);
+
+    //  One past the log (index 9, term 2): the log goes, commit moves up,
+    //  the configuration is the snapshot's.
+    snap.force = false;
+    snap.term = 2;
+    snap.snapshot = (rcore_snapshot_t) { .index = 9, .term = 2, .data = (uint8_t *) "T",
+                                         .len = 1, .conf = { one, 1, NULL, 0 } };
+    ck_assert_int_eq (rcore_step (core, &snap), 0);
+    ck_assert_uint_eq (rcore_commit (core), 9);
+    ck_assert_uint_eq (rcore_last_index (core), 9);
+    ck_assert (!rcore_is_voter (core));
+    ck_assert (rcore_ready (core, &rd));
+    ck_assert_uint_eq (rd.snapshot->index, 9);
+    ck_assert_uint_eq (rd.n_committed, 0);
+    rcore_advance (core, &rd);
+    rcore_destroy (&core);
+}
+END_TEST
+
+START_TEST (test_snapshot_saved_ahead_of_the_hard_state_loads)
+{
+    //  A crash between raft_store_install_snapshot and the save of the hard
+    //  state leaves a snapshot of a later term than the hard state's.
+    uint64_t voters [3] = { 1, 2, 3 };
+    rcore_config_t config;
+    rcore_config_defaults (&config);
+    config.id = 2;
+    config.voters = voters;
+    config.n_voters = 3;
+    rcore_storage_t storage = { .hard_state = { 3, 1, 2 },
+                                .snapshot = { .index = 8, .term = 5,
+                                              .conf = { voters, 3, NULL, 0 } } };
+    rcore_t *core = rcore_new (&config, &storage);
+    ck_assert_ptr_nonnull (core);
+    ck_assert_uint_eq (rcore_term (core), 5);
+    ck_assert_uint_eq (rcore_vote (core), 0);
+    ck_assert_uint_eq (rcore_commit (core), 8);
+    rcore_destroy (&core);
+}
+END_TEST
+
 Suite *
 rcore_suite (void)
 {
@@ -1161,6 +1885,27 @@ rcore_suite (void)
     tcase_add_test (tc, test_lagging_follower_catches_up_from_snapshot);
     tcase_add_test (tc, test_node_restarted_from_its_storage_rejoins);
     tcase_add_test (tc, test_random_faults_keep_safety_and_recover);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("membership");
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_propose_conf_builds_the_whole_configuration);
+    tcase_add_test (tc, test_joining_servers_wait_then_learn_then_vote);
+    tcase_add_test (tc, test_truncated_conf_entry_reverts_the_configuration);
+    tcase_add_test (tc, test_malformed_conf_entries_and_snapshot_confs_are_refused);
+    tcase_add_test (tc, test_compaction_records_the_configuration_and_restores_it);
+    tcase_add_test (tc, test_removed_leader_steps_down_once_committed);
+    tcase_add_test (tc, test_learners_do_not_count_for_commit);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("transfer");
+    tcase_add_test (tc, test_transfer_hands_leadership_to_the_target);
+    tcase_add_test (tc, test_transfer_to_an_unreachable_target_is_abandoned);
+    tcase_add_test (tc, test_votes_ignored_within_the_election_timeout_unless_forced);
+    tcase_add_test (tc, test_timeout_now_is_ignored_by_a_learner);
+    suite_add_tcase (s, tc);
+    tc = tcase_create ("recovery");
+    tcase_add_test (tc, test_recovery_snapshot_resets_a_follower_and_reapplies);
+    tcase_add_test (tc, test_stale_snapshots_never_move_commit_back);
+    tcase_add_test (tc, test_snapshot_saved_ahead_of_the_hard_state_loads);
     suite_add_tcase (s, tc);
     return s;
 }
