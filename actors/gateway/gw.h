@@ -103,13 +103,28 @@ void gw_conn_destroy (gw_conn_t **self_p);
 //  -SH_ETIMEDOUT if no reply by the request's deadline.
 int gw_call_raft (gw_conn_t *conn, envelope_t **request, envelope_t **reply);
 //  Requests to shards of collection uid, all sent at once, replies gathered
-//  until the deadline: requests[i] goes to shard shard_ids[i]; replies[i] is
-//  set (yours) or left NULL when that shard did not answer in time. Returns 0
-//  if every shard answered (each reply may still carry an error status),
-//  -SH_ETIMEDOUT otherwise. The requests are taken: each is sent (its request
-//  id re-stamped from the connection's counter) and requests[i] set to NULL.
+//  until the deadline (the latest of the requests'): requests[i] goes to
+//  shard shard_ids[i], to the replicas the metadata names (gw_replicas.h: a
+//  read to one Active replica, this peer's first; a write, SHARD_UPSERT ..
+//  SHARD_DELETE_VECTORS, to every replica that takes direct writes), local
+//  ones over ipc, remote ones through the p2p actor. A replica that answers
+//  -SH_EUNAVAIL, or leaves the placement while asked, is replaced by the one
+//  the metadata names next (waiting up to 2 s for it). replies[i] is always
+//  set (yours): the replica's reply (for a write to several, the first
+//  failure, else the first success), or one made here whose message names
+//  the shard, its collection and the peer: -SH_ETIMEDOUT when it did not
+//  answer in time, -SH_EUNAVAIL when no replica can serve it. Returns 0, or
+//  -SH_ETIMEDOUT if some shard did not answer in time. The requests are
+//  taken (requests[i] set to NULL); their request ids are re-stamped from
+//  the connection's counter. A collection the metadata does not know goes
+//  to this peer's replicas.
 int gw_call_shards (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
                     envelope_t **requests, envelope_t **replies);
+//  The same, but requests[i] goes to the replica of shard shard_ids[i] on
+//  peer peers[i], whatever its state (SHARD_INFO of a local or a transfer's
+//  source replica), and is never re-routed.
+int gw_call_replicas (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
+                      const uint64_t *peers, envelope_t **requests, envelope_t **replies);
 
 //  --- route registration --------------------------------------------------
 //  Each module registers its routes into the table at start. Patterns use

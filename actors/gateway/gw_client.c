@@ -1,11 +1,24 @@
 /*  gw_client: one HTTP connection's sockets to the other actors, and calls
     with deadlines over them.
 
-    A gw_conn_t holds a DEALER to the raft actor and a small cache of
-    DEALERs to shard actors keyed by (collection uid, shard id), each made on
-    first use. They are connected with a 10 ms reconnect interval: a shard
-    actor that the supervisor is still starting is reached as soon as it
-    binds, and requests sent meanwhile wait in the socket's queue.
+    A gw_conn_t holds a DEALER to the raft actor, one to the p2p actor (for
+    replicas on other peers: [route request, dst peer, actor shard, uid,
+    shard][envelope] out, [route reply][envelope] back, proto/route.h) and a
+    small cache of DEALERs to local shard actors keyed by (collection uid,
+    shard id), each made on first use. They are connected with a 10 ms
+    reconnect interval: a shard actor that the supervisor is still starting
+    is reached as soon as it binds, and requests sent meanwhile wait in the
+    socket's queue.
+
+    A call to shards picks each shard's replicas from the metadata cache
+    (gw_replicas.h) and keeps every request until its shard has answered, so
+    that it can go elsewhere when the placement moves under it: a replica
+    that answers "unavailable" (stopping, moved off its peer, its peer
+    unreachable) or leaves the placement while asked is replaced by the one
+    the metadata names next. Every point operation is idempotent (an upsert
+    replaces the whole point, a delete or payload edit gives the same result
+    twice), so a write sent again to the new owner is safe; an answer of
+    "unavailable" means the old one did not apply it.
 
     Calls are numbered per connection (the request id of every envelope is
     re-stamped here), so a reply that arrives after its call gave up is
@@ -18,8 +31,11 @@
     destroy, which MHD calls after it has joined that thread.
 */
 #include "actors/gateway/gw.h"
+#include "actors/gateway/gw_replicas.h"
 #include "common/log.h"
 #include "common/paths.h"
+#include "proto/route.h"
+#include <stdarg.h>
 #include <string.h>
 
 //  Shard sockets kept per connection before the least recently used go.
@@ -39,6 +55,7 @@ typedef struct {
 struct _gw_conn_t {
     gw_t *gw;                           //  for the storage path (endpoints)
     zsock_t *raft;                      //  DEALER to the raft actor, or NULL
+    zsock_t *p2p;                       //  DEALER to the p2p actor (remote replicas)
     s_shard_sock_t *shards;             //  shard socket cache
     size_t n_shards;                    //  entries in use
     size_t cap_shards;                  //  entries allocated
@@ -64,6 +81,7 @@ gw_conn_destroy (gw_conn_t **self_p)
     if (!self)
         return;
     zsock_destroy (&self->raft);
+    zsock_destroy (&self->p2p);
     for (size_t i = 0; i < self->n_shards; i++)
         zsock_destroy (&self->shards [i].sock);
     free (self->shards);
@@ -155,6 +173,10 @@ s_drop_sock (gw_conn_t *self, zsock_t *sock)
         zsock_destroy (&self->raft);
         return;
     }
+    if (self->p2p == sock) {
+        zsock_destroy (&self->p2p);
+        return;
+    }
     for (size_t i = 0; i < self->n_shards; i++)
         if (self->shards [i].sock == sock)
             zsock_destroy (&self->shards [i].sock);
@@ -220,110 +242,634 @@ gw_call_raft (gw_conn_t *conn, envelope_t **request, envelope_t **reply)
     return -SH_ETIMEDOUT;
 }
 
-int
-gw_call_shards (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
-                envelope_t **requests, envelope_t **replies)
+//  ---------------------------------------------------------------------------
+//  Calls to shard replicas (see the file comment)
+
+//  How long a shard whose replica answered -SH_EUNAVAIL (stopping, moved off
+//  its peer, peer unreachable) waits for the metadata to name another
+//  replica before that answer stands (ms, within the request's deadline).
+#define S_REROUTE_GRACE_MS 2000
+//  How often a call in flight looks for a placement change (ms).
+#define S_REROUTE_CHECK_MS 50
+//  Re-sends of one shard's request, at most.
+#define S_REROUTE_MAX 4
+//  Replicas one shard's request goes to, at most (a write goes to each).
+#define S_MAX_TARGETS 16
+
+typedef enum { S_LEG_PENDING, S_LEG_DONE, S_LEG_ABANDONED } s_leg_state_t;
+
+//  One request sent to one replica.
+typedef struct {
+    size_t slot;                        //  the shard request it carries
+    uint64_t peer;                      //  the replica's peer
+    bool remote;                        //  sent through the p2p actor
+    zsock_t *sock;                      //  the socket it left on
+    uint64_t id;                        //  its request id on this connection
+    s_leg_state_t state;                //  waiting, answered, or given up
+    bool unanswered;                    //  given up while still waiting
+    envelope_t *reply;                  //  the answer once in (owned)
+} s_leg_t;
+
+//  One shard's request of the call.
+typedef struct {
+    uint32_t shard;                     //  shard id
+    bool write;                         //  to every writable replica
+    bool routed;                        //  replicas chosen here (re-routable)
+    uint64_t peer;                      //  !routed: the replica asked for
+    envelope_t *request;                //  kept to (re)send, owned
+    envelope_t *reply;                  //  the final answer, owned until handed out
+    bool timed_out;                     //  reply made here at the deadline
+    uint64_t wait_until;                //  unix ms a re-route is waited for, 0 = none
+    envelope_t *unavail;                //  the -SH_EUNAVAIL answer waiting on, owned
+    uint64_t unavail_peer;              //  who gave it
+    uint64_t unavail_applied;           //  metadata index when it came
+    int reroutes;                       //  re-sends so far
+} s_slot_t;
+
+typedef struct {
+    gw_conn_t *conn;                    //  the connection
+    uint64_t uid;                       //  collection uid
+    uint64_t self_peer;                 //  this node's peer id
+    json_t *state;                      //  metadata in use (ref), or NULL
+    const json_t *coll;                 //  the collection in it, or NULL
+    const char *name;                   //  its name, or NULL
+    uint64_t applied;                   //  the metadata's applied index
+    uint64_t deadline;                  //  unix ms: the whole fan-out's bound
+    s_slot_t *slots;                    //  one per request
+    size_t n_slots;                     //  requests
+    s_leg_t *legs;                      //  every send
+    size_t n_legs;                      //  entries used
+    size_t cap_legs;                    //  entries allocated
+} s_call_t;
+
+static zsock_t *
+s_p2p_sock (gw_conn_t *self)
 {
-    if (n == 0)
-        return 0;
-    conn->clock++;
-    zsock_t **socks = (zsock_t **) calloc (n, sizeof (zsock_t *));
-    uint64_t *ids = (uint64_t *) calloc (n, sizeof (uint64_t));
-    zmq_pollitem_t *items = (zmq_pollitem_t *) calloc (n, sizeof (zmq_pollitem_t));
-    zsock_t **item_socks = (zsock_t **) calloc (n, sizeof (zsock_t *));
-    assert (socks && ids && items && item_socks);
-
-    uint64_t deadline = 0;
-    size_t pending = 0;
-    for (size_t i = 0; i < n; i++) {
-        replies [i] = NULL;
-        if (!requests [i])
-            continue;
-        uint64_t d = s_deadline_of (requests [i]);
-        if (d > deadline)
-            deadline = d;
-        socks [i] = s_shard_sock (conn, uid, shard_ids [i]);
-        if (!socks [i]) {
-            envelope_destroy (&requests [i]);
-            continue;
-        }
-        ids [i] = conn->next_id++;
-        envelope_set_request_id (requests [i], ids [i]);
-        if (envelope_send (&requests [i], socks [i])) {
-            log_debug ("gateway: req=%" PRIu64 " send to shard %" PRIu64 "/%u failed",
-                       ids [i], uid, shard_ids [i]);
-            socks [i] = NULL;           //  nothing to wait for
-            continue;
-        }
-        pending++;
+    if (!self->p2p) {
+        char endpoint [PATHS_MAX];
+        if (paths_p2p_endpoint (gw_config (self->gw)->storage_path, endpoint))
+            return NULL;
+        self->p2p = s_dealer (endpoint);
     }
+    return self->p2p;
+}
 
-    while (pending > 0) {
-        uint64_t now = envelope_now_ms ();
-        if (now >= deadline)
+//  The metadata and the collection uid in it (by uid: a name may have been
+//  reused since the caller looked it up).
+static void
+s_call_load (s_call_t *call)
+{
+    json_decref (call->state);
+    call->state = call->conn->gw ? gw_meta_state (gw_meta (call->conn->gw)) : NULL;
+    call->coll = NULL;
+    call->name = NULL;
+    call->applied = (uint64_t) json_integer_value (json_object_get (call->state, "applied"));
+    const char *name;
+    json_t *coll;
+    json_object_foreach (json_object_get (call->state, "collections"), name, coll) {
+        json_t *uid = json_object_get (coll, "uid");
+        if (json_is_integer (uid) && (uint64_t) json_integer_value (uid) == call->uid) {
+            call->coll = coll;
+            call->name = name;
             break;
-        //  Poll each distinct socket that still owes a reply.
+        }
+    }
+}
+
+//  The applied index of the newest metadata, without keeping it.
+static uint64_t
+s_applied_now (s_call_t *call)
+{
+    if (!call->conn->gw)
+        return call->applied;
+    json_t *state = gw_meta_state (gw_meta (call->conn->gw));
+    uint64_t applied = (uint64_t) json_integer_value (json_object_get (state, "applied"));
+    json_decref (state);
+    return applied;
+}
+
+//  A reply to slot's request made here: status and a message naming the
+//  shard and its collection.
+static envelope_t *
+s_slot_error (s_call_t *call, s_slot_t *slot, int status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static envelope_t *
+s_slot_error (s_call_t *call, s_slot_t *slot, int status, const char *fmt, ...)
+{
+    char text [768];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    envelope_t *reply = envelope_new_reply (slot->request, status);
+    envelope_set_error (reply, status, "%s", text);
+    (void) call;
+    return reply;
+}
+
+//  "shard 3 of collection `c`" into buf.
+static const char *
+s_shard_name (s_call_t *call, const s_slot_t *slot, char *buf, size_t size)
+{
+    if (call->name)
+        snprintf (buf, size, "shard %" PRIu32 " of collection `%.200s`", slot->shard,
+                  call->name);
+    else
+        snprintf (buf, size, "shard %" PRIu32 " of collection uid %" PRIu64, slot->shard,
+                  call->uid);
+    return buf;
+}
+
+//  An unavailable or timed-out answer from (or for) a replica, reworded to
+//  name the shard and the peer, as the user sees it.
+static envelope_t *
+s_named_failure (s_call_t *call, s_slot_t *slot, uint64_t peer, envelope_t **reply_p)
+{
+    envelope_t *reply = *reply_p;
+    *reply_p = NULL;
+    int status = envelope_status (reply);
+    char shard [300];
+    s_shard_name (call, slot, shard, sizeof shard);
+    envelope_t *named = status == -SH_ETIMEDOUT
+        ? s_slot_error (call, slot, status, "Timeout error: %s on peer %" PRIu64 " did not "
+                        "answer in time (%s)", shard, peer, envelope_error (reply))
+        : s_slot_error (call, slot, status, "Service unavailable: %s on peer %" PRIu64
+                        " cannot serve the request: %s", shard, peer, envelope_error (reply));
+    envelope_destroy (&reply);
+    return named;
+}
+
+//  Sends slot's request to peer's replica; the leg is pending, and holds its
+//  answer already (-SH_EUNAVAIL, no socket) when it could not be sent.
+static void
+s_leg_send (s_call_t *call, size_t index, uint64_t peer)
+{
+    s_slot_t *slot = &call->slots [index];
+    gw_conn_t *conn = call->conn;
+    if (call->n_legs == call->cap_legs) {
+        call->cap_legs = call->cap_legs ? call->cap_legs * 2 : 16;
+        call->legs = (s_leg_t *) realloc (call->legs, call->cap_legs * sizeof (s_leg_t));
+        assert (call->legs);
+    }
+    s_leg_t *leg = &call->legs [call->n_legs++];
+    *leg = (s_leg_t) { .slot = index, .peer = peer, .remote = peer != call->self_peer,
+                       .state = S_LEG_PENDING, .id = conn->next_id++ };
+    leg->sock = leg->remote ? s_p2p_sock (conn) : s_shard_sock (conn, call->uid, slot->shard);
+    int rc = -SH_EUNAVAIL;
+    if (leg->sock) {
+        envelope_set_request_id (slot->request, leg->id);
+        zmsg_t *msg = envelope_encode (slot->request);
+        if (leg->remote) {
+            route_t route;
+            memset (&route, 0, sizeof route);
+            route.kind = ROUTE_REQUEST;
+            route.actor = ROUTE_SHARD;
+            route.dst = peer;
+            route.uid = call->uid;
+            route.shard = slot->shard;
+            zframe_t *frame = route_encode (&route);
+            assert (frame);                 //  no uri: always fits
+            zmsg_prepend (msg, &frame);
+        }
+        rc = zmsg_send (&msg, leg->sock) == 0 ? 0 : -SH_EIO;
+        zmsg_destroy (&msg);
+    }
+    if (rc) {
+        log_debug ("gateway: req=%" PRIu64 " %s to shard %" PRIu64 "/%" PRIu32 " on peer %"
+                   PRIu64 " not sent", leg->id, msg_type_name (envelope_type (slot->request)),
+                   call->uid, slot->shard, peer);
+        //  Answered at the top of the next turn (s_call_run), as if the
+        //  replica had said so.
+        leg->reply = envelope_new_reply (slot->request, -SH_EUNAVAIL);
+        envelope_set_error (leg->reply, -SH_EUNAVAIL, "%s",
+                            leg->remote ? "the p2p actor is not taking requests"
+                                        : "the shard actor is not taking requests");
+        leg->sock = NULL;
+    }
+}
+
+//  Counts slot index's legs in state.
+static size_t
+s_legs_in (s_call_t *call, size_t index, s_leg_state_t state)
+{
+    size_t count = 0;
+    for (size_t k = 0; k < call->n_legs; k++)
+        count += call->legs [k].slot == index && call->legs [k].state == state;
+    return count;
+}
+
+static bool
+s_has_leg (s_call_t *call, size_t index, uint64_t peer)
+{
+    for (size_t k = 0; k < call->n_legs; k++) {
+        s_leg_t *leg = &call->legs [k];
+        if (leg->slot == index && leg->peer == peer && leg->state != S_LEG_ABANDONED)
+            return true;
+    }
+    return false;
+}
+
+//  Gives the slot its final answer (taken).
+static void
+s_slot_finish (s_slot_t *slot, envelope_t *reply)
+{
+    assert (!slot->reply);
+    slot->reply = reply;
+    envelope_destroy (&slot->unavail);
+    slot->wait_until = 0;
+}
+
+//  Decides whether the slot has its answer: a read once one replica
+//  answered, a write once no replica it went to is still pending (the first
+//  failure, else the first success); else, with nothing pending, the
+//  "unavailable" it waits on once its grace is over, or "no replica".
+static void
+s_slot_settle (s_call_t *call, size_t index, int n_targets, uint64_t now)
+{
+    s_slot_t *slot = &call->slots [index];
+    if (slot->reply || s_legs_in (call, index, S_LEG_PENDING))
+        return;
+    //  A write that a replica still placed to take it could not take has
+    //  failed, whatever the others said, once the grace is over.
+    if (slot->write && slot->unavail && slot->routed && call->coll
+        && gw_replicas_writable (gw_replicas_state (call->coll, slot->shard,
+                                                    slot->unavail_peer))) {
+        if (now < slot->wait_until)
+            return;
+        envelope_t *reply = s_named_failure (call, slot, slot->unavail_peer, &slot->unavail);
+        s_slot_finish (slot, reply);
+        return;
+    }
+    s_leg_t *answer = NULL;
+    for (size_t k = 0; k < call->n_legs; k++) {
+        s_leg_t *leg = &call->legs [k];
+        if (leg->slot != index || leg->state != S_LEG_DONE)
+            continue;
+        if (!answer || (envelope_status (answer->reply) == 0
+                        && envelope_status (leg->reply) != 0))
+            answer = leg;
+    }
+    if (answer) {
+        envelope_t *reply = answer->reply;
+        answer->reply = NULL;
+        int status = envelope_status (reply);
+        if (status == -SH_EUNAVAIL || status == -SH_ETIMEDOUT)
+            reply = s_named_failure (call, slot, answer->peer, &reply);
+        s_slot_finish (slot, reply);
+        return;
+    }
+    if (slot->unavail && now < slot->wait_until)
+        return;                         //  waiting for the placement to move on
+    if (slot->unavail) {
+        envelope_t *reply = s_named_failure (call, slot, slot->unavail_peer, &slot->unavail);
+        s_slot_finish (slot, reply);
+        return;
+    }
+    char shard [300];
+    s_shard_name (call, slot, shard, sizeof shard);
+    s_slot_finish (slot, n_targets < 0
+        ? s_slot_error (call, slot, -SH_EUNAVAIL, "Service unavailable: %s is not in the "
+                        "cluster metadata of this peer", shard)
+        : s_slot_error (call, slot, -SH_EUNAVAIL, "Service unavailable: no %s replica of %s",
+                        slot->write ? "writable (Active)" : "readable (Active)", shard));
+}
+
+//  Sends the slot where the metadata says it goes now: gives up pending legs
+//  to replicas that no longer serve it, and sends to the replicas that have
+//  no leg yet (a read: only when none is pending). Then settles it.
+static void
+s_slot_route (s_call_t *call, size_t index, uint64_t now)
+{
+    s_slot_t *slot = &call->slots [index];
+    if (slot->reply)
+        return;
+    uint64_t targets [S_MAX_TARGETS];
+    int n;
+    if (!slot->routed) {
+        targets [0] = slot->peer;
+        n = 1;
+    }
+    else {
+        //  A replica that answered "unavailable" is asked again only once
+        //  the metadata changed (it may not have started yet, or be back).
+        uint64_t avoid = slot->unavail && slot->unavail_applied == call->applied
+                       ? slot->unavail_peer : 0;
+        n = call->coll ? gw_replicas_choose (call->coll, slot->shard, slot->write,
+                                             call->self_peer, avoid, call->conn->next_id,
+                                             targets, S_MAX_TARGETS)
+                       : -1;
+        if (n == 1 && !slot->write && targets [0] == avoid && avoid)
+            n = 0;                      //  the only one failed: wait for a change
+        for (size_t k = 0; k < call->n_legs; k++) {
+            s_leg_t *leg = &call->legs [k];
+            if (leg->slot != index || leg->state != S_LEG_PENDING)
+                continue;
+            const char *state = call->coll
+                              ? gw_replicas_state (call->coll, slot->shard, leg->peer) : NULL;
+            if (slot->write ? gw_replicas_writable (state) : gw_replicas_readable (state))
+                continue;
+            log_debug ("gateway: req=%" PRIu64 " shard %" PRIu64 "/%" PRIu32 " is no longer"
+                       " served by peer %" PRIu64 ": re-routed", leg->id, call->uid,
+                       slot->shard, leg->peer);
+            leg->state = S_LEG_ABANDONED;
+            leg->unanswered = true;
+        }
+    }
+    bool busy = !slot->write && s_legs_in (call, index, S_LEG_PENDING) > 0;
+    for (int t = 0; t < n && !busy; t++) {
+        if (s_has_leg (call, index, targets [t]))
+            continue;
+        s_leg_send (call, index, targets [t]);
+        busy = !slot->write;
+    }
+    s_slot_settle (call, index, n, now);
+}
+
+//  A leg's answer. "Unavailable" from a replica the gateway chose (it is
+//  stopping, moved off its peer, or its peer cannot be reached) is not the
+//  end while re-routes are left: the slot waits a grace for the metadata to
+//  name another replica.
+static void
+s_leg_answered (s_call_t *call, s_leg_t *leg, envelope_t *reply, uint64_t now)
+{
+    s_slot_t *slot = &call->slots [leg->slot];
+    leg->reply = reply;
+    leg->state = S_LEG_DONE;
+    if (envelope_status (reply) == -SH_EUNAVAIL && slot->routed
+        && slot->reroutes < S_REROUTE_MAX && now < call->deadline) {
+        log_debug ("gateway: req=%" PRIu64 " shard %" PRIu64 "/%" PRIu32 " on peer %" PRIu64
+                   " unavailable (%s): waiting for another replica", leg->id, call->uid,
+                   slot->shard, leg->peer, envelope_error (reply));
+        envelope_destroy (&slot->unavail);
+        slot->unavail = leg->reply;
+        leg->reply = NULL;
+        leg->state = S_LEG_ABANDONED;
+        slot->unavail_peer = leg->peer;
+        slot->unavail_applied = call->applied;
+        slot->reroutes++;
+        slot->wait_until = now + S_REROUTE_GRACE_MS < call->deadline
+                         ? now + S_REROUTE_GRACE_MS : call->deadline;
+        s_slot_route (call, leg->slot, now);
+        return;
+    }
+    if (slot->unavail && slot->unavail_peer == leg->peer) {
+        envelope_destroy (&slot->unavail);     //  it answered after all
+        slot->wait_until = 0;
+    }
+    s_slot_settle (call, leg->slot, 1, now);
+}
+
+//  Reads one answer from sock (a local shard's socket or the p2p socket):
+//  the envelope, or NULL for something malformed or not a reply.
+static envelope_t *
+s_recv_reply (gw_conn_t *conn, zsock_t *sock)
+{
+    envelope_t *got = NULL;
+    if (sock != conn->p2p) {
+        if (envelope_recv (sock, &got))
+            return NULL;                //  malformed: already logged and dropped
+        return got;
+    }
+    zmsg_t *msg = zmsg_recv (sock);
+    if (!msg)
+        return NULL;
+    zframe_t *frame = zmsg_pop (msg);
+    route_t route;
+    if (!frame || route_decode (zframe_data (frame), zframe_size (frame), &route)
+        || route.kind != ROUTE_REPLY) {
+        log_debug ("gateway: dropped a message from the p2p actor that is not a routed reply");
+        zframe_destroy (&frame);
+        zmsg_destroy (&msg);
+        return NULL;
+    }
+    zframe_destroy (&frame);
+    if (envelope_decode (&msg, false, &got))
+        return NULL;
+    return got;
+}
+
+//  Runs the call: every slot routed and sent, answers gathered until each
+//  slot has one or the deadline passed.
+static void
+s_call_run (s_call_t *call)
+{
+    uint64_t now = envelope_now_ms ();
+    for (size_t i = 0; i < call->n_slots; i++)
+        if (call->slots [i].request)
+            s_slot_route (call, i, now);
+    size_t cap_items = 4;
+    zmq_pollitem_t *items = (zmq_pollitem_t *) calloc (cap_items, sizeof (zmq_pollitem_t));
+    zsock_t **item_socks = (zsock_t **) calloc (cap_items, sizeof (zsock_t *));
+    assert (items && item_socks);
+    uint64_t next_check = now + S_REROUTE_CHECK_MS;
+    while (true) {
+        now = envelope_now_ms ();
+        //  Legs that could not be sent hold their answer: take it (which
+        //  may send, and fail, more).
+        for (size_t k = 0; k < call->n_legs; k++) {
+            s_leg_t *leg = &call->legs [k];
+            if (leg->state == S_LEG_PENDING && leg->reply) {
+                envelope_t *reply = leg->reply;
+                leg->reply = NULL;
+                s_leg_answered (call, leg, reply, now);
+                k = (size_t) -1;        //  the legs may have moved: rescan
+            }
+        }
+        bool open = false;
+        uint64_t wake = call->deadline;
+        for (size_t i = 0; i < call->n_slots; i++) {
+            s_slot_t *slot = &call->slots [i];
+            if (!slot->request || slot->reply)
+                continue;
+            open = true;
+            if (slot->routed)
+                wake = next_check < wake ? next_check : wake;
+            if (slot->wait_until && slot->wait_until < wake)
+                wake = slot->wait_until;
+        }
+        if (!open || now >= call->deadline)
+            break;
+        //  Metadata moved on (a transfer finished, a replica was dropped):
+        //  slots still open go where it says now.
+        if (now >= next_check) {
+            next_check = now + S_REROUTE_CHECK_MS;
+            if (call->coll && s_applied_now (call) != call->applied) {
+                s_call_load (call);
+                for (size_t i = 0; i < call->n_slots; i++)
+                    if (call->slots [i].request && call->slots [i].routed)
+                        s_slot_route (call, i, now);
+            }
+        }
+        for (size_t i = 0; i < call->n_slots; i++) {
+            s_slot_t *slot = &call->slots [i];
+            if (slot->request && !slot->reply && slot->wait_until && now >= slot->wait_until)
+                s_slot_settle (call, i, 1, now);
+        }
+        //  Poll each distinct socket that still owes an answer.
         size_t n_items = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!socks [i] || replies [i])
+        for (size_t k = 0; k < call->n_legs; k++) {
+            s_leg_t *leg = &call->legs [k];
+            if (leg->state != S_LEG_PENDING || !leg->sock)
                 continue;
             bool seen = false;
-            for (size_t k = 0; k < n_items && !seen; k++)
-                seen = item_socks [k] == socks [i];
+            for (size_t j = 0; j < n_items && !seen; j++)
+                seen = item_socks [j] == leg->sock;
             if (seen)
                 continue;
-            item_socks [n_items] = socks [i];
-            items [n_items] = (zmq_pollitem_t) { zsock_resolve (socks [i]), 0, ZMQ_POLLIN, 0 };
+            if (n_items == cap_items) {
+                cap_items *= 2;
+                items = (zmq_pollitem_t *) realloc (items, cap_items * sizeof *items);
+                item_socks = (zsock_t **) realloc (item_socks, cap_items * sizeof *item_socks);
+                assert (items && item_socks);
+            }
+            item_socks [n_items] = leg->sock;
+            items [n_items] = (zmq_pollitem_t) { zsock_resolve (leg->sock), 0, ZMQ_POLLIN, 0 };
             n_items++;
         }
-        int rc = zmq_poll (items, (int) n_items, (long) (deadline - now));
+        now = envelope_now_ms ();
+        long wait_ms = wake > now ? (long) (wake - now) : 0;
+        int rc = zmq_poll (items, (int) n_items, wait_ms);
         if (rc < 0 && zmq_errno () != EINTR)
             break;
         if (rc <= 0)
             continue;
-        for (size_t k = 0; k < n_items; k++) {
-            if (!(items [k].revents & ZMQ_POLLIN))
+        now = envelope_now_ms ();
+        for (size_t j = 0; j < n_items; j++) {
+            if (!(items [j].revents & ZMQ_POLLIN))
                 continue;
             //  Drain what is ready on this socket without blocking.
-            while (zsock_events (item_socks [k]) & ZMQ_POLLIN) {
-                envelope_t *got = NULL;
-                if (envelope_recv (item_socks [k], &got))
+            while (zsock_events (item_socks [j]) & ZMQ_POLLIN) {
+                envelope_t *got = s_recv_reply (call->conn, item_socks [j]);
+                if (!got)
                     continue;
-                size_t match = SIZE_MAX;
-                for (size_t i = 0; i < n && match == SIZE_MAX; i++)
-                    if (socks [i] == item_socks [k] && !replies [i]
-                        && ids [i] == envelope_request_id (got))
-                        match = i;
-                if (match == SIZE_MAX || !envelope_is_reply (got)) {
+                s_leg_t *match = NULL;
+                for (size_t k = 0; k < call->n_legs && !match; k++)
+                    if (call->legs [k].sock == item_socks [j]
+                        && call->legs [k].state == S_LEG_PENDING
+                        && call->legs [k].id == envelope_request_id (got))
+                        match = &call->legs [k];
+                if (!match || !envelope_is_reply (got)) {
                     log_debug ("gateway: dropped stale shard reply req=%" PRIu64,
                                envelope_request_id (got));
                     envelope_destroy (&got);
                     continue;
                 }
-                replies [match] = got;
-                pending--;
+                s_leg_answered (call, match, got, now);
             }
         }
     }
+    free (items);
+    free (item_socks);
 
-    int result = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (replies [i])
+    //  The deadline: what is still open times out, naming who owed it.
+    for (size_t i = 0; i < call->n_slots; i++) {
+        s_slot_t *slot = &call->slots [i];
+        if (!slot->request || slot->reply)
             continue;
-        result = -SH_ETIMEDOUT;
-        if (socks [i]) {
-            log_debug ("gateway: req=%" PRIu64 " no reply from shard %" PRIu64
-                       "/%u by the deadline", ids [i], uid, shard_ids [i]);
-            zsock_t *late = socks [i];
-            s_drop_sock (conn, late);
-            for (size_t j = 0; j < n; j++)
-                if (socks [j] == late)
-                    socks [j] = NULL;
+        if (slot->unavail && !s_legs_in (call, i, S_LEG_PENDING)) {
+            envelope_t *reply = s_named_failure (call, slot, slot->unavail_peer,
+                                                 &slot->unavail);
+            s_slot_finish (slot, reply);
+            continue;
+        }
+        char peers [256] = "";
+        for (size_t k = 0; k < call->n_legs; k++) {
+            s_leg_t *leg = &call->legs [k];
+            size_t len = strlen (peers);
+            if (leg->slot == i && leg->state == S_LEG_PENDING && len < sizeof peers - 24)
+                snprintf (peers + len, sizeof peers - len, "%s%" PRIu64, len ? ", " : "",
+                          leg->peer);
+        }
+        char shard [300];
+        s_shard_name (call, slot, shard, sizeof shard);
+        log_debug ("gateway: no reply from %s (peer %s) by the deadline", shard, peers);
+        s_slot_finish (slot, s_slot_error (call, slot, -SH_ETIMEDOUT, "Timeout error: %s on "
+                                           "peer %s did not answer in time", shard,
+                                           *peers ? peers : "?"));
+        slot->timed_out = true;
+    }
+    //  Sockets with requests still in them are closed, so that nothing
+    //  queued there is delivered late and no stale answer is read later.
+    for (size_t k = 0; k < call->n_legs; k++) {
+        s_leg_t *leg = &call->legs [k];
+        //  A local replica given up on is gone from this peer, or going:
+        //  its socket goes too. The p2p socket stays for those (the p2p
+        //  actor answers them itself; a late answer matches nothing).
+        bool stale = leg->state == S_LEG_PENDING
+                  || (leg->state == S_LEG_ABANDONED && leg->unanswered && !leg->remote);
+        if (leg->sock && stale) {
+            zsock_t *late = leg->sock;
+            s_drop_sock (call->conn, late);
+            for (size_t j = 0; j < call->n_legs; j++)
+                if (call->legs [j].sock == late)
+                    call->legs [j].sock = NULL;
         }
     }
-    free (item_socks);
-    free (items);
-    free (ids);
-    free (socks);
+}
+
+//  Runs n requests (taken) as slots; peers NULL: replicas chosen here.
+static int
+s_call (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
+        const uint64_t *peers, envelope_t **requests, envelope_t **replies)
+{
+    for (size_t i = 0; i < n; i++)
+        replies [i] = NULL;
+    if (n == 0)
+        return 0;
+    conn->clock++;
+    s_call_t call = { .conn = conn, .uid = uid,
+                      .self_peer = conn->gw ? gw_peer_id (conn->gw) : 0 };
+    call.slots = (s_slot_t *) calloc (n, sizeof (s_slot_t));
+    assert (call.slots);
+    call.n_slots = n;
+    s_call_load (&call);
+    for (size_t i = 0; i < n; i++) {
+        s_slot_t *slot = &call.slots [i];
+        slot->shard = shard_ids [i];
+        slot->request = requests [i];
+        requests [i] = NULL;
+        if (!slot->request)
+            continue;
+        uint64_t d = s_deadline_of (slot->request);
+        if (d > call.deadline)
+            call.deadline = d;
+        slot->write = gw_replicas_is_write (envelope_type (slot->request));
+        //  A collection this metadata does not know (not yet, or no more)
+        //  is asked where it always was: the local replica.
+        slot->routed = !peers && call.coll;
+        slot->peer = peers ? peers [i] : call.self_peer;
+    }
+    s_call_run (&call);
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        s_slot_t *slot = &call.slots [i];
+        if (slot->timed_out)
+            result = -SH_ETIMEDOUT;
+        replies [i] = slot->reply;
+        slot->reply = NULL;
+        envelope_destroy (&slot->request);
+        envelope_destroy (&slot->unavail);
+    }
+    for (size_t k = 0; k < call.n_legs; k++)
+        envelope_destroy (&call.legs [k].reply);
+    free (call.legs);
+    free (call.slots);
+    json_decref (call.state);
     return result;
+}
+
+int
+gw_call_shards (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
+                envelope_t **requests, envelope_t **replies)
+{
+    return s_call (conn, uid, n, shard_ids, NULL, requests, replies);
+}
+
+int
+gw_call_replicas (gw_conn_t *conn, uint64_t uid, size_t n, const uint32_t *shard_ids,
+                  const uint64_t *peers, envelope_t **requests, envelope_t **replies)
+{
+    assert (peers || n == 0);
+    return s_call (conn, uid, n, shard_ids, peers, requests, replies);
 }

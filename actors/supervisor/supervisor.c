@@ -15,6 +15,10 @@
     collection dir <uid> that is missing from a state whose applied index is
     >= uid was deleted; a state older than the collection (a raft actor that
     restarted and is still replaying) proves nothing and is not acted on.
+    A replica that moves off this peer (a shard transfer finished, or the
+    copy of an aborted one) is stopped and its shard dir removed once it
+    exited, when the state that dropped it was settled (s_on_state); shard
+    dirs are never removed by a scan, since a shard may move back.
 */
 #include "actors/supervisor/supervisor.h"
 #include "common/err.h"
@@ -69,6 +73,7 @@ typedef struct {
     bool wanted;                    //  false once stopped for good (not restarted)
     int64_t kill_at;                //  not wanted: SIGKILL if still alive then
     bool remove_dir;                //  not wanted: its collection was deleted
+    bool remove_shard_dir;          //  not wanted: its replica moved off this peer
 } s_child_t;
 
 typedef struct {
@@ -93,6 +98,8 @@ struct _supervisor_t {
     uint64_t request_id;            //  last META_GET request id
     int64_t next_get_at;            //  when to repeat META_GET (no state yet)
     bool have_state;                //  a state has been accepted
+    bool settled;                   //  that state has everything this peer knows
+                                    //  to be committed applied (see s_on_state)
     uint64_t applied;               //  applied index of the last accepted state
     uint64_t *uids;                 //  uids of the collections in that state
     size_t n_uids;                  //  entries in uids
@@ -447,6 +454,24 @@ s_remove_collection_dir (supervisor_t *self, uint64_t uid)
         log_info ("removed collection dir uid=%" PRIu64 " path=%s", uid, dir);
 }
 
+//  The files of a replica that moved off this peer (its actor has exited).
+static void
+s_remove_shard_dir (supervisor_t *self, uint64_t uid, uint32_t shard)
+{
+    char dir [PATHS_MAX];
+    if (paths_shard_dir (self->storage, uid, shard, dir))
+        return;
+    struct stat st;
+    if (stat (dir, &st) != 0)
+        return;                 //  never created, or already gone
+    if (paths_remove_tree (dir))
+        log_error ("cannot remove shard dir uid=%" PRIu64 " shard=%" PRIu32 " path=%s", uid,
+                   shard, dir);
+    else
+        log_info ("removed shard dir uid=%" PRIu64 " shard=%" PRIu32 " path=%s (replica "
+                  "moved off this peer)", uid, shard, dir);
+}
+
 //  Builds environ with SHOAL_RUN_CONFIG replaced: done before fork, because
 //  between fork and exec the child may only make async-signal-safe calls.
 static char **
@@ -573,10 +598,15 @@ s_on_exit (supervisor_t *self, s_child_t *child, int status)
         if (self->stopping)
             return;             //  the shutdown forgets the table itself
         uint64_t uid = child->uid;
+        uint32_t shard = child->shard;
         bool remove_dir = child->remove_dir;
+        bool remove_shard_dir = child->remove_shard_dir;
         s_child_remove (self, child);
         if (remove_dir && !s_uid_has_children (self, uid) && !s_uid_in_state (self, uid))
             s_remove_collection_dir (self, uid);
+        else
+        if (remove_shard_dir)
+            s_remove_shard_dir (self, uid, shard);
         return;
     }
     if (ran_ms >= S_BACKOFF_RESET_MS)
@@ -608,6 +638,10 @@ s_reap (supervisor_t *self)
 }
 
 //  Stops a shard actor for good: SIGTERM now, SIGKILL after the grace time.
+//  A replica that moved off this peer (the collection stays) has its files
+//  removed once its actor exited, if the state that dropped it was settled:
+//  a state in the middle of a replay may drop a replica that a later entry
+//  this peer already holds places here again, with its only copy.
 static void
 s_stop_shard (supervisor_t *self, s_child_t *child, bool collection_deleted)
 {
@@ -615,13 +649,19 @@ s_stop_shard (supervisor_t *self, s_child_t *child, bool collection_deleted)
     s_describe (child, name, sizeof name);
     child->wanted = false;
     child->remove_dir = collection_deleted;
+    child->remove_shard_dir = !collection_deleted && self->settled;
     if (child->pid == 0) {
         log_info ("dropped %s (%s)", name,
                   collection_deleted ? "collection deleted" : "replica moved off this peer");
         uint64_t uid = child->uid;
+        uint32_t shard = child->shard;
+        bool remove_shard_dir = child->remove_shard_dir;
         s_child_remove (self, child);
         if (collection_deleted && !s_uid_has_children (self, uid))
             s_remove_collection_dir (self, uid);
+        else
+        if (remove_shard_dir)
+            s_remove_shard_dir (self, uid, shard);
         return;
     }
     log_info ("stopping %s pid=%d (%s)", name, (int) child->pid,
@@ -735,6 +775,15 @@ s_on_state (supervisor_t *self, json_t *state)
     self->uids = uids;
     self->n_uids = n_uids;
     self->applied = applied;
+    //  Settled: without cluster mode every state is; in cluster mode once a
+    //  leader is known (a restarted peer may hold log entries past the
+    //  commit index it saved) and every entry known committed is applied.
+    json_t *raft = json_object_get (state, "raft");
+    self->settled = !json_is_object (raft)
+                 || (json_is_integer (json_object_get (raft, "leader"))
+                     && json_is_integer (json_object_get (raft, "commit"))
+                     && (uint64_t) json_integer_value (json_object_get (raft, "commit"))
+                        <= applied);
     if (!self->have_state)
         log_info ("first meta state: applied=%" PRIu64 " collections=%zu local shards=%zu",
                   applied, n_uids, n_places);
@@ -751,6 +800,7 @@ s_on_state (supervisor_t *self, json_t *state)
         if (!child->wanted) {
             child->wanted = true;
             child->remove_dir = false;
+            child->remove_shard_dir = false;
         }
     }
 
