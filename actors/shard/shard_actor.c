@@ -39,6 +39,7 @@
 #include "actors/shard/rwgate.h"
 #include "actors/shard/segment.h"
 #include "actors/shard/shard_store.h"
+#include "actors/shard/transfer.h"
 #include "actors/shard/vindex.h"
 #include "actors/shard/workers.h"
 #include "common/err.h"
@@ -48,8 +49,10 @@
 #include "common/pointid.h"
 #include "proto/envelope.h"
 #include "proto/msg.h"
+#include "proto/route.h"
 #include "proto/vecref.h"
 #include <czmq.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -71,6 +74,26 @@
 //  Results pulled from the workers per turn before the ROUTER is looked at
 //  again.
 #define S_MAX_RESULTS_PER_TURN 256
+
+//  Shard transfers (the s_xfer_* functions, "Shard transfers" below).
+typedef struct {
+    char collection [256];      //  this collection's name (the ops name it)
+    uint64_t want_to;           //  the state lists a transfer of this shard from
+                                //  this peer to this peer id, 0 = none
+    bool active;                //  this replica is Active in the state
+    bool listed;                //  this replica is in the shard's replicas
+    transfer_t *run;            //  source: the run, NULL when none
+    uint64_t run_to;            //  source: its target peer
+    transfer_phase_t logged;    //  source: the phase last logged
+    zsock_t *p2p;               //  source: DEALER to the p2p actor (stream, probes)
+    zsock_t *raft;              //  source: DEALER to the raft actor (proposals)
+    uint64_t probe_id;          //  source: probes sent
+    uint64_t propose_id;        //  source: proposals sent
+    zlist_t *turn;              //  source: s_xitem_t of the writes applied this turn
+    transfer_in_t in;           //  target: the order of the stream applied here
+    bool lenient;               //  target: the write being applied came with "transfer"
+    uint64_t in_seq;            //  target: its seq
+} s_xfer_t;
 
 typedef struct {
     const config_t *config;     //  the node's config (borrowed)
@@ -102,7 +125,17 @@ typedef struct {
     bool stopping;              //  leave the loop after this turn
     bool store_failed;          //  a commit failed: memory is ahead of disk
     int exit_code;              //  what shard_actor_main returns
+    s_xfer_t xfer;              //  shard transfers, source and target side
 } s_shard_t;
+
+//  Shard transfers (defined below, "Shard transfers").
+static void s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll);
+static void s_xfer_info (s_shard_t *self, json_t *json);
+static size_t s_xfer_keep_held (s_shard_t *self, pointid_t *ids, size_t n);
+static bool s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply);
+static bool s_xfer_after (s_shard_t *self, bool write, envelope_t **req_p, envelope_t *reply);
+static void s_xfer_flush (s_shard_t *self);
+static void s_xfer_pump (s_shard_t *self);
 
 //  ---------------------------------------------------------------------------
 //  Small helpers
@@ -393,6 +426,7 @@ s_on_state (s_shard_t *self, const json_t *state)
         self->exit_code = 0;
         return;
     }
+    s_xfer_on_state (self, state, coll);
     s_write_begin (self);
     s_set_schema (self, coll);
     s_sync_fields (self, true);
@@ -1177,6 +1211,7 @@ s_on_info (s_shard_t *self, envelope_t *req, envelope_t *reply)
         json_object_set_new (points, field, json_integer (
             (json_int_t) pindex_field_points (self->pindex, field)));
     json_object_set_new (envelope_json (reply), "payload_points", points);
+    s_xfer_info (self, envelope_json (reply));
     return 0;
 }
 
@@ -1415,11 +1450,27 @@ s_on_upsert (s_shard_t *self, envelope_t *req, envelope_t *reply)
     return rc;
 }
 
+//  A forwarded write (transfer) skips the points this replica does not
+//  hold yet: a later batch carries them whole.
+static void
+s_xfer_keep_held_points (s_shard_t *self, s_batch_t *batch)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < batch->n_points; i++) {
+        segment_point_t point;
+        if (segment_get (self->segment, &batch->points [i].id, &point) == 0)
+            batch->points [out++] = batch->points [i];
+    }
+    batch->n_points = out;
+}
+
 static int
 s_on_update_vectors (s_shard_t *self, envelope_t *req, envelope_t *reply)
 {
     s_batch_t batch;
     int rc = s_parse_points (self, req, reply, false, &batch);
+    if (rc == 0 && self->xfer.lenient)
+        s_xfer_keep_held_points (self, &batch);
     for (size_t i = 0; i < batch.n_points && rc == 0; i++) {
         segment_point_t point;
         if (segment_get (self->segment, &batch.points [i].id, &point)) {
@@ -1480,6 +1531,8 @@ s_select (s_shard_t *self, envelope_t *req, envelope_t *reply, bool must_exist,
     size_t n_ids = 0;
     if (jids && s_get_ids (reply, jids, "ids", &from_ids, &n_ids))
         return -SH_EINVAL;
+    if (must_exist && self->xfer.lenient)
+        n_ids = s_xfer_keep_held (self, from_ids, n_ids);
     for (size_t i = 0; must_exist && i < n_ids; i++) {
         segment_point_t point;
         if (segment_get (self->segment, &from_ids [i], &point)) {
@@ -1803,11 +1856,14 @@ s_dispatch (s_shard_t *self, envelope_t **req_p)
         workers_submit (self->workers, job);
         return;
     }
-    if (handler && handler->fn && !handler->read)
+    bool write = handler && handler->fn && !handler->read;
+    if (write)
         s_write_begin (self);
     envelope_t *reply = envelope_new_reply (req, 0);
-    s_run_handler (self, handler, req, reply);
-    zlist_append (self->pending, reply);
+    if (s_xfer_before (self, write, req, reply))
+        s_run_handler (self, handler, req, reply);
+    if (!s_xfer_after (self, write, req_p, reply))
+        zlist_append (self->pending, reply);
 }
 
 //  A message that did not decode: answer it if the header names a request
@@ -1953,6 +2009,7 @@ s_flush (s_shard_t *self)
         if (self->optimizer && !self->store_failed)
             optimizer_kick (self->optimizer);
     }
+    s_xfer_flush (self);
     envelope_t *reply;
     while ((reply = (envelope_t *) zlist_pop (self->pending)))
         if (envelope_send (&reply, self->router))
@@ -1998,6 +2055,7 @@ s_run (s_shard_t *self)
             }
         }
         s_flush (self);
+        s_xfer_pump (self);
     }
     s_flush (self);
     //  Reads in flight finish (the gate is free again), queued ones are
@@ -2009,11 +2067,608 @@ s_run (s_shard_t *self)
 }
 
 //  ---------------------------------------------------------------------------
+//  Shard transfers, stream_records (proto/msg.h; transfer.h has the state
+//  machine and the choices made for restarts).
+//
+//  Source side: when the state lists a transfer of this shard from this
+//  peer and this replica is Active, a run starts (s_xfer_pump, once per
+//  turn after the flush). Batches are read on this main thread between
+//  turns, after the commit, so a batch never holds a write that is not
+//  durable and every write the turn applied has already been pushed ahead
+//  of it: the target sees the source's order. The main thread is the only
+//  writer, so no gate is needed for that read. Writes applied while the run
+//  forwards are pushed after their commit and their client replies are
+//  held until the target acknowledged them (or the source is sure to keep
+//  the shard), so no write acknowledged to a client is lost by the move.
+//
+//  Target side: a write with "transfer" is applied only in seq order
+//  (transfer_in_check); seq 1 empties a replica that is not Active first;
+//  updates of points not held yet are skipped; the reply carries "seq".
+
+//  Top bit of a probe's request id: the stream's envelopes use their seq.
+#define S_XFER_PROBE_BIT (1ull << 63)
+//  How long a stopping source waits for the answers to writes in flight.
+#define S_XFER_DRAIN_MS 2000
+
+//  An envelope the run holds until its fate is known.
+typedef struct {
+    envelope_t *req;            //  forwarded write: the request as applied
+    envelope_t *reply;          //  forwarded write: the client's reply, held
+    zmsg_t *msg;                //  batch: [route][envelope], until sent
+} s_xitem_t;
+
+static void
+s_xitem_destroy (s_xitem_t **item_p)
+{
+    s_xitem_t *item = *item_p;
+    if (!item)
+        return;
+    envelope_destroy (&item->req);
+    envelope_destroy (&item->reply);
+    zmsg_destroy (&item->msg);
+    free (item);
+    *item_p = NULL;
+}
+
+//  transfer_release_fn: the held reply goes out with the write's fate.
+static void
+s_xfer_release (void *item_ptr, int status, void *arg)
+{
+    s_shard_t *self = (s_shard_t *) arg;
+    s_xitem_t *item = (s_xitem_t *) item_ptr;
+    if (item->reply) {
+        if (status)
+            envelope_set_error (item->reply, status, "Service unavailable: shard %u is "
+                                "moving to peer %" PRIu64 " and this write may not have "
+                                "reached it; retry", self->shard_id, self->xfer.run_to);
+        if (envelope_send (&item->reply, self->router))
+            log_info ("a reply could not be sent (peer gone)");
+    }
+    s_xitem_destroy (&item);
+}
+
+static uint64_t
+s_xfer_u64 (const json_t *obj, const char *key)
+{
+    const json_t *value = json_object_get (obj, key);
+    return json_is_integer (value) && json_integer_value (value) > 0
+         ? (uint64_t) json_integer_value (value) : 0;
+}
+
+//  What a state (newer than the last, or the first) says about this shard:
+//  its collection's name, this replica's state, a transfer from this peer.
+static void
+s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll)
+{
+    s_xfer_t *x = &self->xfer;
+    const char *name;
+    json_t *each;
+    json_object_foreach (json_object_get (state, "collections"), name, each)
+        if (each == coll)
+            snprintf (x->collection, sizeof x->collection, "%s", name);
+    char me [24];
+    snprintf (me, sizeof me, "%" PRIu64, self->peer_id);
+    x->want_to = 0;
+    x->active = false;
+    x->listed = false;
+    size_t i;
+    const json_t *shard, *transfer;
+    json_array_foreach (json_object_get (coll, "shards"), i, shard) {
+        const json_t *id = json_object_get (shard, "shard_id");
+        if (!json_is_integer (id) || json_integer_value (id) != (json_int_t) self->shard_id)
+            continue;
+        const json_t *mine = json_object_get (json_object_get (shard, "replicas"), me);
+        x->listed = mine != NULL;
+        x->active = json_is_string (mine) && strcmp (json_string_value (mine), "Active") == 0;
+    }
+    json_array_foreach (json_object_get (coll, "transfers"), i, transfer) {
+        const json_t *id = json_object_get (transfer, "shard_id");
+        const char *method = json_string_value (json_object_get (transfer, "method"));
+        if (!json_is_integer (id) || json_integer_value (id) != (json_int_t) self->shard_id
+            || s_xfer_u64 (transfer, "from") != self->peer_id)
+            continue;
+        if (method && strcmp (method, "stream_records") != 0) {
+            log_info ("transfer to peer %" PRIu64 ": method %.32s is not ours to drive",
+                      s_xfer_u64 (transfer, "to"), method);
+            continue;
+        }
+        x->want_to = s_xfer_u64 (transfer, "to");
+    }
+    if (x->run)
+        transfer_on_state (x->run, x->want_to == x->run_to, x->listed, envelope_now_ms ());
+}
+
+//  [route to the target's replica of this shard][env] (env kept).
+static zmsg_t *
+s_xfer_routed (s_shard_t *self, envelope_t *env)
+{
+    route_t route;
+    memset (&route, 0, sizeof route);
+    route.kind = ROUTE_REQUEST;
+    route.actor = ROUTE_SHARD;
+    route.dst = self->xfer.run_to;
+    route.uid = self->uid;
+    route.shard = self->shard_id;
+    zframe_t *frame = route_encode (&route);
+    assert (frame);             //  no uri
+    zmsg_t *msg = envelope_encode (env);
+    zmsg_prepend (msg, &frame);
+    return msg;
+}
+
+//  A rough size of a JSON value as text, for the batch and queue bounds.
+static size_t
+s_xfer_json_size (const json_t *json)
+{
+    size_t size = 8;
+    if (json_is_string (json))
+        size += json_string_length (json);
+    else
+    if (json_is_array (json)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach (json, i, v)
+            size += s_xfer_json_size (v);
+    }
+    else
+    if (json_is_object (json)) {
+        const char *key;
+        const json_t *v;
+        json_object_foreach ((json_t *) json, key, v)
+            size += strlen (key) + s_xfer_json_size (v);
+    }
+    return size;
+}
+
+static json_t *
+s_xfer_tag (s_shard_t *self, uint64_t seq)
+{
+    return json_pack ("{sIsI}", "seq", (json_int_t) seq, "from", (json_int_t) self->peer_id);
+}
+
+//  Reads the next batch (whole points in id order) and pushes it. 0, or -1
+//  if nothing could be pushed.
+static int
+s_xfer_batch (s_shard_t *self, uint64_t now)
+{
+    transfer_t *run = self->xfer.run;
+    const transfer_params_t *params = transfer_params (run);
+    const pointid_t *ids = NULL;
+    size_t left = transfer_cursor (run, &ids);
+    uint64_t seq = transfer_next_seq (run);
+    envelope_t *env = envelope_new (MSG_SHARD_UPSERT, seq, now + params->ack_timeout_ms);
+    json_t *points = json_array ();
+    int blob = -1;
+    size_t used = 0, n_points = 0, bytes = 0;
+    //  Ids deleted since the snapshot cost little, but a turn stays short.
+    size_t max_used = params->batch_points * 8;
+    while (used < left && used < max_used && n_points < params->batch_points
+           && bytes < params->batch_bytes) {
+        const pointid_t *id = &ids [used++];
+        segment_point_t point;
+        if (segment_get (self->segment, id, &point))
+            continue;               //  deleted since; its delete was forwarded
+        json_t *vectors = json_object ();
+        for (size_t k = 0; k < self->n_specs; k++) {
+            segment_vec_t v;
+            if (segment_get_vector (self->segment, id, self->specs [k].name, &v))
+                continue;
+            if (v.dense) {
+                if (blob < 0)
+                    blob = envelope_new_blob (env);
+                assert (blob >= 0);     //  the one blob of this envelope
+                json_object_set_new (vectors, self->specs [k].name,
+                                     vecref_put (env, blob, v.dense, v.dim));
+                bytes += 4 * (size_t) v.dim + 32;
+            }
+            else {
+                json_t *indices = json_array ();
+                json_t *values = json_array ();
+                for (uint32_t j = 0; j < v.nnz; j++) {
+                    json_array_append_new (indices, json_integer (v.indices [j]));
+                    json_array_append_new (values, s_real (v.values [j]));
+                }
+                json_object_set_new (vectors, self->specs [k].name,
+                                     json_pack ("{soso}", "indices", indices, "values",
+                                                values));
+                bytes += 24 * (size_t) v.nnz + 48;
+            }
+        }
+        //  The payload is shared, not copied: the envelope is encoded below,
+        //  before any write can touch the point (and writes copy on write).
+        json_t *payload = point.payload ? json_incref ((json_t *) point.payload)
+                                        : json_null ();
+        bytes += s_xfer_json_size (payload) + 48;
+        json_array_append_new (points, json_pack ("{sososo}", "id", pointid_to_json (id),
+                                                  "vectors", vectors, "payload", payload));
+        n_points++;
+    }
+    json_t *json = json_pack ("{soso}", "points", points, "transfer", s_xfer_tag (self, seq));
+    envelope_set_json (env, json);
+    s_xitem_t *item = (s_xitem_t *) calloc (1, sizeof *item);
+    assert (item);
+    item->msg = s_xfer_routed (self, env);
+    envelope_destroy (&env);
+    size_t size = zmsg_content_size (item->msg);
+    if (transfer_push_batch (run, used, n_points, size, item) == 0)
+        return -1;
+    log_debug ("transfer to peer %" PRIu64 ": batch seq=%" PRIu64 " of %zu points "
+               "(%zu bytes)", self->xfer.run_to, seq, n_points, size);
+    return 0;
+}
+
+//  The message that forwards a held write as seq (the request's JSON gets
+//  "transfer"; its vectors are copied into a new envelope).
+static zmsg_t *
+s_xfer_forward_msg (s_shard_t *self, s_xitem_t *item, uint64_t seq, uint64_t now)
+{
+    const transfer_params_t *params = transfer_params (self->xfer.run);
+    envelope_t *env = envelope_new (envelope_type (item->req), seq,
+                                    now + params->ack_timeout_ms);
+    json_t *json = envelope_json (item->req);
+    json_object_set_new (json, "transfer", s_xfer_tag (self, seq));
+    envelope_set_json (env, json_incref (json));
+    for (size_t b = 0; b < envelope_blob_count (item->req); b++) {
+        size_t count = 0;
+        const float *data = envelope_floats (item->req, b, &count);
+        int index = envelope_add_floats (env, data, count);
+        assert (index == (int) b);  //  as many blobs as the request had
+    }
+    zmsg_t *msg = s_xfer_routed (self, env);
+    envelope_destroy (&env);
+    envelope_destroy (&item->req);
+    return msg;
+}
+
+//  Sends what the window lets go.
+static void
+s_xfer_send (s_shard_t *self, uint64_t now)
+{
+    s_xfer_t *x = &self->xfer;
+    uint64_t seq;
+    bool is_batch;
+    void *ptr;
+    while (transfer_next_send (x->run, now, &seq, &is_batch, &ptr)) {
+        s_xitem_t *item = (s_xitem_t *) ptr;
+        zmsg_t *msg = item->msg ? item->msg : s_xfer_forward_msg (self, item, seq, now);
+        item->msg = NULL;
+        if (zmsg_send (&msg, x->p2p)) {
+            zmsg_destroy (&msg);
+            transfer_fail (x->run, -SH_EUNAVAIL, "the p2p actor is not taking messages", now);
+            break;
+        }
+    }
+}
+
+static void
+s_xfer_probe (s_shard_t *self, uint64_t now)
+{
+    s_xfer_t *x = &self->xfer;
+    const transfer_params_t *params = transfer_params (x->run);
+    envelope_t *env = envelope_new (MSG_SHARD_INFO, S_XFER_PROBE_BIT | ++x->probe_id,
+                                    now + params->ack_timeout_ms);
+    zmsg_t *msg = s_xfer_routed (self, env);
+    envelope_destroy (&env);
+    if (zmsg_send (&msg, x->p2p))
+        zmsg_destroy (&msg);
+    transfer_probe_sent (x->run, now);
+}
+
+static void
+s_xfer_propose (s_shard_t *self, transfer_op_t op, uint64_t now)
+{
+    s_xfer_t *x = &self->xfer;
+    const transfer_params_t *params = transfer_params (x->run);
+    const char *type = op == TRANSFER_OP_FINISH ? "finish_transfer" : "abort_transfer";
+    //  The op rides in the low bits of the request id: a late answer to a
+    //  finish is not taken for the abort's.
+    uint64_t rid = ++x->propose_id << 2 | (uint64_t) op;
+    envelope_t *env = envelope_new (MSG_META_PROPOSE, rid, now + params->propose_timeout_ms);
+    envelope_set_json (env, json_pack ("{s{sssssIsIsI}}", "op", "type", type, "collection",
+                                       x->collection, "shard_id", (json_int_t) self->shard_id,
+                                       "from", (json_int_t) self->peer_id, "to",
+                                       (json_int_t) x->run_to));
+    transfer_proposal_sent (x->run, op, now);
+    if (envelope_send (&env, x->raft))
+        transfer_proposal_reply (x->run, op, -SH_EUNAVAIL, now);
+    else
+        log_info ("transfer to peer %" PRIu64 ": proposed %s", x->run_to, type);
+}
+
+//  Answers from the target (through p2p) and from the raft actor.
+static void
+s_xfer_recv (s_shard_t *self, uint64_t now)
+{
+    s_xfer_t *x = &self->xfer;
+    for (int i = 0; i < 1024 && (zsock_events (x->p2p) & ZMQ_POLLIN); i++) {
+        zmsg_t *msg = zmsg_recv (x->p2p);
+        if (!msg)
+            break;
+        zframe_t *frame = zmsg_pop (msg);
+        route_t route;
+        envelope_t *env = NULL;
+        if (!frame || route_decode (zframe_data (frame), zframe_size (frame), &route)
+            || route.kind != ROUTE_REPLY || envelope_decode (&msg, false, &env)) {
+            log_info ("transfer to peer %" PRIu64 ": dropped a malformed answer", x->run_to);
+            zframe_destroy (&frame);
+            zmsg_destroy (&msg);
+            continue;
+        }
+        zframe_destroy (&frame);
+        uint64_t rid = envelope_request_id (env);
+        int status = envelope_status (env);
+        if (rid & S_XFER_PROBE_BIT) {
+            if (status)
+                log_debug ("transfer to peer %" PRIu64 ": the target is not there yet: %s",
+                           x->run_to, envelope_error (env));
+            transfer_probe_reply (x->run, status, now);
+        }
+        else {
+            if (status == 0 && s_xfer_u64 (envelope_json (env), "seq") != rid)
+                status = -SH_EPROTO;
+            if (status)
+                log_info ("transfer to peer %" PRIu64 ": seq=%" PRIu64 " failed: %s: %s",
+                          x->run_to, rid, sh_errname (status), envelope_error (env));
+            if (transfer_ack (x->run, rid, status, now) == -SH_ENOTFOUND)
+                log_debug ("transfer to peer %" PRIu64 ": a late answer to seq=%" PRIu64,
+                           x->run_to, rid);
+        }
+        envelope_destroy (&env);
+    }
+    for (int i = 0; i < 64 && (zsock_events (x->raft) & ZMQ_POLLIN); i++) {
+        envelope_t *env = NULL;
+        if (envelope_recv (x->raft, &env))
+            continue;
+        transfer_op_t op = (transfer_op_t) (envelope_request_id (env) & 3);
+        int status = envelope_status (env);
+        if (status)
+            log_info ("transfer to peer %" PRIu64 ": %s proposal: %s", x->run_to,
+                      op == TRANSFER_OP_FINISH ? "finish" : "abort", envelope_error (env));
+        transfer_proposal_reply (x->run, op, status, now);
+        envelope_destroy (&env);
+    }
+}
+
+static int
+s_xfer_start (s_shard_t *self, uint64_t now)
+{
+    s_xfer_t *x = &self->xfer;
+    char p2p_ep [PATHS_MAX], raft_ep [PATHS_MAX];
+    if (paths_p2p_endpoint (self->config->storage_path, p2p_ep)
+        || paths_raft_endpoint (self->config->storage_path, raft_ep))
+        return -SH_EINVAL;
+    x->p2p = zsock_new (ZMQ_DEALER);
+    x->raft = zsock_new (ZMQ_DEALER);
+    assert (x->p2p && x->raft);
+    zsock_set_sndtimeo (x->p2p, 0);
+    zsock_set_sndtimeo (x->raft, 0);
+    zsock_set_linger (x->p2p, 0);
+    zsock_set_linger (x->raft, 0);
+    if (zsock_connect (x->p2p, "%s", p2p_ep) || zsock_connect (x->raft, "%s", raft_ep)) {
+        log_error ("transfer: cannot connect to the p2p or raft actor");
+        zsock_destroy (&x->p2p);
+        zsock_destroy (&x->raft);
+        return -SH_EIO;
+    }
+    zpoller_add (self->poller, x->p2p);
+    zpoller_add (self->poller, x->raft);
+    transfer_params_t params;
+    transfer_params_default (&params);
+    x->run_to = x->want_to;
+    x->run = transfer_new (&params, x->run_to, now, s_xfer_release, self);
+    x->logged = TRANSFER_CONNECTING;
+    log_info ("transfer to peer %" PRIu64 ": starting (stream_records)", x->run_to);
+    return 0;
+}
+
+//  Ends the run: what it still holds is released, its sockets closed.
+static void
+s_xfer_end (s_shard_t *self)
+{
+    s_xfer_t *x = &self->xfer;
+    transfer_destroy (&x->run);
+    if (self->poller) {
+        zpoller_remove (self->poller, x->p2p);
+        zpoller_remove (self->poller, x->raft);
+    }
+    zsock_destroy (&x->p2p);
+    zsock_destroy (&x->raft);
+}
+
+//  Once per turn, after the flush: start, feed and end the run.
+static void
+s_xfer_pump (s_shard_t *self)
+{
+    s_xfer_t *x = &self->xfer;
+    uint64_t now = envelope_now_ms ();
+    if (!x->run) {
+        if (!x->want_to || !x->active || self->stopping || self->store_failed
+            || s_xfer_start (self, now))
+            return;
+    }
+    s_xfer_recv (self, now);
+    transfer_tick (x->run, now);
+    if (transfer_probe_due (x->run, now))
+        s_xfer_probe (self, now);
+    if (transfer_phase (x->run) == TRANSFER_READY) {
+        pointid_t *ids = NULL;
+        size_t n = segment_select (self->segment, NULL, &ids);
+        transfer_begin (x->run, ids, n);
+        log_info ("transfer to peer %" PRIu64 ": the target answers; streaming %zu points",
+                  x->run_to, n);
+    }
+    while (transfer_wants_batch (x->run))
+        if (s_xfer_batch (self, now))
+            break;
+    s_xfer_send (self, now);
+    transfer_op_t op = transfer_proposal_due (x->run, now);
+    if (op != TRANSFER_OP_NONE)
+        s_xfer_propose (self, op, now);
+    transfer_phase_t phase = transfer_phase (x->run);
+    if (phase != x->logged) {
+        x->logged = phase;
+        if (transfer_status (x->run) && phase == TRANSFER_ABORTING)
+            log_warn ("transfer to peer %" PRIu64 ": aborting after %zu/%zu points: %s (%s)",
+                      x->run_to, transfer_transferred (x->run), transfer_total (x->run),
+                      transfer_reason (x->run), sh_errname (transfer_status (x->run)));
+        else
+            log_info ("transfer to peer %" PRIu64 ": %s, %zu/%zu points", x->run_to,
+                      transfer_phase_name (phase), transfer_transferred (x->run),
+                      transfer_total (x->run));
+    }
+    if (phase == TRANSFER_STOPPED)
+        s_xfer_end (self);
+}
+
+//  Before a write runs. false: refused (the reply holds the error).
+static bool
+s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply)
+{
+    s_xfer_t *x = &self->xfer;
+    if (!write)
+        return true;
+    if (x->run && transfer_refuses_writes (x->run)) {
+        envelope_set_error (reply, -SH_EUNAVAIL, "Service unavailable: shard %u is being "
+                            "moved to peer %" PRIu64 "; retry", self->shard_id, x->run_to);
+        return false;
+    }
+    const json_t *tag = json_object_get (envelope_json (req), "transfer");
+    if (!tag)
+        return true;
+    uint64_t seq = s_xfer_u64 (tag, "seq"), from = s_xfer_u64 (tag, "from");
+    char err [S_ERRLEN];
+    int rc = transfer_in_check (&x->in, from, seq, x->active, err, sizeof err);
+    if (rc < 0) {
+        envelope_set_error (reply, rc, "%s", err);
+        return false;
+    }
+    if (rc == 1) {
+        //  A stream (re)starts: what an earlier run left here goes.
+        pointid_t *ids = NULL;
+        size_t n = segment_select (self->segment, NULL, &ids);
+        for (size_t i = 0; i < n; i++)
+            if (segment_delete (self->segment, &ids [i]) == 0)
+                s_mark_dirty (self, &ids [i]);
+        free (ids);
+        log_info ("transfer from peer %" PRIu64 ": a stream starts; dropped the %zu points "
+                  "held", from, n);
+    }
+    x->lenient = true;
+    x->in_seq = seq;
+    return true;
+}
+
+//  After a write ran. true: the reply is held (the write is forwarded).
+static bool
+s_xfer_after (s_shard_t *self, bool write, envelope_t **req_p, envelope_t *reply)
+{
+    s_xfer_t *x = &self->xfer;
+    if (x->lenient) {
+        json_object_set_new (envelope_json (reply), "seq", json_integer ((json_int_t) x->in_seq));
+        x->lenient = false;
+    }
+    if (!write || !x->run || !transfer_forwarding (x->run) || envelope_status (reply))
+        return false;
+    s_xitem_t *item = (s_xitem_t *) calloc (1, sizeof *item);
+    assert (item);
+    item->req = *req_p;
+    *req_p = NULL;
+    item->reply = reply;
+    if (!x->turn)
+        x->turn = zlist_new ();
+    zlist_append (x->turn, item);
+    return true;
+}
+
+//  In the flush, after the commit: the turn's forwarded writes join the
+//  stream (their replies held), or share a failed commit's error.
+static void
+s_xfer_flush (s_shard_t *self)
+{
+    s_xfer_t *x = &self->xfer;
+    uint64_t now = envelope_now_ms ();
+    s_xitem_t *item;
+    while (x->turn && (item = (s_xitem_t *) zlist_pop (x->turn))) {
+        if (self->store_failed || !x->run) {
+            if (self->store_failed)
+                envelope_set_error (item->reply, -SH_EIO, "storage I/O error: write not durable");
+            zlist_append (self->pending, item->reply);
+            item->reply = NULL;
+            s_xitem_destroy (&item);
+            continue;
+        }
+        size_t bytes = s_xfer_json_size (envelope_json (item->req));
+        for (size_t b = 0; b < envelope_blob_count (item->req); b++) {
+            size_t count = 0;
+            envelope_floats (item->req, b, &count);
+            bytes += 4 * count;
+        }
+        transfer_push_write (x->run, bytes, item, now);
+    }
+}
+
+//  A forwarded write of points this replica does not hold yet skips them:
+//  a later batch carries them whole.
+static size_t
+s_xfer_keep_held (s_shard_t *self, pointid_t *ids, size_t n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        segment_point_t point;
+        if (segment_get (self->segment, &ids [i], &point) == 0)
+            ids [out++] = ids [i];
+    }
+    return out;
+}
+
+//  SHARD_INFO of a source: the run's progress.
+static void
+s_xfer_info (s_shard_t *self, json_t *json)
+{
+    transfer_t *run = self->xfer.run;
+    if (run && transfer_running (run))
+        json_object_set_new (json, "transfer", json_pack (
+            "{sIsIsI}", "to", (json_int_t) self->xfer.run_to, "transferred",
+            (json_int_t) transfer_transferred (run), "total",
+            (json_int_t) transfer_total (run)));
+}
+
+//  Stopping: answers to writes in flight get a moment to arrive, then the
+//  run ends and releases the rest.
+static void
+s_xfer_stop (s_shard_t *self)
+{
+    s_xfer_t *x = &self->xfer;
+    s_xitem_t *item;
+    while (x->turn && (item = (s_xitem_t *) zlist_pop (x->turn))) {
+        envelope_set_error (item->reply, -SH_EUNAVAIL, "the shard is stopping");
+        if (envelope_send (&item->reply, self->router))
+            log_info ("a reply could not be sent (peer gone)");
+        s_xitem_destroy (&item);
+    }
+    zlist_destroy (&x->turn);
+    if (!x->run)
+        return;
+    uint64_t until = envelope_now_ms () + S_XFER_DRAIN_MS;
+    while (transfer_forwarding (x->run) && transfer_inflight (x->run)) {
+        uint64_t now = envelope_now_ms ();
+        if (now >= until)
+            break;
+        zmq_pollitem_t item = { zsock_resolve (x->p2p), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, (long) (until - now)) < 0 && zmq_errno () != EINTR)
+            break;
+        s_xfer_recv (self, envelope_now_ms ());
+    }
+    s_xfer_end (self);
+}
+
+//  ---------------------------------------------------------------------------
 //  Setup and teardown
 
 static void
 s_destroy (s_shard_t *self)
 {
+    s_xfer_stop (self);
     if (self->pending) {
         envelope_t *reply;
         while ((reply = (envelope_t *) zlist_pop (self->pending)))
@@ -2077,6 +2732,7 @@ s_start (s_shard_t *self, int *exit_code)
         return 1;
     }
     s_set_schema (self, coll);
+    s_xfer_on_state (self, state, coll);
     rc = s_specs_from_config (json_object_get (coll, "config"), &self->specs, &self->n_specs);
     if (rc) {
         json_decref (state);

@@ -378,6 +378,12 @@ transfer_cursor (const transfer_t *self, const pointid_t **ids)
     return self->n_ids - self->cursor;
 }
 
+uint64_t
+transfer_next_seq (const transfer_t *self)
+{
+    return self->next_seq;
+}
+
 static uint64_t
 s_push (transfer_t *self, bool batch, size_t points, size_t bytes, void *item)
 {

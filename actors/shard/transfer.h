@@ -146,6 +146,8 @@ bool transfer_wants_batch (const transfer_t *self);
 //  The ids not yet batched, in id order (borrowed until the next call that
 //  changes self); their count.
 size_t transfer_cursor (const transfer_t *self, const pointid_t **ids);
+//  The seq the next push gets (an envelope carries its seq in its JSON).
+uint64_t transfer_next_seq (const transfer_t *self);
 //  Pushes a batch made of the next n_ids ids of the cursor (n_points of
 //  them still existed; bytes its encoded size). Returns its seq, or 0 if
 //  the run is not STREAMING (item released with 0).

@@ -256,7 +256,9 @@ START_TEST (test_batches_and_forwarded_writes_share_one_seq_in_push_order)
     uint64_t nums [] = { 1, 2, 3, 4 };
     transfer_t *t = s_streaming (&p, nums, 4);
     ck_assert (transfer_forwarding (t));
+    ck_assert_uint_eq (transfer_next_seq (t), 1);
     ck_assert_uint_eq (transfer_push_batch (t, 2, 2, 40, s_item (0)), 1);
+    ck_assert_uint_eq (transfer_next_seq (t), 2);
     ck_assert_uint_eq (transfer_push_write (t, 10, s_item (1), 5), 2);
     ck_assert_uint_eq (transfer_push_write (t, 10, s_item (2), 5), 3);
     ck_assert_uint_eq (transfer_push_batch (t, 2, 2, 40, s_item (3)), 4);
