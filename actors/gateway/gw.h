@@ -194,9 +194,9 @@ bool gw_meta_ready (gw_meta_t *self);
 uint64_t gw_meta_received_ms (gw_meta_t *self);
 
 //  Point counts of one collection summed over its local shard replicas by a
-//  SHARD_INFO fan-out (gw_collections.c), for collection info, telemetry and
-//  metrics. Shards that do not answer by the deadline are counted in
-//  `missing`; their numbers are left out.
+//  SHARD_INFO fan-out (gw_collections.c), for telemetry and metrics. Shards
+//  that do not answer by the deadline are counted in `missing`; their
+//  numbers are left out.
 typedef struct {
     uint64_t points;                //  points_count
     uint64_t vectors;               //  vectors_count
@@ -210,6 +210,10 @@ typedef struct {
 } gw_coll_stats_t;
 int gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
                          gw_coll_stats_t *out);
+//  The same over every shard of the collection, each asked at a replica the
+//  metadata picks (local or remote), as collection info counts.
+int gw_collection_stats_all (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
+                             gw_coll_stats_t *out);
 
 //  --- helpers shared by the point and search handlers (gw_points.c) -------
 //  ?wait (default false) and ?ordering (weak|medium|strong) of any write:

@@ -1,11 +1,14 @@
-/*  gw_collections: /collections and aliases.
+/*  gw_collections: /collections, aliases and a collection's cluster setup.
 
-    Reads (list, info, exists, aliases) come from the metadata cache, plus a
-    SHARD_INFO fan-out for point counts. Writes (create, update, delete,
-    alias changes) are validated here, turned into the raft actor's ops
-    (proto/msg.h) and proposed with META_PROPOSE; the reply carries the state
-    the op produced, which is installed in the cache at once so the client's
-    next request sees its own change.
+    Reads (list, info, exists, aliases, cluster info) come from the metadata
+    cache, plus a SHARD_INFO fan-out for point counts (collection info: every
+    shard, local or remote; cluster info: this peer's replicas, and each
+    running transfer's progress from its source). Writes (create, update,
+    delete, alias changes, shard moves) are validated here, turned into the
+    raft actor's ops (proto/msg.h; a move is start_transfer, its abort
+    abort_transfer) and proposed with META_PROPOSE; the reply carries the
+    state the op produced, which is installed in the cache at once so the
+    client's next request sees its own change.
 
     Validation follows Qdrant: a body that does not deserialize (wrong type,
     unknown enum variant, missing field) is 400 "Format error in JSON body:
@@ -17,6 +20,7 @@
     that GET /collections/{name} returns.
 */
 #include "actors/gateway/gw.h"
+#include "actors/gateway/gw_replicas.h"
 #include "common/filter.h"
 #include "common/log.h"
 #include <inttypes.h>
@@ -29,6 +33,8 @@
 #define S_MAX_DIM 65536
 //  Longest a collection info waits for its shards' counts (ms).
 #define S_INFO_WAIT_MS 10000
+//  Longest GET /collections/{name}/cluster waits for SHARD_INFO (ms).
+#define S_CLUSTER_INFO_WAIT_MS 3000
 //  Longest a collection or alias name.
 #define S_MAX_NAME 255
 
@@ -617,40 +623,51 @@ s_propose (gw_req_t *req, json_t *op, const char *name)
 
 //  --- stats ----------------------------------------------------------------------
 
-int
-gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
-                     gw_coll_stats_t *out)
+//  SHARD_INFO of shards of collection, summed into out: every shard from a
+//  replica the metadata picks (all), or this peer's replicas only.
+static int
+s_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms, bool all,
+         gw_coll_stats_t *out)
 {
     memset (out, 0, sizeof *out);
     json_int_t uid = json_integer_value (json_object_get (collection, "uid"));
     const json_t *shards = json_object_get (collection, "shards");
     if (!json_is_array (shards) || uid < 0)
         return 0;
+    uint64_t self = gw_peer_id (req->gw);
     char peer [24];
-    snprintf (peer, sizeof peer, "%" PRIu64, gw_peer_id (req->gw));
+    snprintf (peer, sizeof peer, "%" PRIu64, self);
     size_t n = json_array_size (shards);
     uint32_t *ids = (uint32_t *) calloc (n + 1, sizeof (uint32_t));
+    uint64_t *peers = (uint64_t *) calloc (n + 1, sizeof (uint64_t));
     envelope_t **requests = (envelope_t **) calloc (n + 1, sizeof (envelope_t *));
     envelope_t **replies = (envelope_t **) calloc (n + 1, sizeof (envelope_t *));
-    assert (ids && requests && replies);
-    //  Only replicas on this node have a local endpoint to ask.
+    assert (ids && peers && requests && replies);
     size_t asked = 0;
     for (size_t i = 0; i < n; i++) {
         const json_t *shard = json_array_get (shards, i);
         json_int_t shard_id = json_integer_value (json_object_get (shard, "shard_id"));
         if (shard_id < 0 || shard_id > UINT32_MAX
-            || !json_object_get (json_object_get (shard, "replicas"), peer))
+            || (!all && !json_object_get (json_object_get (shard, "replicas"), peer)))
             continue;
         ids [asked] = (uint32_t) shard_id;
+        peers [asked] = self;
         requests [asked] = envelope_new (MSG_SHARD_INFO, 0, deadline_ms);
         asked++;
     }
     out->shards = asked;
-    if (asked && req->conn)
-        gw_call_shards (req->conn, (uint64_t) uid, asked, ids, requests, replies);
+    if (asked && req->conn) {
+        if (all)
+            gw_call_shards (req->conn, (uint64_t) uid, asked, ids, requests, replies);
+        else
+            gw_call_replicas (req->conn, (uint64_t) uid, asked, ids, peers, requests, replies);
+    }
     for (size_t i = 0; i < asked; i++) {
         envelope_destroy (&requests [i]);
         if (!replies [i] || envelope_status (replies [i])) {
+            if (replies [i])
+                log_debug ("gateway: collection uid=%" JSON_INTEGER_FORMAT " shard %" PRIu32
+                           " info: %s", uid, ids [i], envelope_error (replies [i]));
             out->missing++;
             envelope_destroy (&replies [i]);
             continue;
@@ -684,8 +701,23 @@ gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_
     }
     free (replies);
     free (requests);
+    free (peers);
     free (ids);
     return out->missing ? -SH_ETIMEDOUT : 0;
+}
+
+int
+gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
+                     gw_coll_stats_t *out)
+{
+    return s_stats (req, collection, deadline_ms, false, out);
+}
+
+int
+gw_collection_stats_all (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
+                         gw_coll_stats_t *out)
+{
+    return s_stats (req, collection, deadline_ms, true, out);
 }
 
 //  --- handlers -----------------------------------------------------------------------
@@ -727,8 +759,10 @@ s_info (gw_req_t *req)
     uint64_t deadline = envelope_now_ms () + S_INFO_WAIT_MS;
     if (req->deadline_ms && req->deadline_ms < deadline)
         deadline = req->deadline_ms;
+    //  Qdrant's collection info counts every shard of the collection, on
+    //  whichever peer it is.
     gw_coll_stats_t stats;
-    gw_collection_stats (req, collection, deadline, &stats);
+    gw_collection_stats_all (req, collection, deadline, &stats);
 
     json_t *info = json_object ();
     json_object_set_new (info, "status",
@@ -737,7 +771,7 @@ s_info (gw_req_t *req)
     if (stats.missing) {
         char text [160];
         snprintf (text, sizeof text,
-                  "%zu of %zu shards did not answer in time; their points are not counted",
+                  "%zu of %zu shards did not answer; their points are not counted",
                   stats.missing, stats.shards);
         json_object_set_new (info, "warnings", json_pack ("[{ss}]", "message", text));
     }
@@ -1336,6 +1370,273 @@ s_delete_index (gw_req_t *req)
     json_decref (collection);
 }
 
+//  --- collection cluster (GET/POST /collections/{name}/cluster) ----------------
+
+//  GET: Qdrant's CollectionClusterInfo. The points of this peer's replicas
+//  and each running transfer's progress come from SHARD_INFO of the
+//  replicas concerned (the transfer's source holds its "transfer"), asked
+//  at once; a replica that does not answer in time shows 0 points, a
+//  transfer whose source does not answer has no comment.
+static void
+s_cluster_info (gw_req_t *req)
+{
+    json_t *collection = gw_collection_or_404 (req);
+    if (!collection)
+        return;
+    uint64_t self = gw_peer_id (req->gw);
+    uint64_t deadline = envelope_now_ms () + S_CLUSTER_INFO_WAIT_MS;
+    if (req->deadline_ms && req->deadline_ms < deadline)
+        deadline = req->deadline_ms;
+    json_int_t uid = json_integer_value (json_object_get (collection, "uid"));
+    const json_t *shards = json_object_get (collection, "shards");
+    const json_t *transfers = json_object_get (collection, "transfers");
+    size_t cap = json_array_size (shards) + json_array_size (transfers) + 1;
+    uint32_t *ids = (uint32_t *) calloc (cap, sizeof (uint32_t));
+    uint64_t *peers = (uint64_t *) calloc (cap, sizeof (uint64_t));
+    bool *is_transfer = (bool *) calloc (cap, sizeof (bool));
+    envelope_t **requests = (envelope_t **) calloc (cap, sizeof (envelope_t *));
+    envelope_t **replies = (envelope_t **) calloc (cap, sizeof (envelope_t *));
+    assert (ids && peers && is_transfer && requests && replies);
+    size_t n = 0;
+    size_t i;
+    json_t *item;
+    json_array_foreach (shards, i, item) {
+        json_int_t sid = json_integer_value (json_object_get (item, "shard_id"));
+        if (sid < 0 || sid > UINT32_MAX
+            || !gw_replicas_state (collection, (uint32_t) sid, self))
+            continue;
+        ids [n] = (uint32_t) sid;
+        peers [n] = self;
+        requests [n++] = envelope_new (MSG_SHARD_INFO, 0, deadline);
+    }
+    json_array_foreach (transfers, i, item) {
+        json_int_t sid = json_integer_value (json_object_get (item, "shard_id"));
+        json_int_t from = json_integer_value (json_object_get (item, "from"));
+        if (sid < 0 || sid > UINT32_MAX || from <= 0)
+            continue;
+        ids [n] = (uint32_t) sid;
+        peers [n] = (uint64_t) from;
+        is_transfer [n] = true;
+        requests [n++] = envelope_new (MSG_SHARD_INFO, 0, deadline);
+    }
+    if (n && uid > 0)
+        gw_call_replicas (req->conn, (uint64_t) uid, n, ids, peers, requests, replies);
+    json_t *points = json_object ();
+    json_t *progress = json_object ();
+    for (size_t k = 0; k < n; k++) {
+        envelope_destroy (&requests [k]);
+        if (!replies [k] || envelope_status (replies [k])) {
+            if (replies [k])
+                log_debug ("gateway: cluster info of %s: shard %" PRIu32 " on peer %" PRIu64
+                           ": %s", req->params [0], ids [k], peers [k],
+                           envelope_error (replies [k]));
+            envelope_destroy (&replies [k]);
+            continue;
+        }
+        json_t *info = envelope_json (replies [k]);
+        char key [16];
+        snprintf (key, sizeof key, "%" PRIu32, ids [k]);
+        if (!is_transfer [k]) {
+            json_t *count = json_object_get (info, "points_count");
+            if (json_is_integer (count))
+                json_object_set (points, key, count);
+        }
+        else {
+            json_t *transfer = json_object_get (info, "transfer");
+            //  Only the progress of the transfer this entry is about.
+            json_int_t to = 0;
+            json_array_foreach (transfers, i, item)
+                if (json_integer_value (json_object_get (item, "shard_id")) == (json_int_t) ids [k]
+                    && (uint64_t) json_integer_value (json_object_get (item, "from")) == peers [k])
+                    to = json_integer_value (json_object_get (item, "to"));
+            if (json_is_object (transfer)
+                && json_integer_value (json_object_get (transfer, "to")) == to)
+                json_object_set (progress, key, transfer);
+        }
+        envelope_destroy (&replies [k]);
+    }
+    gw_ok (req, gw_replicas_cluster_info (collection, self, points, progress));
+    json_decref (points);
+    json_decref (progress);
+    free (replies);
+    free (requests);
+    free (is_transfer);
+    free (peers);
+    free (ids);
+    json_decref (collection);
+}
+
+//  The ids of a MoveShard / AbortShardTransfer object (`op` names it for
+//  messages): shard_id (u32) and the two peers (u64); 0, or -SH_EINVAL
+//  after answering as serde would.
+static int
+s_transfer_ids (gw_req_t *req, const json_t *obj, const char *op, uint32_t *shard_id,
+                uint64_t *from, uint64_t *to)
+{
+    static const char *required [] = { "shard_id", "to_peer_id", "from_peer_id" };
+    for (size_t i = 0; i < 3; i++)
+        if (!json_object_get (obj, required [i]) || json_is_null (json_object_get (obj,
+                                                                                 required [i]))) {
+            gw_fail (req, -SH_EINVAL, "Format error in JSON body: data did not match any "
+                     "variant of untagged enum ClusterOperations (%s: missing field `%s`)",
+                     op, required [i]);
+            return -SH_EINVAL;
+        }
+    bool present;
+    uint64_t value;
+    if (s_uint (req, obj, "shard_id", op, 0, UINT32_MAX, &present, &value))
+        return -SH_EINVAL;
+    *shard_id = (uint32_t) value;
+    if (s_uint (req, obj, "from_peer_id", op, 0, UINT64_MAX, &present, from)
+        || s_uint (req, obj, "to_peer_id", op, 0, UINT64_MAX, &present, to))
+        return -SH_EINVAL;
+    //  Resharding's target shard is not a thing here yet.
+    json_t *to_shard = json_object_get (obj, "to_shard_id");
+    if (to_shard && !json_is_null (to_shard)) {
+        gw_fail (req, -SH_EINVAL, "Bad request: `to_shard_id` is for resharding transfers, "
+                 "which are not supported yet");
+        return -SH_EINVAL;
+    }
+    return 0;
+}
+
+static bool
+s_has_shard (const json_t *collection, uint32_t shard_id)
+{
+    size_t i;
+    json_t *shard;
+    json_array_foreach (json_object_get (collection, "shards"), i, shard)
+        if (json_integer_value (json_object_get (shard, "shard_id")) == (json_int_t) shard_id)
+            return true;
+    return false;
+}
+
+//  True if peer (id) is a member in the metadata; answers 400 as Qdrant
+//  when not.
+static bool
+s_peer_known (gw_req_t *req, const json_t *state, uint64_t peer)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, peer);
+    if (json_object_get (json_object_get (state, "peers"), key))
+        return true;
+    gw_fail (req, -SH_EINVAL, "Bad request: Peer %" PRIu64 " does not exist", peer);
+    return false;
+}
+
+//  POST: move_shard and abort_transfer go through consensus as
+//  start_transfer / abort_transfer (proto/msg.h); the shard's source replica
+//  runs the move. Checks follow Qdrant's order: the body's shape (400),
+//  its values (422), distributed mode (400), the collection (404), the
+//  shard and peers (400), an abort's transfer (404).
+static void
+s_cluster_update (gw_req_t *req)
+{
+    static const char *const known [] = { "move_shard", "replicate_shard", "abort_transfer",
+                                          "drop_replica", "create_sharding_key",
+                                          "drop_sharding_key", "restart_transfer",
+                                          "start_resharding", "abort_resharding",
+                                          "replicate_points", NULL };
+    static const char *const methods [] = { "stream_records", "snapshot", "wal_delta",
+                                            "resharding_stream_records", NULL };
+    const json_t *body = req->body;
+    const char *kind = NULL;
+    if (json_is_object (body) && json_object_size (body) == 1) {
+        const char *key = json_object_iter_key (json_object_iter ((json_t *) body));
+        for (size_t i = 0; known [i] && !kind; i++)
+            if (streq (key, known [i]))
+                kind = known [i];
+    }
+    const json_t *args = kind ? json_object_get (body, kind) : NULL;
+    if (!kind || !json_is_object (args)) {
+        gw_fail (req, -SH_EINVAL, "Format error in JSON body: data did not match any variant "
+                 "of untagged enum ClusterOperations");
+        return;
+    }
+    bool move = streq (kind, "move_shard");
+    if (!move && !streq (kind, "abort_transfer")) {
+        gw_fail (req, -SH_EINVAL, "Bad request: `%s` is not supported yet: shoal keeps one "
+                 "replica per shard until replication lands (move_shard and abort_transfer "
+                 "are supported)", kind);
+        return;
+    }
+    uint32_t shard_id;
+    uint64_t from, to;
+    if (s_transfer_ids (req, args, kind, &shard_id, &from, &to))
+        return;
+    if (move && s_enum (req, args, "method", kind, methods))
+        return;
+    const char *method = json_string_value (json_object_get (args, "method"));
+    if (move && from == to) {
+        s_invalid (req, "move_shard.to_peer_id", "cannot transfer shard to itself, "
+                   "\"to_peer_id\" must be different than %" PRIu64 " in \"from_peer_id\"",
+                   from);
+        return;
+    }
+    if (move && method && !streq (method, "stream_records")) {
+        gw_fail (req, -SH_EINVAL, "Bad request: shard transfer method `%s` is not supported "
+                 "yet (only stream_records is)", method);
+        return;
+    }
+    if (!gw_config (req->gw)->cluster_enabled) {
+        gw_fail (req, -SH_EINVAL, "Bad request: Distributed mode disabled");
+        return;
+    }
+    char *name = NULL;
+    json_t *collection = s_collection_named (req, &name);
+    if (!collection)
+        return;
+    json_t *state = gw_meta_state (gw_meta (req->gw));
+    if (move) {
+        if (!s_has_shard (collection, shard_id))
+            gw_fail (req, -SH_EINVAL, "Bad request: Shard %" PRIu32 " of %s does not exist",
+                     shard_id, name);
+        else
+        if (s_peer_known (req, state, to) && s_peer_known (req, state, from)) {
+            json_t *op = json_pack ("{sssssIsIsIss}", "type", "start_transfer",
+                                    "collection", name, "shard_id", (json_int_t) shard_id,
+                                    "from", (json_int_t) from, "to", (json_int_t) to,
+                                    "method", "stream_records");
+            json_t *result = s_propose (req, op, NULL);
+            if (result) {
+                log_info ("gateway: move shard %s:%" PRIu32 " from peer %" PRIu64 " to %"
+                          PRIu64 " started", name, shard_id, from, to);
+                json_decref (result);
+                gw_ok (req, json_true ());
+            }
+        }
+    }
+    else {
+        bool found = false;
+        size_t i;
+        json_t *entry;
+        json_array_foreach (json_object_get (collection, "transfers"), i, entry)
+            found |= json_integer_value (json_object_get (entry, "shard_id"))
+                         == (json_int_t) shard_id
+                  && (uint64_t) json_integer_value (json_object_get (entry, "from")) == from
+                  && (uint64_t) json_integer_value (json_object_get (entry, "to")) == to;
+        if (!found)
+            gw_fail (req, -SH_ENOTFOUND, "Not found: Shard transfer %" PRIu64 " -> %" PRIu64
+                     " for collection %s:%" PRIu32 " does not exist", from, to, name,
+                     shard_id);
+        else {
+            json_t *op = json_pack ("{sssssIsIsI}", "type", "abort_transfer",
+                                    "collection", name, "shard_id", (json_int_t) shard_id,
+                                    "from", (json_int_t) from, "to", (json_int_t) to);
+            json_t *result = s_propose (req, op, NULL);
+            if (result) {
+                log_info ("gateway: transfer of shard %s:%" PRIu32 " from peer %" PRIu64
+                          " to %" PRIu64 " aborted by request", name, shard_id, from, to);
+                json_decref (result);
+                gw_ok (req, json_true ());
+            }
+        }
+    }
+    json_decref (state);
+    json_decref (collection);
+    free (name);
+}
+
 void
 gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *arg)
 {
@@ -1351,6 +1652,8 @@ gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *a
         { "GET", "/aliases", s_all_aliases, false },
         { "PUT", "/collections/{collection_name}/index", s_create_index, true },
         { "DELETE", "/collections/{collection_name}/index/{field_name}", s_delete_index, true },
+        { "GET", "/collections/{collection_name}/cluster", s_cluster_info, false },
+        { "POST", "/collections/{collection_name}/cluster", s_cluster_update, true },
     };
     for (size_t i = 0; i < sizeof (routes) / sizeof (routes [0]); i++)
         add (&routes [i], arg);
