@@ -1564,12 +1564,17 @@ rcore_step (rcore_t *self, const rcore_msg_t *m)
             //  (§3.3); with pre-vote it might otherwise never learn of it.
             s_outbox_new (self, RCORE_MSG_APPEND_RESP, m->from, self->term);
         else
-        if (m->type == RCORE_MSG_PREVOTE) {
-            rcore_msg_t *resp = s_outbox_new (self, RCORE_MSG_PREVOTE_RESP, m->from,
-                                              self->term);
+        if (is_vote_req) {
+            //  Figure 3.1: refused with our term, "for candidate to update
+            //  itself": a candidate we never ask (it is no voter in our
+            //  configuration) would otherwise never learn the term it must
+            //  pass to be heard.
+            int type = m->type == RCORE_MSG_VOTE ? RCORE_MSG_VOTE_RESP
+                                                 : RCORE_MSG_PREVOTE_RESP;
+            rcore_msg_t *resp = s_outbox_new (self, type, m->from, self->term);
             resp->reject = true;
         }
-        //  §3.3: any other request with a stale term is rejected/ignored
+        //  §3.3: any other message with a stale term is ignored
         return 0;
     }
 

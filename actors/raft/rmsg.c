@@ -98,8 +98,8 @@ rmsg_encode (const rcore_msg_t *msg)
         json_object_set_new (json, "entries", entries);
     }
     const rcore_snapshot_t *s = &msg->snapshot;
-    if (ok && (msg->type == RCORE_MSG_SNAPSHOT || s->index || s->len || s->conf.n_voters
-               || s->conf.n_learners)) {
+    if (ok && (msg->type == RCORE_MSG_SNAPSHOT || s->index || s->term || s->len
+               || s->conf.n_voters || s->conf.n_learners)) {
         json_t *snap = json_object ();
         ok = s_put_u64 (snap, "index", s->index, true) && s_put_u64 (snap, "term", s->term, true);
         json_object_set_new (snap, "data", s_base64 (s->data, s->len));
