@@ -105,7 +105,13 @@ typedef enum {
     //
     //  A META_PROPOSE reaching a follower is forwarded to the leader through
     //  p2p (route kind request, actor raft) and its reply relayed; while no
-    //  leader is known it waits (up to its deadline) for one.
+    //  leader is known it waits (up to its deadline) for one. The leader's
+    //  reply also carries "index" (the op's log index): the follower relays
+    //  a success once it has applied that index itself, with its own state.
+    //  A forwarded copy of any request carries "forwarded": true; a
+    //  non-leader answers it -SH_ENOLEADER rather than forward it again, and
+    //  the forwarder retries (on -SH_ENOLEADER or -SH_EUNAVAIL) until its
+    //  deadline.
     MSG_META_GET = 1,
     MSG_META_PROPOSE = 2,
     MSG_META_STATE = 3,
@@ -123,12 +129,17 @@ typedef enum {
     //      add_learner (with the uri) and replies once it is committed:
     //      {"peer_id": leader id, "uri": the joiner's uri as recorded,
     //       "peers": {id: uri}}. A peer already a member: the same reply at once.
+    //      "fresh": true marks a joiner without consensus state (a rejoin
+    //      after --reinit: the leader sends it a recovery snapshot); without
+    //      it a member is only telling a changed --uri, which the leader
+    //      records (set_peer) before it replies.
     //  RAFT_RECOVER  req {"peer_id": u64} to the leader's raft actor: it
     //      compacts and sends that peer its snapshot (rcore_send_snapshot);
     //      reply {"result": true}. POST /cluster/recover on a follower asks its
     //      raft actor (same message, no peer_id) which forwards it.
-    //  (On SIGTERM a leader's raft actor first transfers leadership to the
-    //  most up-to-date voter, giving up after an election timeout.)
+    //  (On SIGTERM a leader's raft actor first promotes caught-up learners,
+    //  then transfers leadership to the most up-to-date voter, giving up
+    //  after an election timeout.)
     MSG_RAFT_MESSAGE = 4,
     MSG_RAFT_JOIN = 5,
     MSG_RAFT_RECOVER = 6,
