@@ -426,6 +426,7 @@ s_on_local (s_actor_t *self, zmsg_t *msg)
     if (zmsg_size (msg) < 3) {
         S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: dropped a local message of %zu frame(s)",
                         zmsg_size (msg));
+        zmsg_destroy (&msg);
         return;
     }
     zframe_t *routing = zmsg_pop (msg);

@@ -427,6 +427,15 @@ s_node_run (void *arg)
     return NULL;
 }
 
+//  A fresh storage dir under $TMPDIR (default /tmp).
+static void
+s_tmpdir (char *buf, size_t size)
+{
+    const char *base = getenv ("TMPDIR");
+    snprintf (buf, size, "%s/test_p2p.XXXXXX", base && *base ? base : "/tmp");
+    ck_assert_ptr_nonnull (mkdtemp (buf));
+}
+
 static void
 s_node_start (s_node_t *node, uint64_t id, const char *public_key, const char *secret_key)
 {
@@ -434,8 +443,7 @@ s_node_start (s_node_t *node, uint64_t id, const char *public_key, const char *s
     //  zsys_init is not thread-safe: done here before two actors race to it.
     zsys_init ();
     node->id = id;
-    snprintf (node->dir, sizeof node->dir, "/tmp/test_p2p.XXXXXX");
-    ck_assert_ptr_nonnull (mkdtemp (node->dir));
+    s_tmpdir (node->dir, sizeof node->dir);
     node->config = config_new_default ();
     free (node->config->storage_path);
     node->config->storage_path = strdup (node->dir);
@@ -1042,8 +1050,7 @@ START_TEST (test_a_port_in_use_makes_the_actor_exit_non_zero)
     ck_assert_int_gt (port, 0);
     s_node_t node;
     memset (&node, 0, sizeof node);
-    snprintf (node.dir, sizeof node.dir, "/tmp/test_p2p.XXXXXX");
-    ck_assert_ptr_nonnull (mkdtemp (node.dir));
+    s_tmpdir (node.dir, sizeof node.dir);
     node.config = config_new_default ();
     free (node.config->storage_path);
     node.config->storage_path = strdup (node.dir);
