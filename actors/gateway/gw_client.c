@@ -245,8 +245,8 @@ gw_call_raft (gw_conn_t *conn, envelope_t **request, envelope_t **reply)
 //  ---------------------------------------------------------------------------
 //  Calls to shard replicas (see the file comment)
 
-//  How long a shard whose replica answered -SH_EUNAVAIL (stopping, moved off
-//  its peer, peer unreachable) waits for the metadata to name another
+//  How long a shard being moved whose replica answered -SH_EUNAVAIL
+//  (stopping, moved off its peer) waits for the metadata to name another
 //  replica before that answer stands (ms, within the request's deadline).
 #define S_REROUTE_GRACE_MS 2000
 //  How often a call in flight looks for a placement change (ms).
@@ -608,8 +608,13 @@ s_leg_answered (s_call_t *call, s_leg_t *leg, envelope_t *reply, uint64_t now)
         slot->unavail_peer = leg->peer;
         slot->unavail_applied = call->applied;
         slot->reroutes++;
-        slot->wait_until = now + S_REROUTE_GRACE_MS < call->deadline
-                         ? now + S_REROUTE_GRACE_MS : call->deadline;
+        //  Only a shard being moved may come back elsewhere soon (the
+        //  source refuses writes once it proposed the finish, and stops
+        //  once the finish is applied): then the metadata is waited for.
+        //  Otherwise another replica is asked at once, if there is one.
+        bool moving = call->coll && gw_replicas_in_transfer (call->coll, slot->shard);
+        uint64_t grace = moving ? S_REROUTE_GRACE_MS : 0;
+        slot->wait_until = now + grace < call->deadline ? now + grace : call->deadline;
         s_slot_route (call, leg->slot, now);
         return;
     }

@@ -118,6 +118,19 @@ gw_replicas_choose (const json_t *collection, uint32_t shard_id, bool write,
     return 1;
 }
 
+bool
+gw_replicas_in_transfer (const json_t *collection, uint32_t shard_id)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach (json_object_get (collection, "transfers"), i, entry) {
+        json_t *sid = json_object_get (entry, "shard_id");
+        if (json_is_integer (sid) && json_integer_value (sid) == (json_int_t) shard_id)
+            return true;
+    }
+    return false;
+}
+
 const char *
 gw_replicas_state (const json_t *collection, uint32_t shard_id, uint64_t peer)
 {

@@ -38,6 +38,10 @@ int gw_replicas_choose (const json_t *collection, uint32_t shard_id, bool write,
                         uint64_t self, uint64_t avoid, uint64_t spread, uint64_t *out,
                         size_t max);
 
+//  True if the collection lists a running transfer of shard shard_id (its
+//  placement is about to change).
+bool gw_replicas_in_transfer (const json_t *collection, uint32_t shard_id);
+
 //  The state of the replica of shard shard_id on peer, or NULL (borrowed).
 const char *gw_replicas_state (const json_t *collection, uint32_t shard_id, uint64_t peer);
 

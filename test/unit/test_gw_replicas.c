@@ -132,13 +132,17 @@ START_TEST (test_malformed_metadata_is_no_shard)
 }
 END_TEST
 
-START_TEST (test_replica_state_lookup)
+START_TEST (test_replica_state_and_transfer_lookup)
 {
     json_t *coll = s_collection ();
     ck_assert_str_eq (gw_replicas_state (coll, 0, 3), "Partial");
     ck_assert_str_eq (gw_replicas_state (coll, 2, 1), "Dead");
     ck_assert_ptr_null (gw_replicas_state (coll, 1, 1));
     ck_assert_ptr_null (gw_replicas_state (coll, 8, 1));
+    ck_assert (gw_replicas_in_transfer (coll, 0));
+    ck_assert (!gw_replicas_in_transfer (coll, 1));
+    ck_assert (!gw_replicas_in_transfer (coll, 9));
+    ck_assert (!gw_replicas_in_transfer (NULL, 0));
     json_decref (coll);
 }
 END_TEST
@@ -201,7 +205,7 @@ gw_replicas_suite (void)
     tcase_add_test (tc, test_read_prefers_this_peer_then_spreads_over_others);
     tcase_add_test (tc, test_write_goes_to_every_replica_that_takes_writes);
     tcase_add_test (tc, test_malformed_metadata_is_no_shard);
-    tcase_add_test (tc, test_replica_state_lookup);
+    tcase_add_test (tc, test_replica_state_and_transfer_lookup);
     suite_add_tcase (s, tc);
     TCase *info = tcase_create ("cluster_info");
     tcase_add_test (info, test_cluster_info_as_qdrant_shows_it);
