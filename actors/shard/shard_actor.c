@@ -136,6 +136,7 @@ static bool s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelop
 static bool s_xfer_after (s_shard_t *self, bool write, envelope_t **req_p, envelope_t *reply);
 static void s_xfer_flush (s_shard_t *self);
 static void s_xfer_pump (s_shard_t *self);
+static int s_xfer_wait_ms (s_shard_t *self);
 
 //  ---------------------------------------------------------------------------
 //  Small helpers
@@ -2035,7 +2036,7 @@ static void
 s_run (s_shard_t *self)
 {
     while (!self->stopping) {
-        void *which = zpoller_wait (self->poller, S_POLL_MS);
+        void *which = zpoller_wait (self->poller, s_xfer_wait_ms (self));
         if (zpoller_terminated (self->poller))
             break;
         //  Every turn, whichever socket woke us: a busy ROUTER must not
@@ -2520,6 +2521,21 @@ s_xfer_pump (s_shard_t *self)
         s_xfer_end (self);
 }
 
+//  The loop's longest wait: short while the run waits on a clock (probes,
+//  proposals) rather than on an answer that wakes the loop.
+static int
+s_xfer_wait_ms (s_shard_t *self)
+{
+    transfer_t *run = self->xfer.run;
+    if (!run)
+        return S_POLL_MS;
+    transfer_phase_t phase = transfer_phase (run);
+    if (phase == TRANSFER_CONNECTING || phase == TRANSFER_READY
+        || phase == TRANSFER_FINISHING || phase == TRANSFER_ABORTING)
+        return (int) transfer_params (run)->probe_ms;
+    return S_POLL_MS;
+}
+
 //  Before a write runs. false: refused (the reply holds the error).
 static bool
 s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply)
@@ -2650,10 +2666,12 @@ s_xfer_stop (s_shard_t *self)
     if (!x->run)
         return;
     uint64_t until = envelope_now_ms () + S_XFER_DRAIN_MS;
-    while (transfer_forwarding (x->run) && transfer_inflight (x->run)) {
+    while (transfer_forwarding (x->run)
+           && transfer_inflight (x->run) + transfer_queued (x->run)) {
         uint64_t now = envelope_now_ms ();
         if (now >= until)
             break;
+        s_xfer_send (self, now);
         zmq_pollitem_t item = { zsock_resolve (x->p2p), 0, ZMQ_POLLIN, 0 };
         if (zmq_poll (&item, 1, (long) (until - now)) < 0 && zmq_errno () != EINTR)
             break;

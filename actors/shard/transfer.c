@@ -73,6 +73,7 @@ transfer_params_default (transfer_params_t *params)
     params->batch_bytes = 8u << 20;
     params->window = 64;
     params->window_bytes = 32u << 20;
+    params->batches = 4;
     params->queue_max = 4096;
     params->queue_bytes = 256u << 20;
     params->ack_timeout_ms = 20000;
@@ -95,6 +96,8 @@ transfer_new (const transfer_params_t *params, uint64_t to, uint64_t now,
         self->params.window = 1;
     if (self->params.batch_points == 0)
         self->params.batch_points = 1;
+    if (self->params.batches == 0)
+        self->params.batches = 1;
     self->to = to;
     self->phase = TRANSFER_CONNECTING;
     self->release = release;
@@ -362,6 +365,8 @@ transfer_wants_batch (const transfer_t *self)
     if (self->phase != TRANSFER_STREAMING)
         return false;
     if (self->cursor >= self->n_ids && self->last_batch)
+        return false;
+    if (self->batches_open >= self->params.batches)
         return false;
     size_t open = self->inflight + self->queued;
     if (open == 0)

@@ -81,6 +81,7 @@ typedef struct {
     size_t batch_bytes;             //  a batch stops growing past this (estimated)
     size_t window;                  //  most envelopes sent and not acknowledged
     size_t window_bytes;            //  most bytes sent and not acknowledged
+    size_t batches;                 //  most batches pushed and not acknowledged
     size_t queue_max;               //  most envelopes waiting to be sent; more fails
     size_t queue_bytes;             //  most bytes waiting to be sent; more fails
     uint64_t ack_timeout_ms;        //  an envelope unanswered this long fails the run
@@ -92,7 +93,9 @@ typedef struct {
 } transfer_params_t;
 
 //  The defaults: 512 points or 8 MiB per batch, a window of 64 envelopes or
-//  32 MiB, a queue of 4096 envelopes or 256 MiB, acks within 20 s, the
+//  32 MiB of which at most 4 batches (so the target applies the stream in
+//  several short turns and forwarded writes do not wait behind the whole
+//  shard), a queue of 4096 envelopes or 256 MiB, acks within 20 s, the
 //  target answering within 30 s, probes every 250 ms, proposals with a 10 s
 //  deadline retried after 1 s, held writes failed 30 s after a stream that
 //  broke while its finish was being decided.

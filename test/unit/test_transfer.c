@@ -740,6 +740,27 @@ START_TEST (test_a_restarted_target_refuses_the_stream_and_the_source_aborts)
 }
 END_TEST
 
+START_TEST (test_at_most_the_batch_window_of_batches_is_open)
+{
+    transfer_params_t p = s_params ();
+    p.window = 100;
+    p.window_bytes = 1u << 20;
+    p.batches = 2;
+    uint64_t nums [] = { 1, 2, 3, 4 };
+    transfer_t *t = s_streaming (&p, nums, 4);
+    transfer_push_batch (t, 1, 1, 10, NULL);
+    ck_assert (transfer_wants_batch (t));
+    transfer_push_batch (t, 1, 1, 10, NULL);
+    ck_assert (!transfer_wants_batch (t));
+    uint64_t seqs [4];
+    ck_assert_uint_eq (s_send_all (t, 0, seqs, 4), 2);
+    ck_assert (!transfer_wants_batch (t));
+    transfer_ack (t, 1, 0, 1);
+    ck_assert (transfer_wants_batch (t));
+    transfer_destroy (&t);
+}
+END_TEST
+
 START_TEST (test_the_ring_grows_past_its_first_capacity_in_order)
 {
     transfer_params_t p = s_params ();
@@ -788,6 +809,7 @@ transfer_suite (void)
     tcase_add_test (tc, test_the_window_bounds_what_is_sent_and_not_acknowledged);
     tcase_add_test (tc, test_the_window_bounds_bytes_but_always_lets_one_envelope_go);
     tcase_add_test (tc, test_batches_wait_for_room_while_writes_keep_coming);
+    tcase_add_test (tc, test_at_most_the_batch_window_of_batches_is_open);
     tcase_add_test (tc, test_finishes_when_everything_up_to_the_last_batch_is_acknowledged);
     tcase_add_test (tc, test_an_error_answer_aborts_and_the_source_keeps_every_write);
     tcase_add_test (tc, test_no_acknowledgement_in_time_aborts);
