@@ -130,8 +130,8 @@ typedef struct {
     char shard_key [48];            //  its s_shard_t, "" for raft
 } s_in_t;
 
-typedef enum { S_I_LOCAL, S_I_TCP, S_I_ZAP, S_I_SUB, S_I_RAFT, S_I_SHARD, S_I_LINK,
-               S_I_MONITOR } s_item_kind_t;
+typedef enum { S_I_LOCAL, S_I_TCP, S_I_TCP_MONITOR, S_I_ZAP, S_I_SUB, S_I_RAFT, S_I_SHARD,
+               S_I_LINK, S_I_MONITOR } s_item_kind_t;
 
 typedef struct {
     uint64_t peer_id;               //  this peer
@@ -139,6 +139,7 @@ typedef struct {
     char tcp_endpoint [300];        //  what the tcp ROUTER is bound to
     zsock_t *local;                 //  ROUTER for the node's actors
     zsock_t *tcp;                   //  ROUTER on the p2p port
+    zsock_t *tcp_monitor;           //  its failed handshakes (logged)
     zsock_t *zap;                   //  ZAP handler, NULL without CURVE
     zsock_t *sub;                   //  META_STATE
     zsock_t *raft;                  //  DEALER to the raft actor
@@ -971,6 +972,28 @@ s_on_zap (s_actor_t *self)
     zmsg_destroy (&request);
 }
 
+//  Failed handshakes on the p2p port: a client without the cluster key
+//  (its HELLO does not decrypt), plain ZMTP against CURVE, or not ZMTP at
+//  all. ZAP refusals are logged by s_on_zap, with the address.
+static void
+s_on_tcp_monitor (s_actor_t *self)
+{
+    while (zsock_events (self->tcp_monitor) & ZMQ_POLLIN) {
+        zmsg_t *msg = zmsg_recv (self->tcp_monitor);
+        if (!msg)
+            return;
+        zframe_t *head = zmsg_first (msg);
+        uint16_t event = head && zframe_size (head) >= 6
+                       ? (uint16_t) (zframe_data (head) [0] | zframe_data (head) [1] << 8) : 0;
+        zmsg_destroy (&msg);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            S_WARN_LIMITED (self, S_LIM_ZAP, "p2p: a handshake on the p2p port failed%s",
+                            self->curve ? " (a client without the cluster key, or plain"
+                                          " tcp)" : "");
+    }
+}
+
 //  Times out forwarded requests, forgets delivered ones nobody will answer,
 //  closes shard DEALERs that are gone or idle.
 static void
@@ -1061,6 +1084,9 @@ s_destroy (s_actor_t **self_p)
     p2p_peers_destroy (&self->peers);
     zsock_destroy (&self->raft);
     zsock_destroy (&self->sub);
+    if (self->tcp_monitor)
+        zmq_socket_monitor (zsock_resolve (self->tcp), NULL, 0);
+    zsock_destroy (&self->tcp_monitor);
     zsock_destroy (&self->tcp);
     zsock_destroy (&self->local);
     zsock_destroy (&self->zap);
@@ -1119,6 +1145,22 @@ s_setup (s_actor_t *self, const config_t *config)
         zsock_set_zap_domain (self->tcp, S_ZAP_DOMAIN);
         zsock_set_curve_server (self->tcp, 1);
         zsock_set_curve_secretkey (self->tcp, config->curve_secret_key);
+    }
+    //  Monitored before it binds, so no handshake goes unseen. The pipe is
+    //  unbounded: libzmq's I/O thread blocks on a full monitor pipe.
+    char monitor [96];
+    snprintf (monitor, sizeof monitor, "inproc://p2p-tcp-monitor-%p", (void *) self);
+    if (zmq_socket_monitor (zsock_resolve (self->tcp), monitor,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        self->tcp_monitor = zsock_new (ZMQ_PAIR);
+        assert (self->tcp_monitor);
+        s_set_int (self->tcp_monitor, ZMQ_LINGER, 0);
+        s_set_int (self->tcp_monitor, ZMQ_RCVHWM, 0);
+        if (zsock_connect (self->tcp_monitor, "%s", monitor) != 0) {
+            zmq_socket_monitor (zsock_resolve (self->tcp), NULL, 0);
+            zsock_destroy (&self->tcp_monitor);
+        }
     }
     const char *host = config->host && *config->host ? config->host : "0.0.0.0";
     bool ipv6 = strchr (host, ':') != NULL;
@@ -1225,7 +1267,7 @@ s_run (s_actor_t *self)
             assert (links);
             n_links = p2p_peers_links (self->peers, links, cap_links);
         }
-        size_t need = 5 + zhashx_size (self->shards) + 2 * n_links;
+        size_t need = 6 + zhashx_size (self->shards) + 2 * n_links;
         if (need > cap) {
             cap = need * 2;
             items = (zmq_pollitem_t *) realloc (items, cap * sizeof *items);
@@ -1239,6 +1281,8 @@ s_run (s_actor_t *self)
              kinds [n] = (kind_); tags [n] = (tag_); n++; } while (0)
         S_ADD (self->local, S_I_LOCAL, self->local);
         S_ADD (self->tcp, S_I_TCP, self->tcp);
+        if (self->tcp_monitor)
+            S_ADD (self->tcp_monitor, S_I_TCP_MONITOR, self->tcp_monitor);
         if (self->zap)
             S_ADD (self->zap, S_I_ZAP, self->zap);
         S_ADD (self->sub, S_I_SUB, self->sub);
@@ -1265,6 +1309,7 @@ s_run (s_actor_t *self)
                 continue;
             switch (kinds [i]) {
                 case S_I_ZAP: s_on_zap (self); break;
+                case S_I_TCP_MONITOR: s_on_tcp_monitor (self); break;
                 case S_I_SUB: s_on_sub (self); break;
                 case S_I_MONITOR:
                     p2p_peers_on_monitor (self->peers, (p2p_link_t *) tags [i], zclock_mono ());

@@ -409,6 +409,8 @@ def test_curve_admits_only_peers_holding_the_cluster_key():
         plain.send_multipart([route(ROUTE_REQUEST, ROUTE_P2P), *envelope(MSG_P2P_INFO, 1)])
         assert handshake(plain_mon) == "refused"
         assert plain.poll(0) == 0
+        wait_for(lambda: "a handshake on the p2p port failed" in log_text(b),
+                 what="node b to log the failed handshake")
         # CURVE with b's public key but a key pair of its own: refused by ZAP.
         stranger = z.dealer(endpoint, curve=(other_public, other_secret, public))
         stranger_mon = z.monitor(stranger)
