@@ -358,7 +358,7 @@ s_answer_remote (s_actor_t *self, zframe_t *conn, const route_t *asked,
 //  The p2p actor's own requests (route actor p2p)
 
 static zmsg_t *
-s_serve (s_actor_t *self, zmsg_t *env_frames, const route_env_t *head)
+s_serve (s_actor_t *self, const route_env_t *head)
 {
     if (head->type != MSG_P2P_INFO) {
         char why [96];
@@ -367,7 +367,6 @@ s_serve (s_actor_t *self, zmsg_t *env_frames, const route_env_t *head)
         return s_error_envelope (head->type, head->request_id, head->deadline, -SH_EPROTO,
                                  why);
     }
-    (void) env_frames;
     envelope_t *stub = envelope_new (head->type, head->request_id, head->deadline);
     envelope_t *reply = envelope_new_reply (stub, 0);
     envelope_destroy (&stub);
@@ -459,7 +458,7 @@ s_on_local (s_actor_t *self, zmsg_t *msg)
     bool to_self = route.dst == self->peer_id || (route.dst == 0 && !route.uri [0]);
     if (route.actor == ROUTE_P2P && to_self) {
         if (request) {
-            zmsg_t *reply = s_serve (self, msg, &head);
+            zmsg_t *reply = s_serve (self, &head);
             route_t back = s_reply_route (self, ROUTE_P2P, self->peer_id, 0, 0, 0);
             s_send_routed (self, self->local, routing, &back, &reply);
         }
@@ -770,7 +769,7 @@ s_on_tcp (s_actor_t *self, zmsg_t *msg)
     }
     if (route.actor == ROUTE_P2P) {
         if (request) {
-            zmsg_t *reply = s_serve (self, msg, &head);
+            zmsg_t *reply = s_serve (self, &head);
             route_t back = s_reply_route (self, ROUTE_P2P, route.src, 0, 0, route.token);
             s_send_routed (self, self->tcp, conn, &back, &reply);
         }
@@ -1312,7 +1311,7 @@ s_run (s_actor_t *self)
                 case S_I_TCP_MONITOR: s_on_tcp_monitor (self); break;
                 case S_I_SUB: s_on_sub (self); break;
                 case S_I_MONITOR:
-                    p2p_peers_on_monitor (self->peers, (p2p_link_t *) tags [i], zclock_mono ());
+                    p2p_peers_on_monitor (self->peers, (p2p_link_t *) tags [i]);
                     break;
                 case S_I_SHARD:
                     s_drain (self, kinds [i], ((s_shard_t *) tags [i])->dealer, tags [i]);

@@ -311,7 +311,7 @@ s_flush_queue (p2p_peers_t *self, p2p_link_t *link)
 }
 
 void
-p2p_peers_on_monitor (p2p_peers_t *self, p2p_link_t *link, int64_t now)
+p2p_peers_on_monitor (p2p_peers_t *self, p2p_link_t *link)
 {
     while (zsock_events (link->monitor) & ZMQ_POLLIN) {
         zmsg_t *msg = zmsg_recv (link->monitor);
@@ -359,7 +359,6 @@ p2p_peers_on_monitor (p2p_peers_t *self, p2p_link_t *link, int64_t now)
         link->state = S_DOWN;
         s_fail_queue (self, link, reason);
     }
-    (void) now;
 }
 
 //  --------------------------------------------------------------------------

@@ -120,7 +120,7 @@ const char *p2p_link_uri (p2p_link_t *link);
 bool p2p_link_connected (p2p_link_t *link);
 //  Reads the link's pending monitor events: marks it up (and sends what
 //  waits in its queue) or down (and fails the queue).
-void p2p_peers_on_monitor (p2p_peers_t *self, p2p_link_t *link, int64_t now);
+void p2p_peers_on_monitor (p2p_peers_t *self, p2p_link_t *link);
 
 //  Ends connect grace times that ran out (failing their queues), closes
 //  idle uri links, and destroys retired links. Call once per loop turn.

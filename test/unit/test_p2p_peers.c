@@ -68,7 +68,7 @@ s_pump_until (p2p_peers_t *peers, bool (*done) (p2p_peers_t *, void *), void *ar
                                            ZMQ_POLLIN, 0 };
         zmq_poll (items, (int) (n < 16 ? n : 16), 50);
         for (size_t i = 0; i < n && i < 16; i++)
-            p2p_peers_on_monitor (peers, links [i], zclock_mono ());
+            p2p_peers_on_monitor (peers, links [i]);
     }
     return true;
 }
