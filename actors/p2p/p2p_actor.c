@@ -54,8 +54,11 @@
 
 //  Messages read from one socket before the others get a turn.
 #define S_BATCH              64
-//  Longest the loop sleeps: deadlines are checked this often.
+//  Longest the loop sleeps.
 #define S_POLL_MS            100
+//  Deadlines, idle sockets and link timers are checked this often (a walk
+//  over every pending request: not on every message).
+#define S_SWEEP_MS           50
 //  A forwarded request without a deadline is given up after this long.
 #define S_DEFAULT_WAIT_MS    60000
 //  A remote request delivered here is remembered this long past its
@@ -149,6 +152,7 @@ typedef struct {
     zhashx_t *incoming;             //  local id (hex) -> s_in_t
     uint64_t next_token;            //  last token given
     uint64_t next_local_id;         //  last local request id given
+    int64_t next_sweep;             //  zclock_mono of the next housekeeping
     bool curve;                     //  CURVE on the p2p port
     uint8_t curve_public [32];      //  the cluster public key (ZAP compares)
     bool have_state;                //  a META_STATE was read
@@ -1294,7 +1298,8 @@ s_run (s_actor_t *self)
             S_ADD (p2p_link_monitor (links [i]), S_I_MONITOR, links [i]);
         }
 #undef S_ADD
-        int rc = zmq_poll (items, (int) n, S_POLL_MS);
+        int64_t wait = self->next_sweep - zclock_mono ();
+        int rc = zmq_poll (items, (int) n, wait < 0 ? 0 : wait > S_POLL_MS ? S_POLL_MS : wait);
         if (rc < 0) {
             if (zmq_errno () == EINTR)
                 continue;
@@ -1323,7 +1328,10 @@ s_run (s_actor_t *self)
                 default: s_drain (self, kinds [i], (zsock_t *) tags [i], NULL); break;
             }
         }
-        s_housekeeping (self);
+        if (zclock_mono () >= self->next_sweep) {
+            s_housekeeping (self);
+            self->next_sweep = zclock_mono () + S_SWEEP_MS;
+        }
     }
     free (items);
     free (kinds);
