@@ -578,7 +578,11 @@ s_slot_route (s_call_t *call, size_t index, uint64_t now)
     }
     bool busy = !slot->write && s_legs_in (call, index, S_LEG_PENDING) > 0;
     for (int t = 0; t < n && !busy; t++) {
-        if (s_has_leg (call, index, targets [t]))
+        //  (A write's targets are all the writable replicas, the one that
+        //  just refused included: it is asked again once the metadata moved.)
+        if (s_has_leg (call, index, targets [t])
+            || (slot->routed && slot->unavail && slot->unavail_applied == call->applied
+                && targets [t] == slot->unavail_peer))
             continue;
         s_leg_send (call, index, targets [t]);
         busy = !slot->write;
