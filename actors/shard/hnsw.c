@@ -1259,9 +1259,14 @@ hnsw_save (hnsw_t *self, const char *path, uint64_t covered_seq)
     s_io_t io;
     s_io_init (&io, file);
 
+    //  No writer runs beside a save (hnsw.h), so the arrays stay where they
+    //  are: the grow lock is taken only to read where that is, not held
+    //  while the file is written (hnsw_set_vectors, which a shard's writer
+    //  calls holding its gate, would wait for the whole save).
     pthread_rwlock_rdlock (&self->grow);
-    //  Only slots up to the last one in the graph are written.
     uint32_t cap = self->capacity;
+    pthread_rwlock_unlock (&self->grow);
+    //  Only slots up to the last one in the graph are written.
     while (cap > 0 && self->levels [cap - 1] == S_ABSENT)
         cap--;
     uint64_t entry = __atomic_load_n (&self->entry, __ATOMIC_ACQUIRE);
@@ -1312,7 +1317,6 @@ hnsw_save (hnsw_t *self, const char *path, uint64_t covered_seq)
             s_put (&io, list, 4 * ((size_t) n + 1));
         }
     }
-    pthread_rwlock_unlock (&self->grow);
 
     s_io_flush (&io);
     free (io.buf);

@@ -36,8 +36,9 @@
     - Growing the node arrays (an insert past the capacity, hnsw_reserve)
       and hnsw_set_vectors take an internal write lock: they wait for the
       searches and inserts in flight and hold new ones back until done.
-    - hnsw_save must not run concurrently with writers (inserts, deletes);
-      searches may go on.
+    - hnsw_save must not run concurrently with writers (inserts, deletes,
+      hnsw_reserve); searches and hnsw_set_vectors may go on: it holds no
+      lock while it writes.
 */
 #ifndef SH_HNSW_H
 #define SH_HNSW_H

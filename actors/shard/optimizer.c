@@ -1,8 +1,9 @@
 /*  optimizer: one thread running vindex upkeep (see optimizer.h).
 
     Each round takes the gate for reading, lets vindex_work run until it is
-    caught up or a writer waits, then pindex_build_work likewise, saves if a
-    save is due and nothing is left, and gives the gate back; a rebuilt
+    caught up or a writer waits, then pindex_build_work likewise, takes what
+    a save writes if one is due and nothing is left, gives the gate back and
+    writes the save's files without it; a rebuilt
     graph is swapped in and filled payload indexes are published under the
     gate's write side. Rounds repeat while work is left; then the thread
     sleeps until kicked or a second has passed (periodic saves).
@@ -61,9 +62,14 @@ s_rounds (optimizer_t *self)
             more = true;
         bool publish = pindex && pindex_publish_due (pindex);
         bool swap = vindex_swap_due (self->vindex);
+        vindex_save_t *save = NULL;
         if (!more && !swap && !publish && vindex_save_due (self->vindex, false))
-            vindex_save (self->vindex);
+            save = vindex_save_begin (self->vindex);
         rwgate_read_unlock (self->gate);
+        //  The files are written with the gate free: writers and searches
+        //  go on (only this thread changes the graphs).
+        if (save)
+            vindex_save_finish (self->vindex, &save);
         if (swap || publish) {
             rwgate_write_lock (self->gate);
             if (swap)
@@ -105,9 +111,11 @@ s_main (void *arg)
     }
     //  A clean stop keeps what was built, so a restart does not redo it.
     if (open && rwgate_read_lock (self->gate)) {
-        if (vindex_save_due (self->vindex, true))
-            vindex_save (self->vindex);
+        vindex_save_t *save = vindex_save_due (self->vindex, true)
+                            ? vindex_save_begin (self->vindex) : NULL;
         rwgate_read_unlock (self->gate);
+        if (save)
+            vindex_save_finish (self->vindex, &save);
     }
     return NULL;
 }

@@ -97,7 +97,7 @@ struct _vindex_t {
     size_t n_vecs;              //  entries in vecs
     uint64_t committed_seq;     //  last committed seq (main thread, under the gate)
     uint64_t saved_seq;         //  seq the last save covered (or the loaded one)
-    bool dirty;                 //  graphs changed since the last save
+    bool dirty;                 //  atomic: graphs changed since the last save
     bool build_done;            //  a build finished since the last save
     int64_t last_save_ms;       //  monotonic time of the last save
     int64_t save_cost_ms;       //  how long it took
@@ -108,6 +108,11 @@ struct _vindex_t {
     uint32_t *hint_table;       //  open addressing over hint_ids; UINT32_MAX empty
     size_t hint_cap;            //  cells (power of two)
     uint64_t loaded_seq;        //  the manifest's covered seq
+    hnsw_t **retired;           //  graphs dropped by the main thread, freed by
+                                //  the optimizer thread when no save writes them
+    size_t n_retired;           //  entries in retired
+    size_t cap_retired;         //  allocated
+    bool saving;                //  optimizer: between save_begin and save_finish
 };
 
 //  ---------------------------------------------------------------------------
@@ -186,12 +191,37 @@ s_graph_path (const vindex_t *self, const char *name, uint64_t tag, char *path, 
     return w > 0 && (size_t) w < len ? 0 : -SH_EINVAL;
 }
 
+//  Main thread, write side: a save may be writing the graph (no side of the
+//  gate held), so it is retired, and freed by the optimizer thread later.
+static void
+s_retire (vindex_t *self, hnsw_t *graph)
+{
+    if (!graph)
+        return;
+    if (self->n_retired == self->cap_retired) {
+        self->cap_retired = self->cap_retired ? self->cap_retired * 2 : 4;
+        self->retired = realloc (self->retired, self->cap_retired * sizeof (hnsw_t *));
+        assert (self->retired);
+    }
+    self->retired [self->n_retired++] = graph;
+}
+
+//  Frees the graphs the main thread dropped, once no save is writing them
+//  (optimizer thread, reader side).
+static void
+s_free_retired (vindex_t *self)
+{
+    for (size_t i = 0; i < self->n_retired; i++)
+        hnsw_destroy (&self->retired [i]);
+    self->n_retired = 0;
+}
+
 static void
 s_drop_graph (vindex_t *self, s_vec_t *v)
 {
     hnsw_t *graph = s_graph (v);
     __atomic_store_n (&v->graph, NULL, __ATOMIC_RELEASE);
-    hnsw_destroy (&graph);
+    s_retire (self, graph);
     hnsw_destroy (&v->rebuild);
     free (v->rebuild_has);
     v->rebuild_has = NULL;
@@ -204,7 +234,7 @@ s_drop_graph (vindex_t *self, s_vec_t *v)
     __atomic_store_n (&v->enabled, false, __ATOMIC_RELAXED);
     v->building = false;
     segment_clear_indexed (self->segment, v->name);
-    self->dirty = true;
+    __atomic_store_n (&self->dirty, true, __ATOMIC_RELAXED);
 }
 
 //  ---------------------------------------------------------------------------
@@ -306,6 +336,8 @@ vindex_destroy (vindex_t **self_p)
         free (v->valid);
     }
     free (self->vecs);
+    s_free_retired (self);
+    free (self->retired);
     s_free_hints (self);
     free (self);
     *self_p = NULL;
@@ -464,7 +496,7 @@ s_insert_batch (vindex_t *self, s_vec_t *v, hnsw_t *graph, const uint32_t *slots
         }
         s_ingraph_set (v, slots [i]);
         segment_set_indexed (self->segment, v->name, slots [i]);
-        self->dirty = true;
+        __atomic_store_n (&self->dirty, true, __ATOMIC_RELAXED);
     }
     return early;
 }
@@ -576,7 +608,7 @@ s_work_vec (vindex_t *self, s_vec_t *v, s_budget_t *b)
                 assert (!segment_slot_has_vector (self->segment, v->name, s));
                 hnsw_delete (graph, s);
                 s_ingraph_clear (v, s);
-                self->dirty = true;
+                __atomic_store_n (&self->dirty, true, __ATOMIC_RELAXED);
             }
         }
     }
@@ -601,6 +633,8 @@ s_work_vec (vindex_t *self, s_vec_t *v, s_budget_t *b)
 bool
 vindex_work (vindex_t *self, vindex_yield_fn *should_yield, void *arg)
 {
+    assert (!self->saving);
+    s_free_retired (self);
     s_budget_t b = { should_yield, arg, s_now_ms (), 0, false };
     bool more = false;
     for (size_t i = 0; i < self->n_vecs; i++)
@@ -641,7 +675,7 @@ vindex_swap (vindex_t *self)
         v->rebuild_has = NULL;
         v->rebuild_words = 0;
         v->swap_ready = false;
-        self->dirty = true;
+        __atomic_store_n (&self->dirty, true, __ATOMIC_RELAXED);
         self->build_done = true;
         log_info ("vindex: vector \"%s\": rebuilt graph in place (%zu nodes)", v->name,
                   v->n_ingraph);
@@ -665,28 +699,6 @@ s_put (s_out_t *out, const void *data, size_t len)
     if (fwrite (data, 1, len, out->file) != len)
         out->failed = true;
     crypto_generichash_update (&out->hash, data, len);
-}
-
-static void
-s_put_u16 (s_out_t *out, uint16_t v)
-{
-    uint8_t b [2] = { (uint8_t) v, (uint8_t) (v >> 8) };
-    s_put (out, b, 2);
-}
-
-static void
-s_put_u32 (s_out_t *out, uint32_t v)
-{
-    uint8_t b [4] = { (uint8_t) v, (uint8_t) (v >> 8), (uint8_t) (v >> 16),
-                      (uint8_t) (v >> 24) };
-    s_put (out, b, 4);
-}
-
-static void
-s_put_u64 (s_out_t *out, uint64_t v)
-{
-    s_put_u32 (out, (uint32_t) v);
-    s_put_u32 (out, (uint32_t) (v >> 32));
 }
 
 static int
@@ -731,11 +743,12 @@ s_remove_stale (vindex_t *self, char **keep, size_t n_keep)
 bool
 vindex_save_due (vindex_t *self, bool force)
 {
-    bool changed = self->dirty || self->committed_seq != self->saved_seq;
+    bool dirty = __atomic_load_n (&self->dirty, __ATOMIC_RELAXED);
+    bool changed = dirty || self->committed_seq != self->saved_seq;
     bool any = false;
     for (size_t i = 0; i < self->n_vecs; i++)
         any = any || s_graph (&self->vecs [i]);
-    if (!changed || (!any && !self->dirty))
+    if (!changed || (!any && !dirty))
         return false;
     if (force || self->build_done)
         return true;
@@ -745,31 +758,147 @@ vindex_save_due (vindex_t *self, bool force)
     return s_now_ms () - self->last_save_ms >= wait;
 }
 
-int
-vindex_save (vindex_t *self)
+//  What a save writes, taken under the read side (vindex_save_begin) so
+//  the files can be written with no side of the gate held: the manifest
+//  in full, and per graph what names it. The graphs themselves are not
+//  copied: only the optimizer thread changes a graph, and it is the one
+//  writing them; one the main thread drops meanwhile is retired, not freed,
+//  until the save is over.
+typedef struct {
+    char name [64];             //  vector name
+    hnsw_t *graph;              //  its graph (retired, never freed, until the end)
+} s_saved_t;
+
+struct _vindex_save_t {
+    uint64_t seq;               //  the committed seq the save covers
+    uint64_t tag;               //  names the graph files of this save
+    s_saved_t *graphs;          //  graphs to write
+    size_t n_graphs;            //  entries in graphs
+    uint8_t *manifest;          //  the manifest up to its hash
+    size_t manifest_len;        //  its bytes
+    size_t manifest_cap;        //  allocated
+};
+
+static void
+s_snap_put (vindex_save_t *snap, const void *data, size_t len)
 {
-    int64_t start = s_now_ms ();
-    uint64_t seq = self->committed_seq;
+    if (snap->manifest_len + len > snap->manifest_cap) {
+        size_t cap = snap->manifest_cap ? snap->manifest_cap : 4096;
+        while (cap < snap->manifest_len + len)
+            cap *= 2;
+        snap->manifest = realloc (snap->manifest, cap);
+        assert (snap->manifest);
+        snap->manifest_cap = cap;
+    }
+    memcpy (snap->manifest + snap->manifest_len, data, len);
+    snap->manifest_len += len;
+}
+
+static void
+s_snap_u16 (vindex_save_t *snap, uint16_t v)
+{
+    uint8_t b [2] = { (uint8_t) v, (uint8_t) (v >> 8) };
+    s_snap_put (snap, b, 2);
+}
+
+static void
+s_snap_u32 (vindex_save_t *snap, uint32_t v)
+{
+    uint8_t b [4] = { (uint8_t) v, (uint8_t) (v >> 8), (uint8_t) (v >> 16),
+                      (uint8_t) (v >> 24) };
+    s_snap_put (snap, b, 4);
+}
+
+static void
+s_snap_u64 (vindex_save_t *snap, uint64_t v)
+{
+    s_snap_u32 (snap, (uint32_t) v);
+    s_snap_u32 (snap, (uint32_t) (v >> 32));
+}
+
+vindex_save_t *
+vindex_save_begin (vindex_t *self)
+{
+    assert (!self->saving);
+    s_free_retired (self);
+    vindex_save_t *snap = calloc (1, sizeof *snap);
+    assert (snap);
+    snap->seq = self->committed_seq;
+    snap->tag = (uint64_t) randombytes_random () << 32 | randombytes_random ();
+    snap->graphs = calloc (self->n_vecs + 1, sizeof *snap->graphs);
+    assert (snap->graphs);
     uint32_t slots = segment_slot_count (self->segment);
-    char **paths = calloc (self->n_vecs + 1, sizeof *paths);
     s_vec_t **saved = calloc (self->n_vecs + 1, sizeof *saved);
-    assert (paths && saved);
-    size_t n = 0;
-    int rc = 0;
-    uint64_t tag = (uint64_t) randombytes_random () << 32 | randombytes_random ();
-    for (size_t i = 0; i < self->n_vecs && rc == 0; i++) {
+    assert (saved);
+    for (size_t i = 0; i < self->n_vecs; i++) {
         s_vec_t *v = &self->vecs [i];
         hnsw_t *graph = s_graph (v);
         if (!graph)
             continue;
+        saved [snap->n_graphs] = v;
+        snprintf (snap->graphs [snap->n_graphs].name, sizeof snap->graphs [0].name, "%s",
+                  v->name);
+        snap->graphs [snap->n_graphs++].graph = graph;
+    }
+    //  The manifest: see the file comment.
+    s_snap_put (snap, S_MAGIC, 8);
+    s_snap_u32 (snap, S_VERSION);
+    s_snap_u64 (snap, snap->seq);
+    s_snap_u64 (snap, snap->tag);
+    s_snap_u32 (snap, (uint32_t) snap->n_graphs);
+    for (size_t i = 0; i < snap->n_graphs; i++) {
+        s_vec_t *v = saved [i];
+        size_t len = strlen (v->name);
+        s_snap_u16 (snap, (uint16_t) len);
+        s_snap_put (snap, v->name, len);
+        s_snap_u32 (snap, v->dim);
+        s_snap_u32 (snap, (uint32_t) v->distance);
+        s_snap_u32 (snap, v->params.m);
+        s_snap_u32 (snap, v->params.ef_construct);
+    }
+    s_snap_u32 (snap, slots);
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        uint8_t rec [1 + POINTID_KEY_SIZE];
+        rec [0] = segment_slot_live (self->segment, slot);
+        if (rec [0])
+            pointid_key (segment_slot_id (self->segment, slot), rec + 1);
+        s_snap_put (snap, rec, rec [0] ? sizeof rec : 1);
+    }
+    for (size_t i = 0; i < snap->n_graphs; i++) {
+        const uint64_t *marks = segment_indexed_bits (self->segment, saved [i]->name);
+        for (size_t w = 0; w < s_words (slots); w++) {
+            uint64_t word = marks ? __atomic_load_n (&marks [w], __ATOMIC_RELAXED) : 0;
+            if ((w + 1) * 64 > slots && slots % 64)
+                word &= (1ULL << (slots % 64)) - 1;
+            s_snap_u64 (snap, word);
+        }
+    }
+    free (saved);
+    //  What changes from now on is for the next save.
+    __atomic_store_n (&self->dirty, false, __ATOMIC_RELAXED);
+    self->build_done = false;
+    self->saving = true;
+    return snap;
+}
+
+int
+vindex_save_finish (vindex_t *self, vindex_save_t **snap_p)
+{
+    vindex_save_t *snap = *snap_p;
+    assert (snap && self->saving);
+    int64_t start = s_now_ms ();
+    size_t n = snap->n_graphs;
+    char **paths = calloc (n + 1, sizeof *paths);
+    assert (paths);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         char path [PATHS_MAX];
-        if (s_graph_path (self, v->name, tag, path, sizeof path)) {
+        if (s_graph_path (self, snap->graphs [i].name, snap->tag, path, sizeof path)) {
             rc = -SH_EIO;
             break;
         }
-        rc = hnsw_save (graph, path, seq);
-        paths [n] = strdup (path);
-        saved [n++] = v;
+        rc = hnsw_save (snap->graphs [i].graph, path, snap->seq);
+        paths [i] = strdup (path);
     }
     char manifest [PATHS_MAX], tmp [PATHS_MAX];
     if (rc == 0 && (s_file_path (self, VINDEX_MANIFEST, manifest)
@@ -780,42 +909,8 @@ vindex_save (vindex_t *self)
         if (!out.file)
             rc = -SH_EIO;
         else {
-            setvbuf (out.file, NULL, _IOFBF, 1 << 20);
             crypto_generichash_init (&out.hash, NULL, 0, S_HASH_SIZE);
-            s_put (&out, S_MAGIC, 8);
-            s_put_u32 (&out, S_VERSION);
-            s_put_u64 (&out, seq);
-            s_put_u64 (&out, tag);
-            s_put_u32 (&out, (uint32_t) n);
-            for (size_t i = 0; i < n; i++) {
-                s_vec_t *v = saved [i];
-                size_t len = strlen (v->name);
-                s_put_u16 (&out, (uint16_t) len);
-                s_put (&out, v->name, len);
-                s_put_u32 (&out, v->dim);
-                s_put_u32 (&out, (uint32_t) v->distance);
-                s_put_u32 (&out, v->params.m);
-                s_put_u32 (&out, v->params.ef_construct);
-            }
-            s_put_u32 (&out, slots);
-            for (uint32_t slot = 0; slot < slots; slot++) {
-                uint8_t live = segment_slot_live (self->segment, slot);
-                s_put (&out, &live, 1);
-                if (live) {
-                    uint8_t key [POINTID_KEY_SIZE];
-                    pointid_key (segment_slot_id (self->segment, slot), key);
-                    s_put (&out, key, sizeof key);
-                }
-            }
-            for (size_t i = 0; i < n; i++) {
-                const uint64_t *marks = segment_indexed_bits (self->segment, saved [i]->name);
-                for (size_t w = 0; w < s_words (slots); w++) {
-                    uint64_t word = marks ? __atomic_load_n (&marks [w], __ATOMIC_RELAXED) : 0;
-                    if ((w + 1) * 64 > slots && slots % 64)
-                        word &= (1ULL << (slots % 64)) - 1;
-                    s_put_u64 (&out, word);
-                }
-            }
+            s_put (&out, snap->manifest, snap->manifest_len);
             uint8_t hash [S_HASH_SIZE];
             crypto_generichash_final (&out.hash, hash, sizeof hash);
             if (!out.failed && fwrite (hash, 1, sizeof hash, out.file) != sizeof hash)
@@ -831,25 +926,36 @@ vindex_save (vindex_t *self)
     if (rc == 0)
         s_remove_stale (self, paths, n);
     else {
-        log_error ("vindex: saving the graphs at seq=%" PRIu64 " failed: %s", seq,
+        log_error ("vindex: saving the graphs at seq=%" PRIu64 " failed: %s", snap->seq,
                    strerror (errno));
         unlink (tmp);
+        //  What was taken off dirty is still unsaved.
+        __atomic_store_n (&self->dirty, true, __ATOMIC_RELAXED);
     }
     for (size_t i = 0; i < n; i++)
         free (paths [i]);
     free (paths);
-    free (saved);
     int64_t end = s_now_ms ();
     self->last_save_ms = end;
     if (rc == 0) {
-        self->saved_seq = seq;
-        self->dirty = false;
-        self->build_done = false;
+        self->saved_seq = snap->seq;
         self->save_cost_ms = end - start;
         log_info ("vindex: saved %zu graph(s) covering seq=%" PRIu64 " in %" PRId64 " ms", n,
-                  seq, end - start);
+                  snap->seq, end - start);
     }
+    self->saving = false;
+    free (snap->graphs);
+    free (snap->manifest);
+    free (snap);
+    *snap_p = NULL;
     return rc;
+}
+
+int
+vindex_save (vindex_t *self)
+{
+    vindex_save_t *snap = vindex_save_begin (self);
+    return vindex_save_finish (self, &snap);
 }
 
 //  ---------------------------------------------------------------------------
@@ -1182,7 +1288,7 @@ vindex_load_end (vindex_t *self, uint64_t committed_seq)
                 stale++;
         }
         if (stale || gone)
-            self->dirty = true;
+            __atomic_store_n (&self->dirty, true, __ATOMIC_RELAXED);
         free (v->valid);
         v->valid = NULL;
         v->valid_words = 0;

@@ -11,7 +11,11 @@
       vindex_slot_hint per point (put it in that slot with
       segment_upsert_at), then vindex_load_end;
     - the optimizer thread (one), holding the gate for reading:
-      vindex_work, vindex_save;
+      vindex_work, vindex_save_begin (or vindex_save); then, holding no
+      side of the gate, vindex_save_finish, before its next vindex call.
+      Only this thread changes a graph, so a save writes the graphs as they
+      are, with no lock, while the main thread writes and searches run; a
+      graph the main thread drops meanwhile is freed later, by this thread;
     - readers, holding the gate for reading: vindex_search and the
       getters.
 
@@ -103,8 +107,16 @@ void vindex_swap (vindex_t *self);
 //  one, and it is long enough ago, or a build has just finished). force:
 //  due whenever anything changed (a clean shutdown).
 bool vindex_save_due (vindex_t *self, bool force);
-//  Saves every graph and the manifest. 0 or -SH_EIO (logged; the old save
-//  stays).
+//  A save in two steps, so that the gate is held only while what it writes
+//  is taken: vindex_save_begin (read side) takes the manifest (every slot's
+//  point id, the marks, the committed seq) and the graphs to write, in a
+//  pass over the slots that copies a few bytes each; vindex_save_finish
+//  (no side needed; destroys the snapshot) writes the graphs and the
+//  manifest and fsyncs them. 0 or -SH_EIO (logged; the old save stays).
+typedef struct _vindex_save_t vindex_save_t;
+vindex_save_t *vindex_save_begin (vindex_t *self);
+int vindex_save_finish (vindex_t *self, vindex_save_t **snap_p);
+//  Both steps at once (read side held throughout).
 int vindex_save (vindex_t *self);
 
 //  --- readers ------------------------------------------------------------------

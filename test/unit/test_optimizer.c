@@ -179,6 +179,7 @@ s_put_tagged (segment_t *seg, uint64_t id_num, unsigned tag, uint64_t seq)
     json_t *payload = json_pack ("{s:s, s:I}", "tag", text, "n", (json_int_t) id_num);
     char err [64];
     ck_assert_int_eq (segment_upsert (seg, &id, seq, &vec, 1, payload, err, sizeof err), 0);
+    json_decref (payload);
 }
 
 //  The slots matching filter, counted from the index's candidates (checked

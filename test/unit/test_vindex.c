@@ -8,6 +8,7 @@
     change of m drops the graph; many deletes trigger a rebuild that keeps
     every current slot; several insert threads build one graph.
 */
+#include "actors/shard/rwgate.h"
 #include "actors/shard/vindex.h"
 #include "common/err.h"
 #include "common/paths.h"
@@ -15,6 +16,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +92,9 @@ s_tempdir (void)
     return dir;
 }
 
-//  One insert thread: a graph built by several can leave a node or two
-//  unreachable (see the parallel test), and some tests count every node.
+//  Insert threads: the default, one per core.
 static const vindex_params_t s_low = { .m = 8, .ef_construct = 64, .full_scan_kb = 0,
-                                       .indexing_kb = 1, .threads = 1 };
+                                       .indexing_kb = 1 };
 
 static void
 s_work_all (vindex_t *vi)
@@ -572,6 +573,149 @@ START_TEST (test_several_threads_build_one_graph)
 }
 END_TEST
 
+
+//  --- a save beside writes ----------------------------------------------------
+
+typedef struct {
+    segment_t *seg;             //  shared segment
+    vindex_t *vi;               //  its vindex
+    rwgate_t *gate;             //  the gate over both
+    uint64_t first_id;          //  ids this writer adds start here
+    int turns;                  //  write turns to make
+    int done;                   //  atomic: turns made
+    size_t searches;            //  atomic: searches made
+    vindex_save_t *snap;        //  finisher: the save to write
+    int rc;                     //  finisher: what it returned
+} s_side_t;
+
+static void *
+s_finisher (void *arg)
+{
+    s_side_t *side = arg;
+    side->rc = vindex_save_finish (side->vi, &side->snap);
+    return NULL;
+}
+
+//  Write turns as the shard's main thread makes them: new points, changed
+//  vectors, deletes, the graph told where the arrays went.
+static void *
+s_writer (void *arg)
+{
+    s_side_t *side = arg;
+    for (int t = 0; t < side->turns; t++) {
+        rwgate_write_lock (side->gate);
+        uint64_t seq = 100 + (uint64_t) t;
+        for (uint64_t i = 0; i < 40; i++)
+            s_put_random (side->seg, side->first_id + (uint64_t) t * 40 + i, seq);
+        for (uint64_t i = 0; i < 10; i++)
+            s_put_random (side->seg, (uint64_t) (t * 10 + i) % 500, seq);
+        pointid_t id = s_num (600 + (uint64_t) t);
+        segment_delete (side->seg, &id);
+        vindex_after_writes (side->vi, seq);
+        rwgate_write_unlock (side->gate);
+        __atomic_store_n (&side->done, t + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void *
+s_searcher (void *arg)
+{
+    s_side_t *side = arg;
+    do {
+        ck_assert (rwgate_read_lock (side->gate));
+        float q [DIM];
+        for (int d = 0; d < DIM; d++)
+            q [d] = 0.5f;
+        uint32_t slots [10];
+        vindex_search (side->vi, "", q, 10, 32, NULL, NULL, slots);
+        rwgate_read_unlock (side->gate);
+        __atomic_fetch_add (&side->searches, 1, __ATOMIC_RELAXED);
+    } while (__atomic_load_n (&side->done, __ATOMIC_ACQUIRE) < side->turns);
+    return NULL;
+}
+
+//  A save holds the gate only while it takes what it writes: the files are
+//  written while a writer holds the gate (it used to hold the read side
+//  throughout, so a writer waited for every fsync of a large save), and
+//  they are the state taken, whatever the writes after it did (the graph
+//  dropped meanwhile included).
+START_TEST (test_a_save_writes_what_it_took_while_a_writer_holds_the_gate)
+{
+    segment_t *seg = s_segment ();
+    char *dir = s_tempdir ();
+    vindex_t *vi = vindex_new (seg, dir);
+    vindex_configure (vi, "", &s_low);
+    rwgate_t *gate = rwgate_new ();
+    enum { N = 3000 };
+    float *data = s_fill (seg, vi, N);
+    ck_assert_uint_eq (vindex_indexed_count (vi), N);
+
+    ck_assert (rwgate_read_lock (gate));
+    ck_assert (vindex_save_due (vi, true));
+    vindex_save_t *snap = vindex_save_begin (vi);
+    ck_assert_ptr_nonnull (snap);
+    rwgate_read_unlock (gate);
+
+    //  The writer takes the gate and keeps it while the save is written:
+    //  points move, go and come, and a new m drops the graph being saved.
+    rwgate_write_lock (gate);
+    for (uint64_t i = 0; i < 200; i++)
+        s_put_random (seg, i, 2);
+    for (uint64_t i = 0; i < 5000; i++)
+        s_put_random (seg, N + i, 2);
+    for (uint64_t i = 300; i < 400; i++) {
+        pointid_t id = s_num (i);
+        ck_assert_int_eq (segment_delete (seg, &id), 0);
+    }
+    vindex_after_writes (vi, 2);
+    vindex_params_t other = s_low;
+    other.m = 12;
+    vindex_configure (vi, "", &other);
+    ck_assert (!vindex_has_graph (vi, ""));
+    s_side_t fin = { .vi = vi, .snap = snap, .rc = -1 };
+    pthread_t thread;
+    ck_assert_int_eq (pthread_create (&thread, NULL, s_finisher, &fin), 0);
+    pthread_join (thread, NULL);
+    rwgate_write_unlock (gate);
+    ck_assert_int_eq (fin.rc, 0);
+    ck_assert_ptr_null (fin.snap);
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+
+    //  The save is the state at seq 1: every point there, all indexed.
+    uint64_t versions [N];
+    for (uint64_t i = 0; i < N; i++)
+        versions [i] = 1;
+    s_reload (dir, data, versions, NULL, N, 1, &seg, &vi);
+    ck_assert_uint_eq (vindex_indexed_count (vi), N);
+    ck_assert (!vindex_behind (vi));
+    ck_assert_uint_ge (s_recall (seg, vi, 50, 10), 50 * 10 * 95 / 100);
+
+    //  And once more with a writer and a searcher running while the files
+    //  are written (for the sanitizers): all of them finish.
+    ck_assert (rwgate_read_lock (gate));
+    s_side_t side = { .seg = seg, .vi = vi, .gate = gate, .first_id = 100000,
+                      .turns = 30 };
+    side.snap = vindex_save_begin (vi);
+    rwgate_read_unlock (gate);
+    pthread_t threads [2];
+    ck_assert_int_eq (pthread_create (&threads [0], NULL, s_writer, &side), 0);
+    ck_assert_int_eq (pthread_create (&threads [1], NULL, s_searcher, &side), 0);
+    ck_assert_int_eq (vindex_save_finish (vi, &side.snap), 0);
+    pthread_join (threads [0], NULL);
+    pthread_join (threads [1], NULL);
+    ck_assert_int_eq (side.done, 30);
+    ck_assert_uint_gt (side.searches, 0);
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+    rwgate_destroy (&gate);
+    paths_remove_tree (dir);
+    free (dir);
+    free (data);
+}
+END_TEST
+
 static Suite *
 vindex_suite (void)
 {
@@ -586,6 +730,7 @@ vindex_suite (void)
     tcase_add_test (tc, test_a_new_m_drops_the_graph_and_a_config_mismatch_skips_the_file);
     tcase_add_test (tc, test_many_deletes_rebuild_the_graph_with_every_current_slot);
     tcase_add_test (tc, test_several_threads_build_one_graph);
+    tcase_add_test (tc, test_a_save_writes_what_it_took_while_a_writer_holds_the_gate);
     suite_add_tcase (s, tc);
     return s;
 }
