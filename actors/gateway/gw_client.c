@@ -351,11 +351,11 @@ s_applied_now (s_call_t *call)
 //  A reply to slot's request made here: status and a message naming the
 //  shard and its collection.
 static envelope_t *
-s_slot_error (s_call_t *call, s_slot_t *slot, int status, const char *fmt, ...)
-    __attribute__ ((format (printf, 4, 5)));
+s_slot_error (s_slot_t *slot, int status, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 static envelope_t *
-s_slot_error (s_call_t *call, s_slot_t *slot, int status, const char *fmt, ...)
+s_slot_error (s_slot_t *slot, int status, const char *fmt, ...)
 {
     char text [768];
     va_list args;
@@ -364,7 +364,6 @@ s_slot_error (s_call_t *call, s_slot_t *slot, int status, const char *fmt, ...)
     va_end (args);
     envelope_t *reply = envelope_new_reply (slot->request, status);
     envelope_set_error (reply, status, "%s", text);
-    (void) call;
     return reply;
 }
 
@@ -392,9 +391,9 @@ s_named_failure (s_call_t *call, s_slot_t *slot, uint64_t peer, envelope_t **rep
     char shard [300];
     s_shard_name (call, slot, shard, sizeof shard);
     envelope_t *named = status == -SH_ETIMEDOUT
-        ? s_slot_error (call, slot, status, "Timeout error: %s on peer %" PRIu64 " did not "
+        ? s_slot_error (slot, status, "Timeout error: %s on peer %" PRIu64 " did not "
                         "answer in time (%s)", shard, peer, envelope_error (reply))
-        : s_slot_error (call, slot, status, "Service unavailable: %s on peer %" PRIu64
+        : s_slot_error (slot, status, "Service unavailable: %s on peer %" PRIu64
                         " cannot serve the request: %s", shard, peer, envelope_error (reply));
     envelope_destroy (&reply);
     return named;
@@ -529,9 +528,9 @@ s_slot_settle (s_call_t *call, size_t index, int n_targets, uint64_t now)
     char shard [300];
     s_shard_name (call, slot, shard, sizeof shard);
     s_slot_finish (slot, n_targets < 0
-        ? s_slot_error (call, slot, -SH_EUNAVAIL, "Service unavailable: %s is not in the "
+        ? s_slot_error (slot, -SH_EUNAVAIL, "Service unavailable: %s is not in the "
                         "cluster metadata of this peer", shard)
-        : s_slot_error (call, slot, -SH_EUNAVAIL, "Service unavailable: no %s replica of %s",
+        : s_slot_error (slot, -SH_EUNAVAIL, "Service unavailable: no %s replica of %s",
                         slot->write ? "writable (Active)" : "readable (Active)", shard));
 }
 
@@ -793,7 +792,7 @@ s_call_run (s_call_t *call)
         char shard [300];
         s_shard_name (call, slot, shard, sizeof shard);
         log_debug ("gateway: no reply from %s (peer %s) by the deadline", shard, peers);
-        s_slot_finish (slot, s_slot_error (call, slot, -SH_ETIMEDOUT, "Timeout error: %s on "
+        s_slot_finish (slot, s_slot_error (slot, -SH_ETIMEDOUT, "Timeout error: %s on "
                                            "peer %s did not answer in time", shard,
                                            *peers ? peers : "?"));
         slot->timed_out = true;
