@@ -2346,13 +2346,13 @@ s_xfer_probe (s_shard_t *self, uint64_t now)
 {
     s_xfer_t *x = &self->xfer;
     const transfer_params_t *params = transfer_params (x->run);
-    envelope_t *env = envelope_new (MSG_SHARD_INFO, S_XFER_PROBE_BIT | ++x->probe_id,
-                                    now + params->ack_timeout_ms);
+    uint64_t id = S_XFER_PROBE_BIT | ++x->probe_id;
+    envelope_t *env = envelope_new (MSG_SHARD_INFO, id, now + params->ack_timeout_ms);
     zmsg_t *msg = s_xfer_routed (self, env);
     envelope_destroy (&env);
     if (zmsg_send (&msg, x->p2p))
         zmsg_destroy (&msg);
-    transfer_probe_sent (x->run, now);
+    transfer_probe_sent (x->run, id, now);
 }
 
 static void
@@ -2402,7 +2402,7 @@ s_xfer_recv (s_shard_t *self, uint64_t now)
             if (status)
                 log_debug ("transfer to peer %" PRIu64 ": the target is not there yet: %s",
                            x->run_to, envelope_error (env));
-            transfer_probe_reply (x->run, status, now);
+            transfer_probe_reply (x->run, rid, status, now);
         }
         else {
             if (status == 0 && s_xfer_u64 (envelope_json (env), "seq") != rid)

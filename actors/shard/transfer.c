@@ -38,6 +38,10 @@ struct _transfer_t {
     uint64_t started;               //  when the run began (ms)
     uint64_t probe_at;              //  when the last probe went, 0 = none yet
     bool probe_waiting;             //  the last probe is unanswered
+    uint64_t check_id;              //  the stream probe in flight, 0 = none
+    uint64_t check_covers;          //  the newest seq sent before it
+    uint64_t check_at;              //  when it went
+    uint64_t last_sent;             //  the newest seq sent
     pointid_t *ids;                 //  the snapshot, in id order
     size_t n_ids;                   //  its size (= total)
     size_t cursor;                  //  ids [cursor..] are not in a batch yet
@@ -79,6 +83,7 @@ transfer_params_default (transfer_params_t *params)
     params->ack_timeout_ms = 20000;
     params->connect_timeout_ms = 30000;
     params->probe_ms = 250;
+    params->stall_ms = 1000;
     params->propose_timeout_ms = 10000;
     params->retry_ms = 1000;
     params->outcome_timeout_ms = 30000;
@@ -292,31 +297,70 @@ transfer_queued (const transfer_t *self)
 //  --------------------------------------------------------------------------
 //  Connecting
 
+//  The oldest entry sent and not answered, or NULL.
+static s_entry_t *
+s_oldest_sent (const transfer_t *self)
+{
+    for (size_t i = 0; i < self->count && self->inflight; i++) {
+        s_entry_t *entry = &self->ring [(self->head + i) % self->cap];
+        if (entry->state == S_QUEUED)
+            break;
+        if (entry->state == S_SENT)
+            return entry;
+    }
+    return NULL;
+}
+
 bool
 transfer_probe_due (const transfer_t *self, uint64_t now)
 {
-    if (self->phase != TRANSFER_CONNECTING)
+    if (self->phase == TRANSFER_CONNECTING)
+        return !self->probe_waiting || now >= self->probe_at + self->params.probe_ms;
+    if (!transfer_forwarding (self) || !self->inflight)
         return false;
-    return !self->probe_waiting || now >= self->probe_at + self->params.probe_ms;
+    if (self->check_id && now < self->check_at + self->params.stall_ms)
+        return false;
+    const s_entry_t *oldest = s_oldest_sent (self);
+    return oldest && now >= oldest->sent_at + self->params.stall_ms;
 }
 
 void
-transfer_probe_sent (transfer_t *self, uint64_t now)
+transfer_probe_sent (transfer_t *self, uint64_t id, uint64_t now)
 {
-    self->probe_at = now;
-    self->probe_waiting = true;
-}
-
-void
-transfer_probe_reply (transfer_t *self, int status, uint64_t now)
-{
-    (void) now;
-    if (self->phase != TRANSFER_CONNECTING)
+    if (self->phase == TRANSFER_CONNECTING) {
+        self->probe_at = now;
+        self->probe_waiting = true;
         return;
-    if (status == 0)
-        self->phase = TRANSFER_READY;
-    //  An error (the target not started, or its peer not knowing it yet)
-    //  waits out probe_ms before the next probe.
+    }
+    self->check_id = id;
+    self->check_covers = self->last_sent;
+    self->check_at = now;
+}
+
+void
+transfer_probe_reply (transfer_t *self, uint64_t id, int status, uint64_t now)
+{
+    if (self->phase == TRANSFER_CONNECTING) {
+        if (status == 0)
+            self->phase = TRANSFER_READY;
+        //  An error (the target not started, or its peer not knowing it
+        //  yet) waits out probe_ms before the next probe.
+        return;
+    }
+    if (id == 0 || id != self->check_id)
+        return;                     //  a late answer to an earlier probe
+    self->check_id = 0;
+    if (status)
+        return;
+    //  The target answered the probe, so it has answered everything sent
+    //  before it: an envelope still unanswered never reached it.
+    s_entry_t *oldest = s_oldest_sent (self);
+    if (oldest && oldest->seq <= self->check_covers) {
+        char reason [128];
+        snprintf (reason, sizeof reason, "seq %" PRIu64 " was lost on the way to the target "
+                  "(it restarted?)", oldest->seq);
+        transfer_fail (self, -SH_EPROTO, reason, now);
+    }
 }
 
 static int
@@ -457,6 +501,7 @@ transfer_next_send (transfer_t *self, uint64_t now, uint64_t *seq, bool *is_batc
     self->queued_bytes -= entry->bytes;
     self->inflight++;
     self->inflight_bytes += entry->bytes;
+    self->last_sent = entry->seq;
     *seq = entry->seq;
     *is_batch = entry->batch;
     *item = entry->item;
@@ -548,19 +593,13 @@ transfer_tick (transfer_t *self, uint64_t now)
         transfer_fail (self, -SH_ETIMEDOUT, "the target replica did not answer", now);
         return;
     }
-    for (size_t i = 0; i < self->count && self->inflight; i++) {
-        s_entry_t *entry = s_at (self, i);
-        if (entry->state == S_QUEUED)
-            break;
-        if (entry->state == S_SENT) {
-            if (now >= entry->sent_at + self->params.ack_timeout_ms) {
-                char reason [96];
-                snprintf (reason, sizeof reason, "seq %" PRIu64 " was not acknowledged in "
-                          "time", entry->seq);
-                transfer_fail (self, -SH_ETIMEDOUT, reason, now);
-            }
-            break;                  //  the oldest sent is the first to expire
-        }
+    s_entry_t *oldest = s_oldest_sent (self);
+    if (oldest && now >= oldest->sent_at + self->params.ack_timeout_ms) {
+        //  The oldest sent is the first to expire.
+        char reason [96];
+        snprintf (reason, sizeof reason, "seq %" PRIu64 " was not acknowledged in time",
+                  oldest->seq);
+        transfer_fail (self, -SH_ETIMEDOUT, reason, now);
     }
     if (self->phase == TRANSFER_ABORTING && self->finish_proposed && self->count
         && now >= self->failed_at + self->params.outcome_timeout_ms)

@@ -16,6 +16,12 @@
                   snapshot) and every write applied since, forwarded after
                   its local commit, share one sequence: seq 1, 2, ... in the
                   order they were pushed, and they are sent in that order.
+                  The path to the target is first in, first out, so when
+                  envelopes stay unanswered for stall_ms a probe follows
+                  them: if it is answered while one sent before it is not,
+                  that one was lost (a target that restarted drops what was
+                  queued for it) and the run fails at once instead of at
+                  the ack deadline.
                   At most `window` envelopes (and window_bytes) are sent
                   and not yet acknowledged; more wait in a queue, which
                   fails the run past queue_max / queue_bytes. A batch is
@@ -87,6 +93,7 @@ typedef struct {
     uint64_t ack_timeout_ms;        //  an envelope unanswered this long fails the run
     uint64_t connect_timeout_ms;    //  the target must answer a probe within this
     uint64_t probe_ms;              //  between probes that got no answer
+    uint64_t stall_ms;              //  unanswered this long: a probe checks the stream
     uint64_t propose_timeout_ms;    //  a proposal's deadline
     uint64_t retry_ms;              //  after a proposal that failed
     uint64_t outcome_timeout_ms;    //  held writes wait this long for a finish's outcome
@@ -96,7 +103,8 @@ typedef struct {
 //  32 MiB of which at most 4 batches (so the target applies the stream in
 //  several short turns and forwarded writes do not wait behind the whole
 //  shard), a queue of 4096 envelopes or 256 MiB, acks within 20 s, the
-//  target answering within 30 s, probes every 250 ms, proposals with a 10 s
+//  target answering within 30 s, probes every 250 ms, a stream probed after
+//  1 s without answers, proposals with a 10 s
 //  deadline retried after 1 s, held writes failed 30 s after a stream that
 //  broke while its finish was being decided.
 void transfer_params_default (transfer_params_t *params);
@@ -123,13 +131,19 @@ int transfer_status (const transfer_t *self);
 const char *transfer_reason (const transfer_t *self);
 
 //  --- connecting -------------------------------------------------------------
-//  True when a probe should go out now (CONNECTING, none unanswered or the
-//  last one older than probe_ms).
+//  True when a probe should go out now: CONNECTING, none unanswered or the
+//  last one older than probe_ms; or forwarding, with the oldest envelope
+//  in flight unanswered for stall_ms and no such probe unanswered for as
+//  long.
 bool transfer_probe_due (const transfer_t *self, uint64_t now);
-void transfer_probe_sent (transfer_t *self, uint64_t now);
-//  An answer to a probe: 0 makes the run READY; an error waits for the next
-//  probe (the target may not be started yet).
-void transfer_probe_reply (transfer_t *self, int status, uint64_t now);
+//  A probe went out with request id `id` (the caller's, unique per run).
+void transfer_probe_sent (transfer_t *self, uint64_t id, uint64_t now);
+//  An answer to probe id. CONNECTING: 0 makes the run READY (any probe's);
+//  an error waits for the next probe (the target may not be started yet).
+//  Later: the target's own answer (0) to the newest stream probe fails the
+//  run if an envelope sent before that probe is still unanswered; errors
+//  (from a p2p actor, not in the stream's order) prove nothing.
+void transfer_probe_reply (transfer_t *self, uint64_t id, int status, uint64_t now);
 //  READY -> STREAMING with the ids the replica holds now (taken; sorted
 //  here). Anything but READY: -SH_EINVAL and ids freed.
 int transfer_begin (transfer_t *self, pointid_t *ids, size_t n_ids);

@@ -100,8 +100,8 @@ s_streaming (const transfer_params_t *p, const uint64_t *nums, size_t n)
     s_reset_log ();
     transfer_t *t = transfer_new (p, 7, 0, s_release, &s_log);
     ck_assert (transfer_probe_due (t, 0));
-    transfer_probe_sent (t, 0);
-    transfer_probe_reply (t, 0, 1);
+    transfer_probe_sent (t, 1, 0);
+    transfer_probe_reply (t, 1, 0, 1);
     ck_assert_int_eq (transfer_phase (t), TRANSFER_READY);
     ck_assert_int_eq (transfer_begin (t, s_ids (nums, n), n), 0);
     ck_assert_int_eq (transfer_phase (t), TRANSFER_STREAMING);
@@ -133,17 +133,17 @@ START_TEST (test_probes_until_the_target_answers_then_waits_for_the_snapshot)
     ck_assert (!transfer_forwarding (t));
     ck_assert (!transfer_wants_batch (t));
     ck_assert (transfer_probe_due (t, 1000));
-    transfer_probe_sent (t, 1000);
+    transfer_probe_sent (t, 1, 1000);
     ck_assert (!transfer_probe_due (t, 1050));
-    transfer_probe_reply (t, -SH_EUNAVAIL, 1010);
+    transfer_probe_reply (t, 1, -SH_EUNAVAIL, 1010);
     ck_assert_int_eq (transfer_phase (t), TRANSFER_CONNECTING);
     ck_assert (!transfer_probe_due (t, 1050));
     ck_assert (transfer_probe_due (t, 1100));
-    transfer_probe_sent (t, 1100);
+    transfer_probe_sent (t, 2, 1100);
     //  A write applied now is in the snapshot, not forwarded.
     ck_assert_uint_eq (transfer_push_write (t, 10, s_item (0), 1100), 0);
     ck_assert (s_released (0, 0));
-    transfer_probe_reply (t, 0, 1120);
+    transfer_probe_reply (t, 1, 0, 1120);
     ck_assert_int_eq (transfer_phase (t), TRANSFER_READY);
     ck_assert (!transfer_probe_due (t, 5000));
     ck_assert (!transfer_wants_batch (t));
@@ -161,7 +161,7 @@ START_TEST (test_a_target_that_never_answers_aborts_the_run)
     s_reset_log ();
     transfer_params_t p = s_params ();
     transfer_t *t = transfer_new (&p, 7, 1000, s_release, &s_log);
-    transfer_probe_sent (t, 1000);
+    transfer_probe_sent (t, 1, 1000);
     transfer_tick (t, 1000 + p.connect_timeout_ms - 1);
     ck_assert_int_eq (transfer_phase (t), TRANSFER_CONNECTING);
     transfer_tick (t, 1000 + p.connect_timeout_ms);
@@ -209,7 +209,7 @@ START_TEST (test_integers_sort_before_uuids_in_the_snapshot)
     s_reset_log ();
     transfer_params_t p = s_params ();
     transfer_t *t = transfer_new (&p, 7, 0, s_release, &s_log);
-    transfer_probe_reply (t, 0, 0);
+    transfer_probe_reply (t, 1, 0, 0);
     pointid_t *ids = (pointid_t *) calloc (3, sizeof *ids);
     pointid_parse ("550e8400-e29b-41d4-a716-446655440000", &ids [0]);
     ck_assert_int_eq (pointid_parse ("9007199254740993", &ids [1]), 0);
@@ -761,6 +761,65 @@ START_TEST (test_at_most_the_batch_window_of_batches_is_open)
 }
 END_TEST
 
+START_TEST (test_a_probe_answered_past_an_unanswered_envelope_fails_the_run_at_once)
+{
+    transfer_params_t p = s_params ();
+    p.stall_ms = 300;
+    uint64_t nums [] = { 1, 2 };
+    transfer_t *t = s_streaming (&p, nums, 2);
+    transfer_push_batch (t, 1, 1, 10, NULL);
+    transfer_push_write (t, 10, s_item (0), 0);
+    uint64_t seqs [4];
+    s_send_all (t, 100, seqs, 4);
+    //  Answers come in time: no probe.
+    ck_assert (!transfer_probe_due (t, 399));
+    transfer_ack (t, 1, 0, 150);
+    ck_assert (!transfer_probe_due (t, 399));
+    ck_assert (transfer_probe_due (t, 400));
+    transfer_probe_sent (t, 77, 400);
+    ck_assert (!transfer_probe_due (t, 699));
+    //  Envelopes sent after the probe are not covered by its answer.
+    transfer_push_write (t, 10, s_item (1), 450);
+    s_send_all (t, 450, seqs, 4);
+    //  A late answer of a connecting probe, and an error from a p2p actor,
+    //  prove nothing.
+    transfer_probe_reply (t, 1, 0, 500);
+    transfer_probe_reply (t, 77, -SH_ETIMEDOUT, 500);
+    ck_assert_int_eq (transfer_phase (t), TRANSFER_STREAMING);
+    ck_assert (transfer_probe_due (t, 700));
+    transfer_probe_sent (t, 78, 700);
+    transfer_probe_reply (t, 78, 0, 710);
+    ck_assert_int_eq (transfer_phase (t), TRANSFER_ABORTING);
+    ck_assert_int_eq (transfer_status (t), -SH_EPROTO);
+    ck_assert_ptr_nonnull (strstr (transfer_reason (t), "seq 2 was lost"));
+    ck_assert (s_released (0, 0) && s_released (1, 0));
+    transfer_destroy (&t);
+}
+END_TEST
+
+START_TEST (test_a_probe_answered_after_everything_before_it_is_fine)
+{
+    transfer_params_t p = s_params ();
+    p.stall_ms = 300;
+    uint64_t nums [] = { 1, 2 };
+    transfer_t *t = s_streaming (&p, nums, 2);
+    transfer_push_batch (t, 1, 1, 10, NULL);
+    transfer_push_write (t, 10, s_item (0), 0);
+    uint64_t seqs [4];
+    s_send_all (t, 100, seqs, 4);
+    ck_assert (transfer_probe_due (t, 400));
+    transfer_probe_sent (t, 5, 400);
+    transfer_push_write (t, 10, s_item (1), 410);
+    s_send_all (t, 410, seqs, 4);
+    transfer_ack (t, 1, 0, 420);
+    transfer_ack (t, 2, 0, 420);
+    transfer_probe_reply (t, 5, 0, 430);        //  seq 3 went after the probe
+    ck_assert_int_eq (transfer_phase (t), TRANSFER_STREAMING);
+    ck_assert (s_released (0, 0) && s_held (1));
+    transfer_destroy (&t);
+}
+END_TEST
+
 START_TEST (test_the_ring_grows_past_its_first_capacity_in_order)
 {
     transfer_params_t p = s_params ();
@@ -822,6 +881,8 @@ transfer_suite (void)
     tcase_add_test (tc, test_an_operators_abort_stops_the_run_at_once);
     tcase_add_test (tc, test_a_replica_dropped_without_a_finish_stops_and_vouches_for_nothing);
     tcase_add_test (tc, test_an_unanswered_proposal_is_asked_again);
+    tcase_add_test (tc, test_a_probe_answered_past_an_unanswered_envelope_fails_the_run_at_once);
+    tcase_add_test (tc, test_a_probe_answered_after_everything_before_it_is_fine);
     tcase_add_test (tc, test_destroy_releases_what_is_held_with_the_sources_fate);
     tcase_add_test (tc, test_the_ring_grows_past_its_first_capacity_in_order);
     suite_add_tcase (s, tc);
