@@ -721,10 +721,11 @@ def main(shared=None):
                 continue
             before = list(_live_nodes)
             print(f"--- {fn.__name__}", flush=True)
+            started = time.monotonic()
             try:
                 fn()
                 passed += 1
-                print(f"ok   {fn.__name__}", flush=True)
+                print(f"ok   {fn.__name__} ({time.monotonic() - started:.1f} s)", flush=True)
             except Exception:
                 failed += 1
                 traceback.print_exc(file=sys.stdout)

@@ -228,7 +228,10 @@ def test_remove_peer():
         assert status == 200 and reply["result"] is True, (status, reply)
         remaining = [leader, a]
         cluster.wait_agree(remaining)
-        #  It stops participating: what the others commit next never reaches it.
+        #  It stops participating: it knows it was removed, and what the others
+        #  commit next never reaches it.
+        wait_for(lambda: "removed from the consensus" in b.log_text(),
+                 what="the removed peer to notice its removal")
         create(a, "without-b")
         wait_same_collections(remaining, ["without-b"])
         cluster.wait_agree(remaining)
