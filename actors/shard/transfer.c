@@ -350,8 +350,15 @@ transfer_probe_reply (transfer_t *self, uint64_t id, int status, uint64_t now)
     if (id == 0 || id != self->check_id)
         return;                     //  a late answer to an earlier probe
     self->check_id = 0;
-    if (status)
+    if (status == -SH_EUNAVAIL) {
+        //  The p2p actor could not send it: the target's peer is down or
+        //  its replica gone, and a link that dropped dropped what was
+        //  queued on it too.
+        transfer_fail (self, status, "the target is unreachable", now);
         return;
+    }
+    if (status)
+        return;                     //  a deadline: the ack deadline decides
     //  The target answered the probe, so it has answered everything sent
     //  before it: an envelope still unanswered never reached it.
     s_entry_t *oldest = s_oldest_sent (self);

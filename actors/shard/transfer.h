@@ -141,8 +141,9 @@ void transfer_probe_sent (transfer_t *self, uint64_t id, uint64_t now);
 //  An answer to probe id. CONNECTING: 0 makes the run READY (any probe's);
 //  an error waits for the next probe (the target may not be started yet).
 //  Later: the target's own answer (0) to the newest stream probe fails the
-//  run if an envelope sent before that probe is still unanswered; errors
-//  (from a p2p actor, not in the stream's order) prove nothing.
+//  run if an envelope sent before that probe is still unanswered; so does
+//  -SH_EUNAVAIL (the p2p actor cannot reach the target: what was in flight
+//  is lost with the link); other errors prove nothing.
 void transfer_probe_reply (transfer_t *self, uint64_t id, int status, uint64_t now);
 //  READY -> STREAMING with the ids the replica holds now (taken; sorted
 //  here). Anything but READY: -SH_EINVAL and ids freed.

@@ -10,6 +10,9 @@ their p2p actors (proto/msg.h, "Shard transfer, stream_records").
   before) unchanged;
 - kill -9 of the source's or the target's shard actor during a move loses
   no acknowledged write, whichever way the move then ends;
+- an operator's abort_transfer midway leaves the source serving every point;
+- kill -9 of the target's whole node (3 nodes, so consensus goes on) aborts
+  the move, and the source keeps taking writes;
 - a move of an empty shard finishes.
 """
 import math
@@ -294,6 +297,93 @@ def a_source_killed_during_a_move_loses_no_acknowledged_write():
 @test
 def a_target_killed_during_a_move_loses_no_acknowledged_write():
     crash_during_move(kill_source=False)
+
+
+@test
+def an_operators_abort_leaves_the_source_serving():
+    name = "aborted"
+    c, a, b = two_nodes(name, {"vectors": {"size": DIM, "distance": "Dot"},
+                               "shard_number": 2})
+    with c:
+        base = [{"id": i, "vector": vec(i), "payload": {"pad": "x" * 200}} for i in range(20000)]
+        for at in range(0, len(base), 1000):
+            status, reply = upsert(a, name, base[at:at + 1000])
+            assert status == 200, (status, reply)
+        src, dst = b.peer_id(), a.peer_id()
+        shard = shard_on(a, name, src)
+        move(a, name, shard, src, dst)
+        wait_for(lambda: streaming(a, name), what="records to flow")
+        status, reply = a.request("POST", f"/collections/{name}/cluster", {
+            "abort_transfer": {"shard_id": shard, "from_peer_id": src, "to_peer_id": dst}})
+        #  404: the move was over before the abort came.
+        assert status in (200, 404), (status, reply)
+        wait_for(lambda: all(not placement(n, name)[1] for n in (a, b)),
+                 what="the transfer to end")
+        placed, _ = placement(a, name)
+        assert placed[shard] == ({src: "Active"} if status == 200 else {dst: "Active"}), placed
+        status, reply = upsert(a, name, [{"id": 999999, "vector": vec(1)}])
+        assert status == 200, reply
+        ids = [p["id"] for p in scroll_all(a, name)]
+        assert sorted(ids) == list(range(20000)) + [999999], len(ids)
+
+
+@test
+def a_target_node_killed_during_a_move_aborts_and_the_source_keeps_serving():
+    name = "lost"
+    c = Cluster(size=3)
+    with c:
+        a = c.nodes[0]
+        status, reply = a.request("PUT", f"/collections/{name}", {
+            "vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 2})
+        assert status == 200, (status, reply)
+        wait_for(lambda: all(len(placement(n, name)[0]) == 2 for n in c.nodes),
+                 what="shards placed on every node")
+        placed, _ = placement(a, name)
+        holders = {peer for replicas in placed.values() for peer in replicas}
+        empty = next(n for n in c.nodes if n.peer_id() not in holders)
+        api = next(n for n in c.nodes if n is not empty)
+        base = [{"id": i, "vector": vec(i), "payload": {"pad": "x" * 200}} for i in range(20000)]
+        for at in range(0, len(base), 1000):
+            status, reply = upsert(api, name, base[at:at + 1000])
+            assert status == 200, (status, reply)
+        src = api.peer_id() if api.peer_id() in holders else next(iter(holders))
+        shard = shard_on(api, name, src)
+        acked = set()
+        stop = threading.Event()
+
+        def writer():
+            i = 100000
+            while not stop.is_set():
+                pts = [{"id": i + k, "vector": vec(i + k)} for k in range(10)]
+                status, _ = upsert(api, name, pts)
+                if status == 200:
+                    acked.update(p["id"] for p in pts)
+                i += 10
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            move(api, name, shard, src, empty.peer_id())
+            wait_for(lambda: streaming(api, name), what="records to flow")
+            empty.crash()
+            live = [n for n in c.nodes if n is not empty]
+            wait_for(lambda: all(not placement(n, name)[1] for n in live),
+                     what="the transfer to end")
+            placed, _ = placement(api, name)
+            if placed[shard] == {src: "Active"}:
+                before = len(acked)
+                wait_for(lambda: len(acked) >= before + 100, what="the source to take writes")
+            else:
+                #  The move was over before the crash: bring the shard back.
+                empty.restart()
+        finally:
+            stop.set()
+            thread.join()
+        ids = [p["id"] for p in scroll_all(api, name)]
+        assert len(ids) == len(set(ids)), "a point is there twice"
+        missing = (set(range(20000)) | acked) - set(ids)
+        assert not missing, f"{len(missing)} acknowledged points lost, e.g. {sorted(missing)[:5]}"
+        print(f"the move {'aborted' if placed[shard] == {src: 'Active'} else 'moved'}")
 
 
 @test

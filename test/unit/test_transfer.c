@@ -820,6 +820,23 @@ START_TEST (test_a_probe_answered_after_everything_before_it_is_fine)
 }
 END_TEST
 
+START_TEST (test_a_stream_probe_that_cannot_reach_the_target_fails_the_run)
+{
+    transfer_params_t p = s_params ();
+    p.stall_ms = 300;
+    uint64_t nums [] = { 1, 2 };
+    transfer_t *t = s_streaming (&p, nums, 2);
+    transfer_push_batch (t, 1, 1, 10, NULL);
+    uint64_t seqs [4];
+    s_send_all (t, 100, seqs, 4);
+    transfer_probe_sent (t, 9, 400);
+    transfer_probe_reply (t, 9, -SH_EUNAVAIL, 401);
+    ck_assert_int_eq (transfer_phase (t), TRANSFER_ABORTING);
+    ck_assert_int_eq (transfer_status (t), -SH_EUNAVAIL);
+    transfer_destroy (&t);
+}
+END_TEST
+
 START_TEST (test_the_ring_grows_past_its_first_capacity_in_order)
 {
     transfer_params_t p = s_params ();
@@ -883,6 +900,7 @@ transfer_suite (void)
     tcase_add_test (tc, test_an_unanswered_proposal_is_asked_again);
     tcase_add_test (tc, test_a_probe_answered_past_an_unanswered_envelope_fails_the_run_at_once);
     tcase_add_test (tc, test_a_probe_answered_after_everything_before_it_is_fine);
+    tcase_add_test (tc, test_a_stream_probe_that_cannot_reach_the_target_fails_the_run);
     tcase_add_test (tc, test_destroy_releases_what_is_held_with_the_sources_fate);
     tcase_add_test (tc, test_the_ring_grows_past_its_first_capacity_in_order);
     suite_add_tcase (s, tc);
