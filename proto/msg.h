@@ -211,11 +211,19 @@ typedef enum {
     //  The target applies them strictly in seq order (a gap or repeat is
     //  -SH_EPROTO and the source aborts); with "transfer" set, an update of a
     //  point the target does not hold yet is skipped, not an error (a later
-    //  batch carries the point). It replies {"operation_id", "seq"}. The
-    //  source keeps a bounded window of unacknowledged envelopes; when the
-    //  last batch and every forwarded write are acknowledged it proposes
-    //  finish_transfer; on a failed or unanswered send (p2p -SH_EUNAVAIL,
-    //  deadline) it proposes abort_transfer. A replica dropped from a peer
+    //  batch carries the point). It replies {"operation_id", "seq"}. Seq 1
+    //  (re)starts a stream: a target that is not Active first drops every
+    //  point it holds, so a source that restarted streams again from seq 1
+    //  (a target that restarted expects seq 1 and refuses the rest). The
+    //  source asks the target SHARD_INFO through p2p until it answers before
+    //  seq 1, and again when the stream goes unanswered (the path is first
+    //  in, first out). The source keeps a bounded window of unacknowledged
+    //  envelopes; when the last batch and everything before it are
+    //  acknowledged it proposes finish_transfer (a write the source applied
+    //  during the transfer is answered to its client only once the target
+    //  acknowledged it, so writes forwarded later are safe); on a failed or
+    //  unanswered send (p2p -SH_EUNAVAIL, deadline) it proposes
+    //  abort_transfer. A replica dropped from a peer
     //  (moved off, aborted target) is stopped and its files removed by that
     //  peer's supervisor.
     MSG_SHARD_UPSERT = 20,
