@@ -31,6 +31,8 @@
 #define S_CONSENSUS_STALE_MS 5000
 //  Longest GET /cluster waits for the p2p actor's send failures (ms).
 #define S_P2P_INFO_MS 500
+//  Peer ids are drawn from [1, 2^53] (exact in every JSON client).
+#define S_MAX_PEER_ID (1ULL << 53)
 
 static void
 s_root (gw_req_t *req)
@@ -737,6 +739,10 @@ s_remove_peer (gw_req_t *req)
     }
     if (!s_cluster_enabled_or_400 (req))
         return;
+    if (peer_id == 0 || peer_id > S_MAX_PEER_ID) {
+        gw_fail (req, -SH_ENOTFOUND, "Not found: Peer %llu does not exist", peer_id);
+        return;
+    }
     char key [24];
     snprintf (key, sizeof key, "%llu", peer_id);
     json_t *state = gw_meta_state (gw_meta (req->gw));

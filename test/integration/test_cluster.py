@@ -214,6 +214,8 @@ def test_remove_peer():
         assert status == 404, (status, reply)
         status, reply = a.request("DELETE", "/cluster/peer/x1")
         assert status == 400, (status, reply)
+        status, reply = a.request("DELETE", f"/cluster/peer/{2 ** 64 - 1}")
+        assert status == 404, (status, reply)
         #  A peer holding a shard replica is refused unless force.
         create(leader, "spread", {**vectors(), "shard_number": 3})
         wait_same_collections(cluster.nodes, ["spread"])
@@ -246,6 +248,20 @@ def test_remove_peer():
         cluster.wait_agree([leader])
         wait_for(lambda: a.peer_id() not in replica_peers(leader, "spread2"),
                  what="the removed peer's replicas to go")
+
+
+@test
+def test_remove_the_leader():
+    with Cluster(3) as cluster:
+        leader = cluster.wait_agree()
+        follower = next(n for n in cluster.nodes if n is not leader)
+        status, reply = follower.request("DELETE", f"/cluster/peer/{leader.peer_id()}")
+        assert status == 200 and reply["result"] is True, (status, reply)
+        remaining = [n for n in cluster.nodes if n is not leader]
+        new = cluster.wait_agree(remaining)
+        assert new is not leader
+        create(follower, "after-leader-removed")
+        wait_same_collections(remaining, ["after-leader-removed"])
 
 
 @test
