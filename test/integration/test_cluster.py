@@ -357,6 +357,24 @@ def test_sigterm_leader_hands_leadership_over():
         wait_same_collections(cluster.nodes, ["after-handover"])
 
 
+@test
+def test_reinit_alone_makes_a_single_voter_cluster_over_its_data():
+    with Cluster(3) as cluster:
+        leader = cluster.wait_agree()
+        create(leader, "kept-by-reinit")
+        wait_same_collections(cluster.nodes, ["kept-by-reinit"])
+        for node in cluster.nodes:
+            assert node.terminate() == 0
+        survivor = next(n for n in cluster.nodes if n is not leader)
+        peer_id = survivor.peer_id()
+        survivor.restart(args=["--reinit"], wait_ready=False)
+        alone = cluster.wait_agree([survivor])
+        assert alone is survivor and survivor.peer_id() == peer_id
+        assert names(survivor) == ["kept-by-reinit"]
+        create(survivor, "new-era")
+        wait_same_collections([survivor], ["kept-by-reinit", "new-era"])
+
+
 def generate_key_pair():
     """(public, secret) from `shoal --generate-cluster-key`, which prints the
     config keys to set (YAML or KEY=VALUE lines)."""
