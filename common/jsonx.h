@@ -15,6 +15,16 @@
     fraction or exponent as json_real, an integer out of int64 range is an
     error ("too big integer"), duplicate keys keep the last value unless
     JSONX_REJECT_DUPLICATES is given.
+
+    jsonx_loadb_packed also takes the arrays of numbers that are the value of
+    given object keys ("vector" of a search body) straight to float32, with
+    no jansson value per number: a 784-d query costs ~50 ns a number as a
+    tree of json_reals (an allocation and a free each), which is more than
+    the search it asks for. The tree holds an empty object in such an
+    array's place; jsonx_packed_find turns that object (by identity, so a
+    user's own {} is never mistaken for one) into the floats. An array
+    under such a key that holds anything but numbers, and an empty one, is
+    built as usual.
 */
 #ifndef SH_JSONX_H
 #define SH_JSONX_H
@@ -32,6 +42,22 @@
 //  for the user in err ("lexical error: invalid char in json text at offset
 //  12" and the like).
 json_t *jsonx_loadb (const char *text, size_t len, int flags, char *err, size_t errlen);
+
+//  The number arrays jsonx_loadb_packed took to floats.
+typedef struct _jsonx_packed_t jsonx_packed_t;
+
+//  As jsonx_loadb, with the arrays of numbers that are the value of an
+//  object key listed in keys (NULL-terminated) packed as above. *packed is
+//  set to a new set when any was (yours: jsonx_packed_destroy), else NULL.
+json_t *jsonx_loadb_packed (const char *text, size_t len, int flags,
+                            const char *const *keys, jsonx_packed_t **packed,
+                            char *err, size_t errlen);
+//  The float32 values (borrowed, *count of them) that placeholder value
+//  stands for, or NULL when value is not one of self's placeholders.
+//  NULL-safe: a NULL self has none.
+const float *jsonx_packed_find (const jsonx_packed_t *self, const json_t *value,
+                                size_t *count);
+void jsonx_packed_destroy (jsonx_packed_t **self_p);
 
 //  Decimal text (valid JSON number syntax, len bytes) -> double, correctly
 //  rounded. Exposed for the unit tests.

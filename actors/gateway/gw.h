@@ -22,6 +22,7 @@
 #include "common/distance.h"
 #include "common/pointid.h"
 #include "common/err.h"
+#include "common/jsonx.h"
 #include "proto/envelope.h"
 #include "proto/msg.h"
 #include <jansson.h>
@@ -41,6 +42,8 @@ typedef struct {
     const char *path;               //  URL path without the query string
     const char *params [GW_MAX_PARAMS];  //  {placeholders} of the route, in order
     json_t *body;                   //  parsed JSON body, or NULL if empty
+    jsonx_packed_t *packed;         //  the body's number arrays taken to floats
+                                    //  (gw_search_vectors), or NULL
     void *http;                     //  struct MHD_Connection *, for gw_query
     uint64_t deadline_ms;           //  from ?timeout= (seconds) or the default
     //  the response, filled by gw_ok / gw_fail / gw_text:
@@ -57,6 +60,10 @@ typedef void (gw_handler_fn) (gw_req_t *req);
 const char *gw_query (gw_req_t *req, const char *name);
 //  ?wait=true|false (default false). -SH_EINVAL via *bad if malformed.
 bool gw_query_bool (gw_req_t *req, const char *name, bool dflt, bool *bad);
+//  The floats (borrowed, *count of them) of a number array of the body that
+//  was parsed straight to float32 (see gw_search_vectors), when value is
+//  its placeholder in req->body; else NULL (value is what the JSON said).
+const float *gw_body_floats (gw_req_t *req, const json_t *value, size_t *count);
 //  Answer 200 with {"result": result, "status": "ok", "time": s}; steals result
 //  (NULL means JSON null).
 void gw_ok (gw_req_t *req, json_t *result);
@@ -141,6 +148,11 @@ void gw_service_routes (void (*add) (const gw_route_t *route, void *arg), void *
 void gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
 void gw_points_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
 void gw_search_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
+//  The object keys (NULL-terminated) whose arrays of numbers in the body of
+//  handler's requests are parsed straight to float32 (common/jsonx.h), to be
+//  read with gw_body_floats, or NULL for a handler that reads its body as
+//  plain JSON.
+const char *const *gw_search_vectors (gw_handler_fn *handler);
 
 //  --- helpers shared by the point and search handlers (gw_records.c) -------
 //  Looks up the collection of req->params[0]; on failure answers 404 and

@@ -319,6 +319,12 @@ gw_query_bool (gw_req_t *req, const char *name, bool dflt, bool *bad)
     return dflt;
 }
 
+const float *
+gw_body_floats (gw_req_t *req, const json_t *value, size_t *count)
+{
+    return jsonx_packed_find (req->packed, value, count);
+}
+
 static void
 s_reset_answer (gw_req_t *req)
 {
@@ -899,7 +905,10 @@ s_finish (s_request_t *r, struct MHD_Connection *connection)
 
     if (r->body_len && !s_all_space (r->body, r->body_len)) {
         char error [256];
-        json_t *body = jsonx_loadb (r->body, r->body_len, 0, error, sizeof error);
+        const char *const *keys = gw_search_vectors (r->route->route.handler);
+        json_t *body = keys ? jsonx_loadb_packed (r->body, r->body_len, 0, keys,
+                                                  &req->packed, error, sizeof error)
+                            : jsonx_loadb (r->body, r->body_len, 0, error, sizeof error);
         if (!body)
             return s_respond_error (r, connection, 400, "Format error in JSON body: %s",
                                     error);
@@ -994,6 +1003,7 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
         return;
     if (r->req.body)
         json_decref (r->req.body);
+    jsonx_packed_destroy (&r->req.packed);
     s_reset_answer (&r->req);
     free (r->body);
     free (r->path_buf);

@@ -59,6 +59,46 @@ s_given (const json_t *value)
     return value && !json_is_null (value);
 }
 
+static bool
+s_is_packed (gw_req_t *req, const json_t *value)
+{
+    size_t count;
+    return gw_body_floats (req, value, &count) != NULL;
+}
+
+//  gw_points_vec_parse for a query vector, which the body parser may have
+//  taken straight to floats (the routes' `vectors` keys): then it is checked
+//  as gw_points_vec_parse checks a dense array, with the same answers.
+static int
+s_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *name,
+             const json_t *value, const char *where, gw_points_vec_t *out)
+{
+    size_t n = 0;
+    const float *floats = gw_body_floats (req, value, &n);
+    if (!floats)
+        return gw_points_vec_parse (req, coll, name, value, where, out);
+    memset (out, 0, sizeof (*out));
+    const gw_points_vspec_t *spec = gw_points_vspec (coll, name);
+    if (!spec)
+        gw_fail_http (req, 400, "Wrong input: Not existing vector name error: %s", name);
+    else
+    if (spec->sparse)
+        gw_fail_http (req, 400, "Wrong input: Wrong usage of sparse vectors");
+    else
+    if (n != spec->dim)
+        gw_fail_http (req, 400, "Wrong input: Vector dimension error: expected dim: "
+                      "%" PRIu32 ", got %zu", spec->dim, n);
+    else {
+        out->dense = malloc (n * sizeof (float));
+        out->name = strdup (name);
+        assert (out->dense && out->name);
+        memcpy (out->dense, floats, n * sizeof (float));
+        out->dim = (uint32_t) n;
+        return 0;
+    }
+    return -SH_EINVAL;
+}
+
 //  ---------------------------------------------------------------------------
 //  Fields every kind shares
 
@@ -490,7 +530,7 @@ s_parse_search (gw_req_t *req, const gw_points_coll_t *coll, const json_t *body,
         gw_fail_http (req, 400, "Format error in JSON body: missing field `vector`");
         return -SH_EINVAL;
     }
-    if (json_is_object (vector)) {
+    if (json_is_object (vector) && !s_is_packed (req, vector)) {
         json_t *jname = json_object_get (vector, "name");
         value = json_object_get (vector, "vector");
         if (!json_is_string (jname) || !value) {
@@ -500,7 +540,7 @@ s_parse_search (gw_req_t *req, const gw_points_coll_t *coll, const json_t *body,
         }
         name = json_string_value (jname);
     }
-    if (gw_points_vec_parse (req, coll, name, value, "vector", &s->vec))
+    if (s_vec_parse (req, coll, name, value, "vector", &s->vec))
         return -SH_EINVAL;
     s_set_distance (coll, s);
     return 0;
@@ -564,7 +604,7 @@ s_query_input (gw_req_t *req, const gw_points_coll_t *coll,
             s_set_distance (coll, s);
         return rc;
     }
-    if (gw_points_vec_parse (req, coll, using, input, "query", &s->vec))
+    if (s_vec_parse (req, coll, using, input, "query", &s->vec))
         return -SH_EINVAL;
     s_set_distance (coll, s);
     return 0;
@@ -931,4 +971,19 @@ gw_search_routes (void (*add) (const gw_route_t *route, void *arg), void *arg)
     };
     for (size_t i = 0; i < sizeof (routes) / sizeof (routes [0]); i++)
         add (&routes [i], arg);
+}
+
+const char *const *
+gw_search_vectors (gw_handler_fn *handler)
+{
+    //  The keys whose number arrays s_vec_parse reads as floats: a search's
+    //  "vector" (also inside a NamedVector), a query's "query" or
+    //  {"nearest": ...}. Recommend examples stay JSON (arrays of arrays).
+    static const char *const search_keys [] = { "vector", NULL };
+    static const char *const query_keys [] = { "query", "nearest", NULL };
+    if (handler == s_search || handler == s_search_batch)
+        return search_keys;
+    if (handler == s_query || handler == s_query_batch)
+        return query_keys;
+    return NULL;
 }

@@ -594,5 +594,52 @@ def test_sparse_vector_search_scores_shared_indices_only():
         assert len(got) == len(truth) < 500
 
 
+@test
+def test_query_vector_errors_are_qdrants_whatever_the_array_holds():
+    """The gateway parses a search's vector straight to floats when it is an
+    array of numbers (common/jsonx.h): its checks must answer as those of
+    any other vector."""
+    n = node()
+    named_collection()
+    cases = [
+        ({"vector": {"name": "img", "vector": [1.0] * 7}, "limit": 1}, 400,
+         "Wrong input: Vector dimension error: expected dim: 8, got 7"),
+        ({"vector": {"name": "nope", "vector": [1.0] * 8}, "limit": 1}, 400,
+         "Wrong input: Not existing vector name error: nope"),
+        ({"vector": {"name": "kw", "vector": [1.0] * 8}, "limit": 1}, 400,
+         "Wrong input: Wrong usage of sparse vectors"),
+        ({"vector": {"name": "img", "vector": []}, "limit": 1}, 422,
+         "Validation error in JSON body: [vector: dense vector must not be empty]"),
+        ({"vector": {"name": "img", "vector": [1, 2, "x", 4, 5, 6, 7, 8]}, "limit": 1}, 400,
+         "Format error in JSON body: vector[2]: expected a number"),
+        ({"vector": {"name": "img", "vector": [[1.0] * 8]}, "limit": 1}, 400,
+         "Wrong input: Wrong usage of multi vectors"),
+        ({"vector": {}, "limit": 1}, 400, "Format error in JSON body: vector: data did not "
+         "match any variant of untagged enum NamedVectorStruct"),
+    ]
+    for body, status, message in cases:
+        got, answer = n.request("POST", "/collections/named/points/search", body)
+        assert (got, answer["status"]["error"]) == (status, message), (body, got, answer)
+        batch = {"searches": [{"vector": {"name": "img", "vector": [0.5] * 8}, "limit": 1},
+                              body]}
+        got, answer = n.request("POST", "/collections/named/points/search/batch", batch)
+        assert (got, answer["status"]["error"]) == (status, message), (batch, got, answer)
+    for body, status, message in [
+            ({"query": [1.0] * 5, "using": "img"}, 400,
+             "Wrong input: Vector dimension error: expected dim: 8, got 5"),
+            ({"query": {"nearest": [1.0] * 8}, "using": "kw"}, 400,
+             "Wrong input: Wrong usage of sparse vectors"),
+            ({"query": [1.0] * 8, "using": "nope"}, 400,
+             "Wrong input: Not existing vector name error: nope")]:
+        got, answer = n.request("POST", "/collections/named/points/query", body)
+        assert (got, answer["status"]["error"]) == (status, message), (body, got, answer)
+    #  The same vector given as integers, reals and exponents finds the same.
+    a = search(n, "named", {"vector": {"name": "img", "vector": [1, 2, 3, 4, 5, 6, 7, 8]},
+                            "limit": 5})
+    b = search(n, "named", {"vector": {"name": "img", "vector": [1.0, 2.0, 0.3e1, 4, 5, 6, 7,
+                                                                 80e-1]}, "limit": 5})
+    assert [h["id"] for h in a] == [h["id"] for h in b], (a, b)
+
+
 if __name__ == "__main__":
     harness.main(shared=node)

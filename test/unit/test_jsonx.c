@@ -123,6 +123,111 @@ START_TEST (test_duplicate_keys_are_refused_when_asked)
 }
 END_TEST
 
+
+static const char *s_vector_keys [] = { "vector", "query", NULL };
+
+START_TEST (test_number_arrays_under_a_pack_key_become_floats)
+{
+    const char *text = "{\"vector\": [1, 2.5, -3e-2, 0.1], \"limit\": 3,"
+                       " \"searches\": [{\"vector\": [7]}, {\"vector\": {\"name\": \"a\","
+                       " \"vector\": [8, 9]}}], \"other\": [1, 2]}";
+    char err [256];
+    jsonx_packed_t *packed = NULL;
+    json_t *json = jsonx_loadb_packed (text, strlen (text), 0, s_vector_keys, &packed,
+                                       err, sizeof err);
+    ck_assert_msg (json, "refused: %s", err);
+    ck_assert_ptr_nonnull (packed);
+    size_t n = 0;
+    const float *v = jsonx_packed_find (packed, json_object_get (json, "vector"), &n);
+    ck_assert_ptr_nonnull (v);
+    ck_assert_uint_eq (n, 4);
+    //  As (float) json_number_value () of jansson's values.
+    ck_assert (v [0] == 1.0f && v [1] == 2.5f && v [2] == (float) -3e-2 && v [3] == 0.1f);
+    json_t *searches = json_object_get (json, "searches");
+    v = jsonx_packed_find (packed, json_object_get (json_array_get (searches, 0), "vector"),
+                           &n);
+    ck_assert (v && n == 1 && v [0] == 7.0f);
+    json_t *named = json_object_get (json_array_get (searches, 1), "vector");
+    ck_assert (json_is_object (named));
+    ck_assert_str_eq (json_string_value (json_object_get (named, "name")), "a");
+    v = jsonx_packed_find (packed, json_object_get (named, "vector"), &n);
+    ck_assert (v && n == 2 && v [0] == 8.0f && v [1] == 9.0f);
+    //  Other keys are ordinary arrays; a look-alike {} is not a placeholder.
+    ck_assert_uint_eq (json_array_size (json_object_get (json, "other")), 2);
+    ck_assert_ptr_null (jsonx_packed_find (packed, json_object_get (json, "other"), &n));
+    json_t *user = json_object ();
+    ck_assert_ptr_null (jsonx_packed_find (packed, user, &n));
+    ck_assert_ptr_null (jsonx_packed_find (NULL, user, &n));
+    json_decref (user);
+    json_decref (json);
+    jsonx_packed_destroy (&packed);
+    ck_assert_ptr_null (packed);
+}
+END_TEST
+
+START_TEST (test_arrays_that_are_not_all_numbers_are_built_as_usual)
+{
+    const char *texts [] = {
+        "{\"vector\": [1, 2, \"x\", 3]}",
+        "{\"vector\": [1, [2, 3], 4]}",
+        "{\"vector\": [1, {\"a\": [5]}, true, null, false]}",
+        "{\"vector\": []}",
+        "{\"vector\": [[1, 2], [3]]}",
+        "{\"query\": {\"nearest\": [1]}, \"vector\": 5}",
+        "[1, 2, {\"vector\": [\"a\"]}]",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts [0]; i++) {
+        char err [256];
+        jsonx_packed_t *packed = NULL;
+        json_t *got = jsonx_loadb_packed (texts [i], strlen (texts [i]), 0, s_vector_keys,
+                                          &packed, err, sizeof err);
+        ck_assert_msg (got, "refused %s: %s", texts [i], err);
+        ck_assert_msg (!packed, "packed something of %s", texts [i]);
+        json_error_t error;
+        json_t *want = json_loadb (texts [i], strlen (texts [i]), 0, &error);
+        ck_assert_msg (json_equal (want, got), "trees differ for %s", texts [i]);
+        json_decref (want);
+        json_decref (got);
+    }
+}
+END_TEST
+
+START_TEST (test_packing_keeps_errors_and_survives_duplicates)
+{
+    const char *bad [] = {
+        "{\"vector\": [1, 2",
+        "{\"vector\": [1, 99999999999999999999]}",
+        "{\"vector\": [1, 1e999]}",
+        "{\"vector\": [1, 2]]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        char err [256] = "";
+        jsonx_packed_t *packed = (jsonx_packed_t *) &err;   //  must be reset
+        ck_assert_ptr_null (jsonx_loadb_packed (bad [i], strlen (bad [i]), 0, s_vector_keys,
+                                                &packed, err, sizeof err));
+        ck_assert_ptr_null (packed);
+        ck_assert_msg (err [0], "no message for %s", bad [i]);
+    }
+    //  The last of duplicate keys wins, as in jsonx_loadb; the first
+    //  placeholder stays valid (and distinct) while the set lives.
+    const char *dup = "{\"vector\": [1, 2], \"vector\": [3]}";
+    char err [256];
+    jsonx_packed_t *packed = NULL;
+    json_t *json = jsonx_loadb_packed (dup, strlen (dup), 0, s_vector_keys, &packed, err,
+                                       sizeof err);
+    ck_assert_ptr_nonnull (json);
+    size_t n = 0;
+    const float *v = jsonx_packed_find (packed, json_object_get (json, "vector"), &n);
+    ck_assert (v && n == 1 && v [0] == 3.0f);
+    json_decref (json);
+    jsonx_packed_destroy (&packed);
+    //  With JSONX_REJECT_DUPLICATES the duplicate is refused.
+    ck_assert_ptr_null (jsonx_loadb_packed (dup, strlen (dup), JSONX_REJECT_DUPLICATES,
+                                            s_vector_keys, &packed, err, sizeof err));
+    ck_assert_ptr_null (packed);
+}
+END_TEST
+
 static Suite *
 jsonx_suite (void)
 {
@@ -134,6 +239,9 @@ jsonx_suite (void)
     tcase_add_test (tc, test_bad_input_is_refused_with_a_message);
     tcase_add_test (tc, test_deep_nesting_is_refused_not_overflowed);
     tcase_add_test (tc, test_duplicate_keys_are_refused_when_asked);
+    tcase_add_test (tc, test_number_arrays_under_a_pack_key_become_floats);
+    tcase_add_test (tc, test_arrays_that_are_not_all_numbers_are_built_as_usual);
+    tcase_add_test (tc, test_packing_keeps_errors_and_survives_duplicates);
     suite_add_tcase (s, tc);
     return s;
 }
