@@ -540,11 +540,15 @@ def test_a_move_under_writes_and_searches_loses_nothing():
         wait_for(lambda: len(acked) >= 100 and reads["ok"] >= 4, what="the writer and reader")
         transfer_on.set()
         assert move(source, sid, src, dst) is True
-        #  Poll the transfer as the cluster shows it until it is gone.
+        #  Poll the transfer as the source shows it (it applied the start
+        #  before it answered) until the shard is on the target.
         deadline = time.monotonic() + MOVE_TIMEOUT
         while True:
-            transfers = cluster_info(writer_via)["shard_transfers"]
+            info = cluster_info(source)
+            transfers = info["shard_transfers"]
             if not transfers:
+                assert placement(info)[sid] == {dst: "Active"}, \
+                    ("the move ended, not on the target", placement(info)[sid])
                 break
             assert [(t["shard_id"], t["from"], t["to"], t["method"]) for t in transfers] == \
                 [(sid, src, dst, "stream_records")], transfers
