@@ -2169,7 +2169,7 @@ s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll)
             || s_xfer_u64 (transfer, "from") != self->peer_id)
             continue;
         if (method && strcmp (method, "stream_records") != 0) {
-            log_info ("transfer to peer %" PRIu64 ": method %.32s is not ours to drive",
+            log_debug ("transfer to peer %" PRIu64 ": method %.32s is not ours to drive",
                       s_xfer_u64 (transfer, "to"), method);
             continue;
         }
