@@ -2170,7 +2170,7 @@ s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll)
             continue;
         if (method && strcmp (method, "stream_records") != 0) {
             log_debug ("transfer to peer %" PRIu64 ": method %.32s is not ours to drive",
-                      s_xfer_u64 (transfer, "to"), method);
+                       s_xfer_u64 (transfer, "to"), method);
             continue;
         }
         x->want_to = s_xfer_u64 (transfer, "to");
