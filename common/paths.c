@@ -255,3 +255,13 @@ paths_remove_tree (const char *path)
         return -SH_EIO;
     return 0;
 }
+
+int
+paths_shard_direct (const char *storage, uint64_t uid, uint32_t shard, char *buf)
+{
+    char dir [PATHS_MAX];
+    if (paths_ipc_dir (storage, dir))
+        return -SH_EINVAL;
+    //  Shorter than the zmq endpoint's name, so it fits sun_path too.
+    return s_fmt (buf, "%s/srd-%" PRIu64 "-%" PRIu32 ".sock", dir, uid, shard);
+}

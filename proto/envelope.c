@@ -4,9 +4,14 @@
 #include "proto/envelope.h"
 #include "common/err.h"
 #include "common/jsonx.h"
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 typedef struct {
     zframe_t *frame;    //  received frame whose data we borrow (aligned), or NULL
@@ -389,4 +394,210 @@ envelope_recv (zsock_t *sock, envelope_t **out)
     if (!msg)
         return -SH_EIO;
     return envelope_decode (&msg, zsock_type (sock) == ZMQ_ROUTER, out);
+}
+
+//  ---------------------------------------------------------------------------
+//  Envelopes over a stream socket
+
+//  Frames of a message on a stream: header, JSON, blobs.
+#define S_FD_MAX_FRAMES (2 + ENVELOPE_MAX_BLOBS)
+//  Deadline of a stream transfer given none (ms).
+#define S_FD_DEFAULT_MS 10000
+//  Bytes read at once while the frame lengths are not known yet.
+#define S_FD_CHUNK 16384
+
+static uint64_t
+s_fd_deadline (uint64_t deadline_ms)
+{
+    return deadline_ms ? deadline_ms : envelope_now_ms () + S_FD_DEFAULT_MS;
+}
+
+//  Waits until fd is ready for events or the deadline: 0, -SH_ETIMEDOUT,
+//  -SH_EIO.
+static int
+s_fd_wait (int fd, short events, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = envelope_now_ms ();
+        if (now >= deadline)
+            return -SH_ETIMEDOUT;
+        struct pollfd item = { .fd = fd, .events = events };
+        uint64_t wait = deadline - now;
+        int rc = poll (&item, 1, wait > INT32_MAX ? INT32_MAX : (int) wait);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return -SH_EIO;
+        if (rc == 0)
+            continue;
+        //  POLLHUP with data still to read is read first.
+        if (item.revents & events)
+            return 0;
+        return -SH_EIO;
+    }
+}
+
+int
+envelope_write_fd (const envelope_t *self, int fd, uint64_t deadline_ms)
+{
+    uint64_t deadline = s_fd_deadline (deadline_ms);
+    zmsg_t *msg = envelope_encode (self);
+    if (self->routing_id)
+        zframe_destroy (&(zframe_t *) { zmsg_pop (msg) });
+    size_t n = zmsg_size (msg);
+    assert (n >= 2 && n <= S_FD_MAX_FRAMES);
+    uint8_t prefix [4 * (1 + S_FD_MAX_FRAMES)];
+    struct iovec iov [1 + S_FD_MAX_FRAMES];
+    s_put_u32 (prefix, (uint32_t) n);
+    iov [0].iov_base = prefix;
+    iov [0].iov_len = 4 * (1 + n);
+    size_t i = 1;
+    for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg), i++) {
+        //  Blobs are at most ENVELOPE_MAX_BLOB, the JSON ENVELOPE_MAX_JSON.
+        s_put_u32 (prefix + 4 * i, (uint32_t) zframe_size (frame));
+        iov [i].iov_base = zframe_data (frame);
+        iov [i].iov_len = zframe_size (frame);
+    }
+    int rc = 0;
+    struct iovec *at = iov;
+    int left = (int) (1 + n);
+    while (left > 0) {
+        //  MSG_NOSIGNAL: a reader gone is -SH_EIO here, not a SIGPIPE.
+        struct msghdr mh = { .msg_iov = at, .msg_iovlen = (size_t) left };
+        ssize_t done = sendmsg (fd, &mh, MSG_NOSIGNAL);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                rc = s_fd_wait (fd, POLLOUT, deadline);
+                if (rc)
+                    break;
+                continue;
+            }
+            rc = -SH_EIO;               //  EPIPE: the reader is gone
+            break;
+        }
+        while (left > 0 && (size_t) done >= at->iov_len) {
+            done -= (ssize_t) at->iov_len;
+            at++;
+            left--;
+        }
+        if (left > 0) {
+            at->iov_base = (uint8_t *) at->iov_base + done;
+            at->iov_len -= (size_t) done;
+        }
+    }
+    zmsg_destroy (&msg);
+    return rc;
+}
+
+//  Reads from a stream: bytes are taken from what one read brought in
+//  (most messages come whole in one), the rest of a long frame straight
+//  into the frame.
+typedef struct {
+    int fd;                             //  the socket
+    uint64_t deadline;                  //  unix ms
+    uint8_t buf [S_FD_CHUNK];           //  bytes read ahead
+    size_t have;                        //  bytes in buf
+    size_t pos;                         //  bytes of buf consumed
+} s_reader_t;
+
+static int
+s_read_some (s_reader_t *r, void *into, size_t cap, size_t *got)
+{
+    for (;;) {
+        ssize_t n = read (r->fd, into, cap);
+        if (n > 0) {
+            *got = (size_t) n;
+            return 0;
+        }
+        if (n == 0)
+            return -SH_EIO;             //  closed
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -SH_EIO;
+        int rc = s_fd_wait (r->fd, POLLIN, r->deadline);
+        if (rc)
+            return rc;
+    }
+}
+
+//  Fills out[0..len) from the stream.
+static int
+s_read_bytes (s_reader_t *r, uint8_t *out, size_t len)
+{
+    size_t ahead = r->have - r->pos;
+    size_t take = ahead < len ? ahead : len;
+    memcpy (out, r->buf + r->pos, take);
+    r->pos += take;
+    out += take;
+    len -= take;
+    while (len > 0) {
+        size_t got = 0;
+        int rc;
+        if (len >= sizeof r->buf)
+            rc = s_read_some (r, out, len, &got);
+        else {
+            //  Short: into the buffer, whose excess is the next frames.
+            rc = s_read_some (r, r->buf, sizeof r->buf, &got);
+            r->have = got;
+            r->pos = 0;
+            size_t part = got < len ? got : len;
+            memcpy (out, r->buf, part);
+            r->pos = part;
+            got = part;
+        }
+        if (rc)
+            return rc;
+        out += got;
+        len -= got;
+    }
+    return 0;
+}
+
+int
+envelope_read_fd (int fd, uint64_t deadline_ms, envelope_t **out)
+{
+    assert (out);
+    *out = NULL;
+    s_reader_t *r = (s_reader_t *) malloc (sizeof (s_reader_t));
+    assert (r);
+    r->fd = fd;
+    r->deadline = s_fd_deadline (deadline_ms);
+    r->have = r->pos = 0;
+    zmsg_t *msg = NULL;
+    uint8_t word [4];
+    int rc = s_read_bytes (r, word, 4);
+    uint32_t n = rc ? 0 : s_get_u32 (word);
+    if (rc == 0 && (n < 2 || n > S_FD_MAX_FRAMES))
+        rc = -SH_EPROTO;
+    uint32_t lengths [S_FD_MAX_FRAMES];
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        rc = s_read_bytes (r, word, 4);
+        lengths [i] = rc ? 0 : s_get_u32 (word);
+        //  Every bound before anything is allocated.
+        size_t limit = i == 0 ? ENVELOPE_HEADER_SIZE
+                     : i == 1 ? ENVELOPE_MAX_JSON : ENVELOPE_MAX_BLOB;
+        if (rc == 0 && (lengths [i] > limit || (i == 0 && lengths [i] != limit)
+                        || (i >= 2 && lengths [i] % sizeof (float))))
+            rc = -SH_EPROTO;
+    }
+    if (rc == 0)
+        msg = zmsg_new ();
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        zframe_t *frame = zframe_new (NULL, lengths [i]);
+        assert (frame);
+        rc = s_read_bytes (r, zframe_data (frame), lengths [i]);
+        zmsg_append (msg, &frame);
+    }
+    //  One message in flight: anything after it breaks the protocol.
+    if (rc == 0 && r->pos != r->have)
+        rc = -SH_EPROTO;
+    free (r);
+    if (rc) {
+        zmsg_destroy (&msg);
+        return rc;
+    }
+    return envelope_decode (&msg, false, out);
 }

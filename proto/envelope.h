@@ -84,6 +84,24 @@ int envelope_decode (zmsg_t **msg_p, bool has_routing_id, envelope_t **out);
 //  Encodes to a zmsg (routing id first if set). The envelope is kept.
 zmsg_t *envelope_encode (const envelope_t *self);
 
+//  --- envelopes over a stream socket ---------------------------------------
+//  The shard actors' direct read path (actors/shard/workers.h): a gateway
+//  connection writes a read request on a unix stream socket and the worker
+//  thread that serves it answers on the same socket, with no other thread
+//  in between. The frames are those above, preceded by their count and
+//  lengths: u32 n, n x u32 length, then the n frames (little-endian; no
+//  routing id). One request is in flight on a socket at a time.
+
+//  Writes the envelope (kept) to a non-blocking stream socket, waiting for
+//  room until deadline_ms (unix ms; 0 = 10 s from now). 0, -SH_EIO (the
+//  peer is gone) or -SH_ETIMEDOUT.
+int envelope_write_fd (const envelope_t *self, int fd, uint64_t deadline_ms);
+//  Reads one envelope so written from a non-blocking stream socket, waiting
+//  until deadline_ms (as above). 0; -SH_EPROTO for a malformed message (the
+//  stream cannot be trusted after it); -SH_EIO when the peer closed or the
+//  socket failed; -SH_ETIMEDOUT. *out is NULL on error.
+int envelope_read_fd (int fd, uint64_t deadline_ms, envelope_t **out);
+
 //  Unix time in ms (for deadlines).
 uint64_t envelope_now_ms (void);
 

@@ -20,6 +20,17 @@
     twice), so a write sent again to the new owner is safe; an answer of
     "unavailable" means the old one did not apply it.
 
+    Reads of a local replica (search, retrieve, scroll, count) go on the
+    shard's direct socket instead when it has one (paths_shard_direct,
+    proto/envelope.h): a unix stream connection per (uid, shard), cached
+    like the DEALERs, on which the shard's worker thread reads the request
+    and answers itself. That is one wake-up of the shard and one of this
+    thread per read, where the DEALER costs the ZeroMQ I/O threads of both
+    processes and the shard's main thread on the way in and out. A
+    connection that cannot be made (the shard is starting, or older) or
+    that breaks before the request is written falls back to the DEALER; one
+    that closes while a read waits on it is an "unavailable" answer.
+
     Calls are numbered per connection (the request id of every envelope is
     re-stamped here), so a reply that arrives after its call gave up is
     recognised by its id and dropped. A socket whose call timed out is also
@@ -35,8 +46,13 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "proto/route.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 //  Shard sockets kept per connection before the least recently used go.
 #define S_SHARD_CACHE 64
@@ -52,8 +68,19 @@ typedef struct {
     uint64_t used;                      //  conn->clock at last use (LRU)
 } s_shard_sock_t;
 
+//  A direct read connection to a local shard actor.
+typedef struct {
+    uint64_t uid;                       //  collection uid
+    uint32_t shard;                     //  shard id
+    int fd;                             //  the unix stream socket
+    uint64_t used;                      //  conn->clock at last use (LRU)
+} s_direct_t;
+
 struct _gw_conn_t {
     gw_t *gw;                           //  for the storage path (endpoints)
+    s_direct_t *directs;                //  direct read connections
+    size_t n_directs;                   //  entries in use
+    size_t cap_directs;                 //  entries allocated
     zsock_t *raft;                      //  DEALER to the raft actor, or NULL
     zsock_t *p2p;                       //  DEALER to the p2p actor (remote replicas)
     s_shard_sock_t *shards;             //  shard socket cache
@@ -85,6 +112,9 @@ gw_conn_destroy (gw_conn_t **self_p)
     for (size_t i = 0; i < self->n_shards; i++)
         zsock_destroy (&self->shards [i].sock);
     free (self->shards);
+    for (size_t i = 0; i < self->n_directs; i++)
+        close (self->directs [i].fd);
+    free (self->directs);
     free (self);
     *self_p = NULL;
 }
@@ -182,6 +212,87 @@ s_drop_sock (gw_conn_t *self, zsock_t *sock)
             zsock_destroy (&self->shards [i].sock);
 }
 
+//  The reads a shard serves on its direct socket (its workers' reads).
+static bool
+s_direct_type (int type)
+{
+    return type == MSG_SHARD_SEARCH || type == MSG_SHARD_RETRIEVE
+        || type == MSG_SHARD_SCROLL || type == MSG_SHARD_COUNT;
+}
+
+//  A new connection to the direct socket of (uid, shard), or -1.
+static int
+s_direct_connect (gw_conn_t *self, uint64_t uid, uint32_t shard)
+{
+    char path [PATHS_MAX];
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (!self->gw
+        || paths_shard_direct (gw_config (self->gw)->storage_path, uid, shard, path)
+        || strlen (path) >= sizeof addr.sun_path)
+        return -1;
+    strcpy (addr.sun_path, path);
+    int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    //  A unix socket connects at once or not at all (no EINPROGRESS).
+    if (connect (fd, (struct sockaddr *) &addr, sizeof addr)) {
+        close (fd);
+        return -1;
+    }
+    return fd;
+}
+
+//  The cached direct connection of (uid, shard), made if need be: its fd,
+//  or -1 when the shard has no direct socket (yet).
+static int
+s_direct_fd (gw_conn_t *self, uint64_t uid, uint32_t shard)
+{
+    for (size_t i = 0; i < self->n_directs; i++)
+        if (self->directs [i].uid == uid && self->directs [i].shard == shard) {
+            self->directs [i].used = self->clock;
+            return self->directs [i].fd;
+        }
+    int fd = s_direct_connect (self, uid, shard);
+    if (fd < 0)
+        return -1;
+    if (self->n_directs >= S_SHARD_CACHE) {
+        size_t victim = SIZE_MAX;
+        for (size_t i = 0; i < self->n_directs; i++)
+            if (self->directs [i].used < self->clock
+                && (victim == SIZE_MAX || self->directs [i].used < self->directs [victim].used))
+                victim = i;
+        if (victim == SIZE_MAX) {
+            close (fd);                 //  all in use by this call: the DEALER will do
+            return -1;
+        }
+        close (self->directs [victim].fd);
+        self->directs [victim] = self->directs [--self->n_directs];
+    }
+    if (self->n_directs == self->cap_directs) {
+        self->cap_directs = self->cap_directs ? self->cap_directs * 2 : 8;
+        self->directs = (s_direct_t *) realloc (self->directs,
+                                                self->cap_directs * sizeof (s_direct_t));
+        assert (self->directs);
+    }
+    self->directs [self->n_directs++] = (s_direct_t) {
+        .uid = uid, .shard = shard, .fd = fd, .used = self->clock
+    };
+    return fd;
+}
+
+//  Closes a direct connection (broken, or a read on it given up on, whose
+//  late answer must never be taken for the next one's).
+static void
+s_direct_drop (gw_conn_t *self, int fd)
+{
+    for (size_t i = 0; i < self->n_directs; i++)
+        if (self->directs [i].fd == fd) {
+            close (fd);
+            self->directs [i] = self->directs [--self->n_directs];
+            return;
+        }
+}
+
 static uint64_t
 s_deadline_of (const envelope_t *request)
 {
@@ -265,6 +376,8 @@ typedef struct {
     bool remote;                        //  sent through the p2p actor
     zsock_t *sock;                      //  the socket it left on
     uint64_t id;                        //  its request id on this connection
+    bool direct;                        //  sent on a direct connection (not sock)
+    int fd;                             //  that connection, when direct
     s_leg_state_t state;                //  waiting, answered, or given up
     bool unanswered;                    //  given up while still waiting
     envelope_t *reply;                  //  the answer once in (owned)
@@ -399,6 +512,41 @@ s_named_failure (s_call_t *call, s_slot_t *slot, uint64_t peer, envelope_t **rep
     return named;
 }
 
+//  Sends a local leg's request on the shard's direct connection when it is a
+//  read the shard serves so and the connection is free (no other leg of
+//  this call still owes an answer on it); true if it went.
+static bool
+s_direct_send (s_call_t *call, s_leg_t *leg)
+{
+    s_slot_t *slot = &call->slots [leg->slot];
+    if (!s_direct_type (envelope_type (slot->request)))
+        return false;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = s_direct_fd (call->conn, call->uid, slot->shard);
+        if (fd < 0)
+            return false;
+        for (size_t k = 0; k < call->n_legs; k++) {
+            s_leg_t *other = &call->legs [k];
+            if (other != leg && other->direct && other->fd == fd
+                && (other->state == S_LEG_PENDING || other->unanswered))
+                return false;
+        }
+        envelope_set_request_id (slot->request, leg->id);
+        int rc = envelope_write_fd (slot->request, fd, call->deadline);
+        if (rc == 0) {
+            leg->direct = true;
+            leg->fd = fd;
+            return true;
+        }
+        //  A connection to an actor since restarted fails here: a fresh
+        //  one is tried once, then the DEALER.
+        s_direct_drop (call->conn, fd);
+        if (rc == -SH_ETIMEDOUT)
+            return false;
+    }
+    return false;
+}
+
 //  Sends slot's request to peer's replica; the leg is pending, and holds its
 //  answer already (-SH_EUNAVAIL, no socket) when it could not be sent.
 static void
@@ -413,7 +561,9 @@ s_leg_send (s_call_t *call, size_t index, uint64_t peer)
     }
     s_leg_t *leg = &call->legs [call->n_legs++];
     *leg = (s_leg_t) { .slot = index, .peer = peer, .remote = peer != call->self_peer,
-                       .state = S_LEG_PENDING, .id = conn->next_id++ };
+                       .state = S_LEG_PENDING, .id = conn->next_id++, .fd = -1 };
+    if (!leg->remote && s_direct_send (call, leg))
+        return;
     leg->sock = leg->remote ? s_p2p_sock (conn) : s_shard_sock (conn, call->uid, slot->shard);
     int rc = -SH_EUNAVAIL;
     if (leg->sock) {
@@ -657,6 +807,38 @@ s_recv_reply (gw_conn_t *conn, zsock_t *sock)
     return got;
 }
 
+//  The answer on direct connection fd (readable, or closed): given to the
+//  leg waiting on it. A connection that closed or broke is dropped, and the
+//  leg answered "unavailable" (the shard stopped, or died, while asked).
+static void
+s_direct_recv (s_call_t *call, int fd, uint64_t now)
+{
+    s_leg_t *leg = NULL;
+    for (size_t k = 0; k < call->n_legs && !leg; k++)
+        if (call->legs [k].direct && call->legs [k].fd == fd
+            && call->legs [k].state == S_LEG_PENDING)
+            leg = &call->legs [k];
+    if (!leg)
+        return;
+    envelope_t *got = NULL;
+    int rc = envelope_read_fd (fd, call->deadline, &got);
+    if (rc == 0 && (!envelope_is_reply (got) || envelope_request_id (got) != leg->id)) {
+        envelope_destroy (&got);
+        rc = -SH_EPROTO;
+    }
+    if (rc) {
+        log_debug ("gateway: req=%" PRIu64 " shard %" PRIu64 "/%" PRIu32 ": direct "
+                   "connection lost: %s", leg->id, call->uid,
+                   call->slots [leg->slot].shard, sh_strerror (rc));
+        s_direct_drop (call->conn, fd);
+        leg->direct = false;
+        leg->fd = -1;
+        got = envelope_new_reply (call->slots [leg->slot].request, -SH_EUNAVAIL);
+        envelope_set_error (got, -SH_EUNAVAIL, "the shard actor closed its connection");
+    }
+    s_leg_answered (call, leg, got, now);
+}
+
 //  Runs the call: every slot routed and sent, answers gathered until each
 //  slot has one or the deadline passed.
 static void
@@ -735,6 +917,21 @@ s_call_run (s_call_t *call)
             items [n_items] = (zmq_pollitem_t) { zsock_resolve (leg->sock), 0, ZMQ_POLLIN, 0 };
             n_items++;
         }
+        //  And each direct connection that still owes one (one leg each).
+        for (size_t k = 0; k < call->n_legs; k++) {
+            s_leg_t *leg = &call->legs [k];
+            if (leg->state != S_LEG_PENDING || !leg->direct)
+                continue;
+            if (n_items == cap_items) {
+                cap_items *= 2;
+                items = (zmq_pollitem_t *) realloc (items, cap_items * sizeof *items);
+                item_socks = (zsock_t **) realloc (item_socks, cap_items * sizeof *item_socks);
+                assert (items && item_socks);
+            }
+            item_socks [n_items] = NULL;
+            items [n_items] = (zmq_pollitem_t) { NULL, leg->fd, ZMQ_POLLIN, 0 };
+            n_items++;
+        }
         now = envelope_now_ms ();
         long wait_ms = wake > now ? (long) (wake - now) : 0;
         int rc = zmq_poll (items, (int) n_items, wait_ms);
@@ -744,6 +941,10 @@ s_call_run (s_call_t *call)
             continue;
         now = envelope_now_ms ();
         for (size_t j = 0; j < n_items; j++) {
+            if (!item_socks [j] && items [j].revents) {
+                s_direct_recv (call, items [j].fd, now);
+                continue;
+            }
             if (!(items [j].revents & ZMQ_POLLIN))
                 continue;
             //  Drain what is ready on this socket without blocking.
@@ -806,6 +1007,10 @@ s_call_run (s_call_t *call)
         //  actor answers them itself; a late answer matches nothing).
         bool stale = leg->state == S_LEG_PENDING
                   || (leg->state == S_LEG_ABANDONED && leg->unanswered && !leg->remote);
+        if (leg->direct && stale) {
+            s_direct_drop (call->conn, leg->fd);
+            leg->direct = false;
+        }
         if (leg->sock && stale) {
             zsock_t *late = leg->sock;
             s_drop_sock (call->conn, late);

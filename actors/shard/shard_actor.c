@@ -11,7 +11,10 @@
     Threads. The main thread owns the ROUTER, every write and every commit.
     Reads (search, retrieve, scroll, count) go to a pool of worker threads
     (workers.h), one per core, which hand their replies back over an inproc
-    PULL that the main thread forwards to the ROUTER. The segment is guarded
+    PULL that the main thread forwards to the ROUTER; reads that come on
+    the direct socket (the local gateway's, paths_shard_direct) are read
+    and answered by the worker itself, with no other thread woken. The
+    segment is guarded
     by a writer-first gate (rwgate.h): the main thread takes it for writing
     at the first write of a turn and gives it back only after that turn's
     commit, so no read ever sees data a crash could take back, and no write
@@ -1799,19 +1802,61 @@ typedef struct {
     envelope_t *req;            //  the request (the job's own)
 } s_job_t;
 
+//  Serves one read under the gate, on a worker thread: its reply.
+static envelope_t *
+s_serve_read (s_shard_t *self, envelope_t *req)
+{
+    envelope_t *reply = envelope_new_reply (req, 0);
+    if (rwgate_read_lock (self->gate)) {
+        s_run_handler (self, &s_handlers [envelope_type (req)], req, reply);
+        rwgate_read_unlock (self->gate);
+    }
+    else
+        envelope_set_error (reply, -SH_EUNAVAIL, "the shard is stopping");
+    return reply;
+}
+
+//  How long a direct connection may take to deliver the rest of a request
+//  or to take an answer (ms): the gateway writes and reads them whole.
+#define S_DIRECT_IO_MS 10000
+
+//  A request on a direct connection (workers_listen), on a worker thread:
+//  read, served and answered on the same socket, with no other thread in
+//  between (see workers.h). Only the reads the workers serve come this way.
+static bool
+s_serve_direct (int fd, void *arg)
+{
+    s_shard_t *self = (s_shard_t *) arg;
+    envelope_t *req = NULL;
+    int rc = envelope_read_fd (fd, envelope_now_ms () + S_DIRECT_IO_MS, &req);
+    if (rc) {
+        if (rc != -SH_EIO)
+            log_info ("direct read connection dropped: %s", sh_strerror (rc));
+        return false;
+    }
+    uint16_t type = envelope_type (req);
+    envelope_t *reply;
+    if (envelope_is_reply (req) || type >= MSG_TYPE_COUNT || !s_handlers [type].fn
+        || !s_on_worker (type)) {
+        reply = envelope_new_reply (req, 0);
+        envelope_set_error (reply, -SH_EPROTO, "%s is not served on the direct read path",
+                            msg_type_name (type));
+    }
+    else
+        reply = s_serve_read (self, req);
+    rc = envelope_write_fd (reply, fd, envelope_now_ms () + S_DIRECT_IO_MS);
+    envelope_destroy (&reply);
+    envelope_destroy (&req);
+    return rc == 0;
+}
+
 //  A worker thread: serve one read under the gate and hand the reply back.
 static void
 s_work (void *jobp, zsock_t *out, void *arg)
 {
     s_job_t *job = (s_job_t *) jobp;
     s_shard_t *self = job->self;
-    envelope_t *reply = envelope_new_reply (job->req, 0);
-    if (rwgate_read_lock (self->gate)) {
-        s_run_handler (self, &s_handlers [envelope_type (job->req)], job->req, reply);
-        rwgate_read_unlock (self->gate);
-    }
-    else
-        envelope_set_error (reply, -SH_EUNAVAIL, "the shard is stopping");
+    envelope_t *reply = s_serve_read (self, job->req);
     //  Encoding (JSON text) happens here, in parallel, not on the main thread.
     zmsg_t *msg = envelope_encode (reply);
     envelope_destroy (&reply);
@@ -2818,6 +2863,13 @@ s_start (s_shard_t *self, int *exit_code)
         log_error ("cannot start %zu worker threads", n_workers);
         return 1;
     }
+    //  Reads also come straight to the workers (the gateway's fast path);
+    //  without it they all come through the ROUTER, which works too.
+    char direct [PATHS_MAX];
+    if (paths_shard_direct (storage, self->uid, self->shard_id, direct)
+        || workers_listen (self->workers, direct, s_serve_direct))
+        log_warn ("no direct read socket (%s): reads go through %s", strerror (errno),
+                  endpoint);
     self->optimizer = optimizer_new (self->vindex, self->gate);
     if (!self->optimizer)
         return 1;

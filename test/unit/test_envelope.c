@@ -8,6 +8,9 @@
 #include "proto/vecref.h"
 #include "test/unit/check_main.h"
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 //  A valid header as a peer would write it.
 static void
@@ -426,6 +429,154 @@ START_TEST (test_vecref_out_of_bounds_or_malformed_is_refused)
 }
 END_TEST
 
+//  --- envelopes over a stream socket -----------------------------------------
+
+static void
+s_socketpair (int fds [2])
+{
+    ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+}
+
+START_TEST (test_stream_round_trips_json_blobs_and_large_frames)
+{
+    int fds [2];
+    s_socketpair (fds);
+    envelope_t *env = envelope_new (30, 77, 123456789);
+    json_object_set_new (envelope_json (env), "k", json_string ("v"));
+    float small [3] = { 1.5f, -2.0f, 3.25f };
+    envelope_add_floats (env, small, 3);
+    //  A blob larger than any socket buffer: both ends wait for each other.
+    size_t big_n = 400000;
+    float *big = malloc (big_n * sizeof (float));
+    ck_assert_ptr_nonnull (big);
+    for (size_t i = 0; i < big_n; i++)
+        big [i] = (float) i;
+    envelope_add_floats (env, big, big_n);
+    //  The writer runs beside the reader, in a child process.
+    pid_t pid = fork ();
+    ck_assert_int_ge (pid, 0);
+    if (pid == 0) {
+        close (fds [1]);
+        _exit (envelope_write_fd (env, fds [0], envelope_now_ms () + 10000) == 0 ? 0 : 1);
+    }
+    close (fds [0]);
+    envelope_t *got = NULL;
+    ck_assert_int_eq (envelope_read_fd (fds [1], envelope_now_ms () + 10000, &got), 0);
+    int status = 0;
+    waitpid (pid, &status, 0);
+    ck_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    ck_assert_ptr_nonnull (got);
+    ck_assert_uint_eq (envelope_type (got), 30);
+    ck_assert_uint_eq (envelope_request_id (got), 77);
+    ck_assert_uint_eq (envelope_deadline (got), 123456789);
+    ck_assert_str_eq (json_string_value (json_object_get (envelope_json (got), "k")), "v");
+    ck_assert_uint_eq (envelope_blob_count (got), 2);
+    size_t n = 0;
+    const float *f = envelope_floats (got, 0, &n);
+    ck_assert (n == 3 && f [0] == 1.5f && f [2] == 3.25f);
+    f = envelope_floats (got, 1, &n);
+    ck_assert_uint_eq (n, big_n);
+    ck_assert (memcmp (f, big, big_n * sizeof (float)) == 0);
+    //  The writer has gone: -SH_EIO, nothing made.
+    envelope_t *none = got;
+    ck_assert_int_eq (envelope_read_fd (fds [1], envelope_now_ms () + 1000, &none), -SH_EIO);
+    ck_assert_ptr_null (none);
+    envelope_destroy (&got);
+    envelope_destroy (&env);
+    free (big);
+    close (fds [1]);
+}
+END_TEST
+
+START_TEST (test_stream_reply_keeps_its_status_and_a_gone_reader_is_an_error)
+{
+    int fds [2];
+    s_socketpair (fds);
+    envelope_t *req = envelope_new (33, 5, 0);
+    envelope_t *reply = envelope_new_reply (req, 0);
+    envelope_set_error (reply, -SH_ENOTFOUND, "no %s", "such thing");
+    ck_assert_int_eq (envelope_write_fd (reply, fds [0], 0), 0);
+    envelope_t *got = NULL;
+    ck_assert_int_eq (envelope_read_fd (fds [1], 0, &got), 0);
+    ck_assert (envelope_is_reply (got));
+    ck_assert_uint_eq (envelope_request_id (got), 5);
+    ck_assert_int_eq (envelope_status (got), -SH_ENOTFOUND);
+    ck_assert_str_eq (envelope_error (got), "no such thing");
+    //  Writing to a socket whose reader closed fails (no SIGPIPE).
+    close (fds [1]);
+    ck_assert_int_eq (envelope_write_fd (reply, fds [0], envelope_now_ms () + 1000), -SH_EIO);
+    envelope_destroy (&got);
+    envelope_destroy (&reply);
+    envelope_destroy (&req);
+    close (fds [0]);
+}
+END_TEST
+
+//  Writes raw bytes (then closes the writing end, unless keep_open) and
+//  reads them as an envelope: the code it got; *out the envelope if any.
+static int
+s_read_raw (const void *data, size_t len, bool keep_open, envelope_t **out)
+{
+    int fds [2];
+    s_socketpair (fds);
+    ck_assert_int_eq (write (fds [0], data, len), (ssize_t) len);
+    if (!keep_open)
+        close (fds [0]);
+    int rc = envelope_read_fd (fds [1], envelope_now_ms () + 200, out);
+    if (keep_open)
+        close (fds [0]);
+    close (fds [1]);
+    return rc;
+}
+
+START_TEST (test_stream_malformed_or_short_messages_are_refused)
+{
+    envelope_t *got = NULL;
+    //  Frame counts out of bounds.
+    uint32_t many [1] = { 200 };
+    ck_assert_int_eq (s_read_raw (many, sizeof many, false, &got), -SH_EPROTO);
+    uint32_t one [1] = { 1 };
+    ck_assert_int_eq (s_read_raw (one, sizeof one, false, &got), -SH_EPROTO);
+    //  A header frame of the wrong size, a JSON frame past the limit, a
+    //  blob that is not whole floats: refused before anything is allocated.
+    uint32_t bad_head [3] = { 2, ENVELOPE_HEADER_SIZE - 1, 2 };
+    ck_assert_int_eq (s_read_raw (bad_head, sizeof bad_head, false, &got), -SH_EPROTO);
+    uint32_t huge_json [3] = { 2, ENVELOPE_HEADER_SIZE, ENVELOPE_MAX_JSON + 1 };
+    ck_assert_int_eq (s_read_raw (huge_json, sizeof huge_json, false, &got), -SH_EPROTO);
+    uint32_t odd_blob [4] = { 3, ENVELOPE_HEADER_SIZE, 2, 7 };
+    ck_assert_int_eq (s_read_raw (odd_blob, sizeof odd_blob, false, &got), -SH_EPROTO);
+    ck_assert_ptr_null (got);
+    //  Well framed, but the header is not an envelope's.
+    uint8_t msg [12 + ENVELOPE_HEADER_SIZE + 2] = { 0 };
+    uint32_t prefix [3] = { 2, ENVELOPE_HEADER_SIZE, 2 };
+    memcpy (msg, prefix, sizeof prefix);
+    msg [12] = 'X';
+    memcpy (msg + 12 + ENVELOPE_HEADER_SIZE, "{}", 2);
+    ck_assert_int_eq (s_read_raw (msg, sizeof msg, false, &got), -SH_EPROTO);
+    ck_assert_ptr_null (got);
+    //  With an envelope's header it reads...
+    envelope_t *model = envelope_new (33, 9, 0);
+    zmsg_t *frames = envelope_encode (model);
+    ck_assert_uint_eq (zframe_size (zmsg_first (frames)), ENVELOPE_HEADER_SIZE);
+    memcpy (msg + 12, zframe_data (zmsg_first (frames)), ENVELOPE_HEADER_SIZE);
+    zmsg_destroy (&frames);
+    envelope_destroy (&model);
+    ck_assert_int_eq (s_read_raw (msg, sizeof msg, false, &got), 0);
+    ck_assert_uint_eq (envelope_type (got), 33);
+    envelope_destroy (&got);
+    //  ...not when bytes follow it (one message in flight at a time)...
+    uint8_t twice [2 * sizeof msg];
+    memcpy (twice, msg, sizeof msg);
+    memcpy (twice + sizeof msg, msg, sizeof msg);
+    ck_assert_int_eq (s_read_raw (twice, sizeof twice, false, &got), -SH_EPROTO);
+    //  ...and cut short it is -SH_EIO once the writer is gone, or
+    //  -SH_ETIMEDOUT while it is still there.
+    ck_assert_int_eq (s_read_raw (msg, sizeof msg - 1, false, &got), -SH_EIO);
+    ck_assert_int_eq (s_read_raw (msg, sizeof msg - 1, true, &got), -SH_ETIMEDOUT);
+    ck_assert_ptr_null (got);
+}
+END_TEST
+
 Suite *
 envelope_suite (void)
 {
@@ -448,6 +599,9 @@ envelope_suite (void)
     tc = tcase_create ("vecref");
     tcase_add_test (tc, test_vecref_round_trips_through_the_wire);
     tcase_add_test (tc, test_vecref_out_of_bounds_or_malformed_is_refused);
+    tcase_add_test (tc, test_stream_round_trips_json_blobs_and_large_frames);
+    tcase_add_test (tc, test_stream_reply_keeps_its_status_and_a_gone_reader_is_an_error);
+    tcase_add_test (tc, test_stream_malformed_or_short_messages_are_refused);
     suite_add_tcase (s, tc);
     return s;
 }

@@ -1,13 +1,19 @@
 /*  test_workers: every job submitted runs once and its result comes back
     through the worker's PUSH socket; jobs run on several threads at once;
     a stopped pool finishes the jobs it started and hands the queued ones to
-    the drop callback; the default size is at least 2.
+    the drop callback; direct connections are served beside the jobs, each
+    in order, closed when their handler says so or the pool goes; the
+    default size is at least 2.
 */
 #include "actors/shard/workers.h"
 #include "test/unit/check_main.h"
 
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #define S_EP "inproc://test-workers"
 
@@ -127,6 +133,78 @@ START_TEST (test_stop_finishes_started_jobs_and_drops_queued_ones)
 }
 END_TEST
 
+//  A direct connection's requests: one byte each, answered with the byte
+//  plus one; a zero byte asks to close, EOF closes.
+static bool
+s_echo (int fd, void *arg)
+{
+    s_ctx_t *ctx = arg;
+    unsigned char c;
+    ssize_t n = read (fd, &c, 1);
+    if (n <= 0 || c == 0)
+        return false;
+    __atomic_add_fetch (&ctx->started, 1, __ATOMIC_ACQ_REL);
+    c++;
+    return write (fd, &c, 1) == 1;
+}
+
+static int
+s_dial (const char *path)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    strcpy (addr.sun_path, path);
+    int fd = socket (AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge (fd, 0);
+    ck_assert_int_eq (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    return fd;
+}
+
+START_TEST (test_direct_connections_are_served_in_order_beside_jobs)
+{
+    char path [64];
+    const char *tmp = getenv ("TMPDIR");
+    if (!tmp || !*tmp || strlen (tmp) > 40)
+        tmp = "/tmp";                   //  a unix socket path is short
+    snprintf (path, sizeof path, "%s/test-workers-%d.sock", tmp, (int) getpid ());
+    zsock_t *pull = zsock_new_pull ("@" S_EP "-4");
+    s_ctx_t ctx = { 0 };
+    workers_t *pool = workers_new (2, S_EP "-4", s_job, s_drop, &ctx);
+    ck_assert_int_eq (workers_listen (pool, path, s_echo), 0);
+    ck_assert_int_ne (workers_listen (pool, path, s_echo), 0);     //  once only
+    int a = s_dial (path), b = s_dial (path);
+    for (int i = 1; i < 100; i++) {
+        unsigned char c = (unsigned char) i, got = 0;
+        ck_assert_int_eq (write (a, &c, 1), 1);
+        ck_assert_int_eq (write (b, &c, 1), 1);
+        //  Jobs still run while connections are served.
+        workers_submit (pool, s_int (i));
+        ck_assert_int_eq (read (a, &got, 1), 1);
+        ck_assert_int_eq (got, c + 1);
+        ck_assert_int_eq (read (b, &got, 1), 1);
+        ck_assert_int_eq (got, c + 1);
+        char *text = zstr_recv (pull);
+        ck_assert_ptr_nonnull (text);
+        zstr_free (&text);
+    }
+    //  Asked to close: the worker closes it; the other one goes on.
+    unsigned char zero = 0, got = 0;
+    ck_assert_int_eq (write (a, &zero, 1), 1);
+    ck_assert_int_eq (read (a, &got, 1), 0);
+    close (a);
+    unsigned char c = 7;
+    ck_assert_int_eq (write (b, &c, 1), 1);
+    ck_assert_int_eq (read (b, &got, 1), 1);
+    ck_assert_int_eq (got, 8);
+    //  Destroying the pool closes what is left and removes the socket file.
+    workers_destroy (&pool);
+    ck_assert_int_eq (read (b, &got, 1), 0);
+    close (b);
+    ck_assert_int_ne (access (path, F_OK), 0);
+    ck_assert_int_eq (__atomic_load_n (&ctx.started, __ATOMIC_ACQUIRE), 2 * 99 + 1 + 99);
+    zsock_destroy (&pull);
+}
+END_TEST
+
 START_TEST (test_default_count_is_at_least_two)
 {
     ck_assert_uint_ge (workers_default_count (), 2);
@@ -144,6 +222,7 @@ workers_suite (void)
     tcase_add_test (tc, test_every_job_runs_once_and_reports_back);
     tcase_add_test (tc, test_jobs_run_at_the_same_time);
     tcase_add_test (tc, test_stop_finishes_started_jobs_and_drops_queued_ones);
+    tcase_add_test (tc, test_direct_connections_are_served_in_order_beside_jobs);
     tcase_add_test (tc, test_default_count_is_at_least_two);
     suite_add_tcase (s, tc);
     return s;
