@@ -400,7 +400,7 @@ def nodes_and_ids(c):
 @test
 def test_50k_points_land_on_their_shards_and_nowhere_else():
     c, data = cluster()
-    a, b, d, e = c.nodes
+    _, b, _, e = c.nodes
     want = data.shard_counts()
     assert max(want) - min(want) <= 0.1 * len(data.vectors) / SHARDS, want
     held = {}
