@@ -141,13 +141,18 @@ class Zmq:
 
 
 def handshake(mon):
-    """'ok' when the ZMTP handshake succeeds, 'refused' when it fails or the
-    peer drops the connection; the monitor's receive timeout bounds it."""
+    """'ok' when the ZMTP handshake succeeds, 'refused' when it fails, the
+    peer drops the connection, or no handshake succeeds within the monitor's
+    receive timeout (a refusing server may close the connection before the
+    client's monitor reports anything, depending on timing)."""
     from zmq.utils.monitor import recv_monitor_message
     failed = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
               | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_DISCONNECTED)
     while True:
-        event = recv_monitor_message(mon)["event"]
+        try:
+            event = recv_monitor_message(mon)["event"]
+        except zmq.Again:
+            return "refused"
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             return "ok"
         if event & failed:
