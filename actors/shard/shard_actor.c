@@ -1060,6 +1060,96 @@ done:
     return rc;
 }
 
+//  A batch of searches shared out among the workers (s_on_search). The
+//  worker that got the request and the helpers it queued each claim the
+//  next search until none is left; the owner waits only for helpers that
+//  are claiming (never for a queued one, which may wait behind other work:
+//  then the owner does it all), so no worker ever waits on a job that has
+//  not started. Helpers take no gate of their own: they only search while
+//  the owner holds its read gate, waiting for them.
+typedef struct {
+    s_shard_t *self;            //  the shard
+    envelope_t *req;            //  the request (the owner's)
+    const json_t *searches;     //  its "searches"
+    size_t n;                   //  how many
+    json_t **records;           //  out: the records of search i
+    envelope_t **failed;        //  out: the error reply of search i, or NULL
+    pthread_mutex_t mutex;      //  guards what follows
+    pthread_cond_t idle;        //  signalled when active drops to 0
+    size_t next;                //  the next search to claim
+    size_t active;              //  helpers claiming now
+    size_t refs;                //  the owner and the helper jobs not yet run
+} s_split_t;
+
+static void
+s_split_unref (s_split_t *sp)
+{
+    pthread_mutex_lock (&sp->mutex);
+    size_t refs = --sp->refs;
+    pthread_mutex_unlock (&sp->mutex);
+    if (refs)
+        return;
+    for (size_t i = 0; i < sp->n; i++) {
+        json_decref (sp->records [i]);
+        envelope_destroy (&sp->failed [i]);
+    }
+    free (sp->records);
+    free (sp->failed);
+    pthread_mutex_destroy (&sp->mutex);
+    pthread_cond_destroy (&sp->idle);
+    free (sp);
+}
+
+//  Claims and runs searches until none is left. Each writes its errors on
+//  a reply of its own: the real one is the owner's alone.
+static void
+s_split_run (s_split_t *sp)
+{
+    for (;;) {
+        pthread_mutex_lock (&sp->mutex);
+        size_t i = sp->next < sp->n ? sp->next++ : SIZE_MAX;
+        pthread_mutex_unlock (&sp->mutex);
+        if (i == SIZE_MAX)
+            return;
+        envelope_t *scratch = envelope_new_reply (sp->req, 0);
+        if (s_search_one (sp->self, json_array_get (sp->searches, i), i, sp->req, scratch,
+                          &sp->records [i]))
+            sp->failed [i] = scratch;
+        else
+            envelope_destroy (&scratch);
+    }
+}
+
+//  A helper job (s_work) of a split batch.
+static void
+s_split_help (s_split_t *sp)
+{
+    pthread_mutex_lock (&sp->mutex);
+    bool work = sp->next < sp->n;
+    if (work)
+        sp->active++;
+    pthread_mutex_unlock (&sp->mutex);
+    if (work) {
+        s_split_run (sp);
+        pthread_mutex_lock (&sp->mutex);
+        if (--sp->active == 0)
+            pthread_cond_broadcast (&sp->idle);
+        pthread_mutex_unlock (&sp->mutex);
+    }
+    s_split_unref (sp);
+}
+
+//  True when a search asks for vectors, which its records put in the
+//  reply's blob: such a batch is not shared out (one blob, one writer).
+static bool
+s_wants_vectors (const json_t *search)
+{
+    const json_t *wv = json_object_get (search, "with_vector");
+    return wv && !json_is_false (wv) && !json_is_null (wv);
+}
+
+static void s_submit_helper (s_shard_t *self, s_split_t *sp);
+
 static int
 s_on_search (s_shard_t *self, envelope_t *req, envelope_t *reply)
 {
@@ -1068,15 +1158,60 @@ s_on_search (s_shard_t *self, envelope_t *req, envelope_t *reply)
         envelope_set_error (reply, -SH_EINVAL, "\"searches\" must be a list");
         return -SH_EINVAL;
     }
+    size_t n = json_array_size (searches);
+    size_t helpers = self->workers ? workers_size (self->workers) - 1 : 0;
+    if (helpers > n - (n > 0))
+        helpers = n ? n - 1 : 0;
+    for (size_t i = 0; i < n && helpers; i++)
+        if (s_wants_vectors (json_array_get (searches, i)))
+            helpers = 0;
     json_t *results = json_array ();
-    for (size_t i = 0; i < json_array_size (searches); i++) {
-        json_t *records = NULL;
-        int rc = s_search_one (self, json_array_get (searches, i), i, req, reply, &records);
-        if (rc) {
-            json_decref (results);
-            return rc;
+    if (helpers == 0) {
+        for (size_t i = 0; i < n; i++) {
+            json_t *records = NULL;
+            int rc = s_search_one (self, json_array_get (searches, i), i, req, reply,
+                                   &records);
+            if (rc) {
+                json_decref (results);
+                return rc;
+            }
+            json_array_append_new (results, records);
         }
-        json_array_append_new (results, records);
+        json_object_set_new (envelope_json (reply), "results", results);
+        return 0;
+    }
+    //  Shared out: a batch from one client uses every core, as searches
+    //  from many clients do.
+    s_split_t *sp = (s_split_t *) calloc (1, sizeof *sp);
+    assert (sp);
+    *sp = (s_split_t) { .self = self, .req = req, .searches = searches, .n = n,
+                        .refs = 1 + helpers };
+    sp->records = (json_t **) calloc (n, sizeof *sp->records);
+    sp->failed = (envelope_t **) calloc (n, sizeof *sp->failed);
+    assert (sp->records && sp->failed);
+    pthread_mutex_init (&sp->mutex, NULL);
+    pthread_cond_init (&sp->idle, NULL);
+    for (size_t h = 0; h < helpers; h++)
+        s_submit_helper (self, sp);
+    s_split_run (sp);
+    pthread_mutex_lock (&sp->mutex);
+    while (sp->active)
+        pthread_cond_wait (&sp->idle, &sp->mutex);
+    pthread_mutex_unlock (&sp->mutex);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (sp->failed [i]) {
+            //  The first failure, as the loop above would have answered.
+            rc = envelope_status (sp->failed [i]);
+            envelope_set_error (reply, rc, "%s", envelope_error (sp->failed [i]));
+            continue;
+        }
+        json_array_append (results, sp->records [i]);
+    }
+    s_split_unref (sp);
+    if (rc) {
+        json_decref (results);
+        return rc;
     }
     json_object_set_new (envelope_json (reply), "results", results);
     return 0;
@@ -1796,11 +1931,22 @@ s_run_handler (s_shard_t *self, const s_handler_t *handler, envelope_t *req,
         log_trace ("req=%" PRIu64 " %s: ok", rid, msg_type_name (type));
 }
 
-//  A read handed to the workers.
+//  A read handed to the workers, or a helper of a split batch.
 typedef struct {
     s_shard_t *self;            //  the shard (its read side only)
-    envelope_t *req;            //  the request (the job's own)
+    envelope_t *req;            //  the request (the job's own), or NULL for
+    s_split_t *split;           //  a helper of this batch (one reference)
 } s_job_t;
+
+static void
+s_submit_helper (s_shard_t *self, s_split_t *sp)
+{
+    s_job_t *job = (s_job_t *) calloc (1, sizeof *job);
+    assert (job);
+    job->self = self;
+    job->split = sp;
+    workers_submit (self->workers, job);
+}
 
 //  Serves one read under the gate, on a worker thread: its reply.
 static envelope_t *
@@ -1856,6 +2002,11 @@ s_work (void *jobp, zsock_t *out, void *arg)
 {
     s_job_t *job = (s_job_t *) jobp;
     s_shard_t *self = job->self;
+    if (job->split) {
+        s_split_help (job->split);
+        free (job);
+        return;
+    }
     envelope_t *reply = s_serve_read (self, job->req);
     //  Encoding (JSON text) happens here, in parallel, not on the main thread.
     zmsg_t *msg = envelope_encode (reply);
@@ -1872,6 +2023,12 @@ static void
 s_drop_job (void *jobp, void *arg)
 {
     s_job_t *job = (s_job_t *) jobp;
+    if (job->split) {
+        //  Its batch was done by the others (the pool is joined).
+        s_split_unref (job->split);
+        free (job);
+        return;
+    }
     envelope_t *reply = envelope_new_reply (job->req, 0);
     envelope_set_error (reply, -SH_EUNAVAIL, "the shard is stopping");
     if (envelope_send (&reply, job->self->router))
