@@ -159,6 +159,10 @@ typedef struct {
     uint64_t applied;               //  its applied index
     zhashx_t *placed;               //  "uid/shard" on this peer in that state
     s_limit_t limits [S_LIM_COUNT]; //  log rate limits
+    zsock_t **touched;              //  sockets to look at before sleeping
+    size_t n_touched;               //  entries in touched
+    size_t cap_touched;             //  its allocated size
+    bool links_touched;             //  every link and its monitor too
 } s_actor_t;
 
 //  --------------------------------------------------------------------------
@@ -240,6 +244,35 @@ s_set_int (zsock_t *sock, int option, int value)
                   zmq_strerror (zmq_errno ()));
 }
 
+//  The loop sleeps in a plain poll on the sockets' ZMQ_FDs and asks a
+//  socket for ZMQ_EVENTS only when its fd fired or when this actor used it
+//  since it was last asked (a send or a read may take the fd's signal of
+//  a message that then waits unseen): asking every socket on every wake-up
+//  costs two system calls per socket, most of the p2p actor's time when
+//  one request fans out to many shards.
+static void
+s_touch (s_actor_t *self, zsock_t *sock)
+{
+    for (size_t i = 0; i < self->n_touched; i++)
+        if (self->touched [i] == sock)
+            return;
+    if (self->n_touched == self->cap_touched) {
+        self->cap_touched = self->cap_touched ? self->cap_touched * 2 : 16;
+        self->touched = (zsock_t **) realloc (self->touched,
+                                              self->cap_touched * sizeof *self->touched);
+        assert (self->touched);
+    }
+    self->touched [self->n_touched++] = sock;
+}
+
+//  p2p_peers_sendmsg, remembering that sock was used.
+static int
+s_sendmsg (s_actor_t *self, zsock_t *sock, zmsg_t *msg)
+{
+    s_touch (self, sock);
+    return p2p_peers_sendmsg (sock, msg);
+}
+
 //  Receives one message, at most max_frames of it: the rest of a longer
 //  one is read and dropped frame by frame, never held (NULL, *too_many).
 static zmsg_t *
@@ -307,7 +340,7 @@ s_send_routed (s_actor_t *self, zsock_t *sock, zframe_t *routing, const route_t 
     zmsg_prepend (msg, &frame);
     zframe_t *copy = zframe_dup (routing);
     zmsg_prepend (msg, &copy);
-    int rc = p2p_peers_sendmsg (sock, msg);
+    int rc = s_sendmsg (self, sock, msg);
     zmsg_destroy (&msg);
     if (rc)
         S_WARN_LIMITED (self, S_LIM_SEND, "p2p: a reply could not be sent to %s (%s)",
@@ -517,6 +550,7 @@ s_on_local (s_actor_t *self, zmsg_t *msg)
     assert (frame);                 //  it decoded, so it encodes
     zmsg_prepend (msg, &frame);
     char why [ROUTE_MAX_URI + 200] = "";
+    self->links_touched = true;
     int rc = p2p_peers_send (self->peers, route.dst, route.uri, &msg, route.token,
                              zclock_mono (), why, sizeof why);
     if (rc) {
@@ -549,6 +583,7 @@ s_learn_from_join (s_actor_t *self, zmsg_t *env_frames)
         return;
     json_t *peers = json_object_get (envelope_json (env), "peers");
     if (json_is_object (peers)) {
+        self->links_touched = true;
         int changes = p2p_peers_update (self->peers, peers, false, zclock_mono ());
         if (changes > 0)
             log_info ("p2p: learned %d peer(s) from a join reply", changes);
@@ -597,7 +632,7 @@ s_on_link (s_actor_t *self, p2p_link_t *link, zmsg_t *msg)
     zhashx_delete (self->outgoing, key);
     zmsg_prepend (msg, &route_frame);
     zmsg_prepend (msg, &routing);
-    if (p2p_peers_sendmsg (self->local, msg))
+    if (s_sendmsg (self, self->local, msg))
         S_WARN_LIMITED (self, S_LIM_SEND, "p2p: a reply could not be passed to its local"
                         " requester: %s", zmq_strerror (zmq_errno ()));
 done:
@@ -707,7 +742,7 @@ s_deliver (s_actor_t *self, zsock_t *sock, s_shard_t *shard, zframe_t *conn,
             snprintf (in->shard_key, sizeof in->shard_key, "%s", shard->key);
         zhashx_insert (self->incoming, key, in);
     }
-    int rc = p2p_peers_sendmsg (sock, *env_p);
+    int rc = s_sendmsg (self, sock, *env_p);
     zmsg_destroy (env_p);
     if (rc) {
         char why [128];
@@ -855,6 +890,7 @@ s_on_state (s_actor_t *self, json_t *state)
         //  A state that does not list this peer yet (a joining peer that
         //  has not caught up) says nothing about who left.
         bool authoritative = json_object_get (peers, me) != NULL;
+        self->links_touched = true;
         p2p_peers_update (self->peers, peers, authoritative, zclock_mono ());
     }
     json_t *applied = json_object_get (state, "applied");
@@ -963,6 +999,7 @@ s_on_zap (s_actor_t *self)
     zmsg_addstr (reply, allow ? "OK" : "not a member of the cluster");
     zmsg_addstr (reply, "");
     zmsg_addmem (reply, NULL, 0);
+    s_touch (self, self->zap);
     if (zmsg_send (&reply, self->zap))
         zmsg_destroy (&reply);
     zstr_free (&version);
@@ -1068,6 +1105,7 @@ s_housekeeping (s_actor_t *self)
         }
     }
     zlistx_destroy (&keys);
+    self->links_touched = true;
     p2p_peers_tick (self->peers, now);
 }
 
@@ -1093,6 +1131,7 @@ s_destroy (s_actor_t **self_p)
     zsock_destroy (&self->tcp);
     zsock_destroy (&self->local);
     zsock_destroy (&self->zap);
+    free (self->touched);
     free (self);
     *self_p = NULL;
 }
@@ -1224,11 +1263,16 @@ s_new (const config_t *config, uint64_t peer_id)
     return self;
 }
 
-//  Reads up to S_BATCH messages from a socket through handler.
+//  Reads up to S_BATCH messages from a socket through handler; a socket
+//  left with more is looked at again before the loop sleeps.
 static void
 s_drain (s_actor_t *self, s_item_kind_t kind, zsock_t *sock, void *tag)
 {
-    for (int i = 0; i < S_BATCH && (zsock_events (sock) & ZMQ_POLLIN); i++) {
+    for (int i = 0; zsock_events (sock) & ZMQ_POLLIN; i++) {
+        if (i == S_BATCH) {
+            s_touch (self, sock);
+            return;
+        }
         bool too_many = false;
         zmsg_t *msg = s_recv_bounded (sock, S_MAX_FRAMES, &too_many);
         if (!msg) {
@@ -1258,10 +1302,15 @@ s_run (s_actor_t *self)
 {
     size_t cap = 0;
     zmq_pollitem_t *items = NULL;
+    zsock_t **socks = NULL;
     s_item_kind_t *kinds = NULL;
     void **tags = NULL;
     p2p_link_t **links = NULL;
     size_t cap_links = 0;
+    zsock_t **checking = NULL;
+    size_t cap_checking = 0;
+    size_t last_n = 0;
+    bool check_all = true;
     while (!zsys_interrupted) {
         size_t n_links = p2p_peers_links (self->peers, links, cap_links);
         if (n_links > cap_links) {
@@ -1274,14 +1323,15 @@ s_run (s_actor_t *self)
         if (need > cap) {
             cap = need * 2;
             items = (zmq_pollitem_t *) realloc (items, cap * sizeof *items);
+            socks = (zsock_t **) realloc (socks, cap * sizeof *socks);
             kinds = (s_item_kind_t *) realloc (kinds, cap * sizeof *kinds);
             tags = (void **) realloc (tags, cap * sizeof *tags);
-            assert (items && kinds && tags);
+            assert (items && socks && kinds && tags);
         }
         size_t n = 0;
 #define S_ADD(sock_, kind_, tag_) \
-        do { items [n] = (zmq_pollitem_t) { zsock_resolve (sock_), 0, ZMQ_POLLIN, 0 }; \
-             kinds [n] = (kind_); tags [n] = (tag_); n++; } while (0)
+        do { items [n] = (zmq_pollitem_t) { NULL, zsock_fd (sock_), ZMQ_POLLIN, 0 }; \
+             socks [n] = (sock_); kinds [n] = (kind_); tags [n] = (tag_); n++; } while (0)
         S_ADD (self->local, S_I_LOCAL, self->local);
         S_ADD (self->tcp, S_I_TCP, self->tcp);
         if (self->tcp_monitor)
@@ -1298,7 +1348,13 @@ s_run (s_actor_t *self)
             S_ADD (p2p_link_monitor (links [i]), S_I_MONITOR, links [i]);
         }
 #undef S_ADD
+        //  A socket new since the last turn is asked at once.
+        if (n != last_n)
+            check_all = true;
+        last_n = n;
         int64_t wait = self->next_sweep - zclock_mono ();
+        if (check_all || self->n_touched || self->links_touched)
+            wait = 0;
         int rc = zmq_poll (items, (int) n, wait < 0 ? 0 : wait > S_POLL_MS ? S_POLL_MS : wait);
         if (rc < 0) {
             if (zmq_errno () == EINTR)
@@ -1306,17 +1362,47 @@ s_run (s_actor_t *self)
             log_error ("p2p: poll failed: %s", zmq_strerror (zmq_errno ()));
             break;
         }
+        //  What was used since the last look is looked at now; what the
+        //  handlers below use is looked at on the next turn.
+        if (self->n_touched > cap_checking) {
+            cap_checking = self->n_touched * 2;
+            checking = (zsock_t **) realloc (checking, cap_checking * sizeof *checking);
+            assert (checking);
+        }
+        size_t n_checking = self->n_touched;
+        if (n_checking)
+            memcpy (checking, self->touched, n_checking * sizeof *checking);
+        self->n_touched = 0;
+        bool links_touched = self->links_touched;
+        self->links_touched = false;
+        bool all = check_all;
+        check_all = false;
         //  Handlers add links and shards but never free one before the
         //  housekeeping below, so the pointers in tags stay valid.
-        for (size_t i = 0; i < n && rc > 0; i++) {
-            if (!(items [i].revents & ZMQ_POLLIN))
+        for (size_t i = 0; i < n; i++) {
+            bool look = all || (items [i].revents & ZMQ_POLLIN)
+                     || (links_touched && (kinds [i] == S_I_LINK || kinds [i] == S_I_MONITOR));
+            for (size_t j = 0; j < n_checking && !look; j++)
+                look = checking [j] == socks [i];
+            if (!look)
                 continue;
             switch (kinds [i]) {
-                case S_I_ZAP: s_on_zap (self); break;
+                case S_I_ZAP:
+                    if (zsock_events (self->zap) & ZMQ_POLLIN)
+                        s_on_zap (self);
+                    break;
                 case S_I_TCP_MONITOR: s_on_tcp_monitor (self); break;
-                case S_I_SUB: s_on_sub (self); break;
+                case S_I_SUB:
+                    if (zsock_events (self->sub) & ZMQ_POLLIN) {
+                        s_on_sub (self);
+                        s_touch (self, self->sub);
+                    }
+                    break;
                 case S_I_MONITOR:
-                    p2p_peers_on_monitor (self->peers, (p2p_link_t *) tags [i]);
+                    if (zsock_events (socks [i]) & ZMQ_POLLIN) {
+                        self->links_touched = true;
+                        p2p_peers_on_monitor (self->peers, (p2p_link_t *) tags [i]);
+                    }
                     break;
                 case S_I_SHARD:
                     s_drain (self, kinds [i], ((s_shard_t *) tags [i])->dealer, tags [i]);
@@ -1331,12 +1417,16 @@ s_run (s_actor_t *self)
         if (zclock_mono () >= self->next_sweep) {
             s_housekeeping (self);
             self->next_sweep = zclock_mono () + S_SWEEP_MS;
+            //  Now and then every socket is asked, whatever its fd said.
+            check_all = true;
         }
     }
     free (items);
+    free (socks);
     free (kinds);
     free (tags);
     free (links);
+    free (checking);
     return 0;
 }
 
