@@ -2,8 +2,8 @@
 
     Layout. A point lives in one slot, an index into parallel per-slot arrays
     (id, version, payload) and, for each vector spec, into that spec's
-    storage: dense vectors in one flat float32 array of cap x dim floats
-    (slot-major, so exact search streams through memory), sparse vectors as a
+    storage: dense vectors in one flat float32 array of cap rows (slot-major,
+    so exact search streams through memory), sparse vectors as a
     sorted (indices, values) pair of arrays per slot. A presence bitmap per
     spec says which live slots have that vector (a point may lack a named
     vector); a live bitmap says which slots hold a point at all. Slots freed by
@@ -26,6 +26,13 @@
     edit is copy-on-write: the stored object is deep-copied, the copy edited
     and swapped in, and the old reference dropped, so no one holding the old
     object sees it change.
+
+    Dense rows are padded to a stride that keeps every row on whole 64-byte
+    cache lines (a multiple of 16 floats; below 16 floats the next power of
+    two, so small rows never straddle a line either), and the array starts
+    on a line: a distance then touches no line more than it must and no
+    SIMD load of a row is split across two lines. Common embedding sizes
+    (128, 384, 768, 784, 1536 ...) need no padding.
 
     Exact search scans the presence bitmap of the searched vector, applies the
     filter before scoring, scores with common/distance and keeps the best
@@ -54,7 +61,9 @@
 //  Storage of one vector spec.
 typedef struct {
     segment_vspec_t spec;       //  copy of the spec
-    float *dense;               //  dense: cap x dim floats, slot-major
+    float *dense;               //  dense: cap rows of stride floats, 64-byte aligned
+    void *dense_raw;            //  dense: the allocation dense lies in
+    size_t stride;              //  dense: floats from a row to the next (>= dim)
     uint32_t **sp_idx;          //  sparse: per slot, sorted indices (malloc'd)
     float **sp_val;             //  sparse: per slot, values in the same order
     uint32_t *sp_nnz;           //  sparse: per slot, number of entries
@@ -165,6 +174,47 @@ s_spec_valid (const segment_vspec_t *spec)
     return true;
 }
 
+//  Floats per dense row: dim padded to whole cache lines (see the top).
+static size_t
+s_stride (uint32_t dim)
+{
+    if (dim >= 16)
+        return ((size_t) dim + 15) / 16 * 16;
+    size_t stride = 1;
+    while (stride < dim)
+        stride *= 2;
+    return stride;
+}
+
+//  Grows the dense array from old_cap to new_cap rows, zeroed, keeping it
+//  on a 64-byte boundary. realloc, not aligned_alloc and a copy: a large
+//  array then grows in place or by remapping, without two copies in memory
+//  at once; if the block comes back at another offset from a line, the
+//  rows move within it.
+static void
+s_dense_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
+{
+    size_t old_bytes = old_cap * vs->stride * sizeof (float);
+    size_t new_bytes = new_cap * vs->stride * sizeof (float);
+    size_t old_off = vs->dense_raw ? (size_t) ((char *) vs->dense - (char *) vs->dense_raw)
+                                   : 0;
+    char *raw = realloc (vs->dense_raw, new_bytes + 64);
+    assert (raw);
+    size_t off = (64 - (uintptr_t) raw % 64) % 64;
+    if (off != old_off && old_bytes)
+        memmove (raw + off, raw + old_off, old_bytes);
+    memset (raw + off + old_bytes, 0, new_bytes - old_bytes);
+    vs->dense_raw = raw;
+    vs->dense = (float *) (raw + off);
+}
+
+//  Row of slot in a dense store.
+static inline float *
+s_row (const vstore_t *vs, uint32_t slot)
+{
+    return vs->dense + (size_t) slot * vs->stride;
+}
+
 //  Grows vs's per-slot storage from old_cap to new_cap slots.
 static void
 s_vstore_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
@@ -175,8 +225,8 @@ s_vstore_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
         vs->sp_nnz = s_realloc_zero (vs->sp_nnz, old_cap, new_cap, sizeof (uint32_t));
     }
     else {
-        vs->dense = s_realloc_zero (vs->dense, old_cap * vs->spec.dim,
-                                    new_cap * vs->spec.dim, sizeof (float));
+        if (new_cap > old_cap)
+            s_dense_grow (vs, old_cap, new_cap);
         vs->indexed = s_realloc_zero (vs->indexed, s_words (old_cap), s_words (new_cap),
                                       sizeof (uint64_t));
     }
@@ -195,7 +245,7 @@ s_vstore_fini (vstore_t *vs, size_t n_slots)
     free (vs->sp_idx);
     free (vs->sp_val);
     free (vs->sp_nnz);
-    free (vs->dense);
+    free (vs->dense_raw);
     free (vs->indexed);
     free (vs->present);
 }
@@ -424,6 +474,8 @@ segment_add_vspec (segment_t *self, const segment_vspec_t *spec)
         vs->spec.dim = 0;
         vs->spec.distance = DIST_DOT;
     }
+    else
+        vs->stride = s_stride (vs->spec.dim);
     s_vstore_grow (vs, 0, self->cap);
     return 0;
 }
@@ -506,7 +558,7 @@ s_set_vec (segment_t *self, uint32_t slot, const segment_vec_t *v)
         vs->sp_nnz [slot] = v->nnz;
     }
     else {
-        float *row = vs->dense + (size_t) slot * vs->spec.dim;
+        float *row = s_row (vs, slot);
         memcpy (row, v->dense, vs->spec.dim * sizeof (float));
         if (vs->spec.distance == DIST_COSINE)
             distance_normalize (row, vs->spec.dim);
@@ -786,7 +838,7 @@ segment_get_vector (const segment_t *self, const pointid_t *id, const char *name
         out->nnz = vs->sp_nnz [slot];
     }
     else {
-        out->dense = vs->dense + (size_t) slot * vs->spec.dim;
+        out->dense = s_row (vs, slot);
         out->dim = vs->spec.dim;
     }
     return 0;
@@ -1149,16 +1201,16 @@ segment_search_slots (const segment_t *self, const segment_search_t *req,
     uint32_t slot;
     if (!vs->spec.sparse && !none) {
         uint32_t dim = vs->spec.dim;
-        q_dense = malloc (dim * sizeof (float));
+        //  The query on a line too, like the rows.
+        q_dense = aligned_alloc (64, (s_stride (dim) * sizeof (float) + 63) / 64 * 64);
         assert (q_dense);
         memcpy (q_dense, q->dense, dim * sizeof (float));
         if (dist == DIST_COSINE)
             distance_normalize (q_dense, dim);
-        const float *data = vs->dense;
         while (s_iter_next (&it, &slot)) {
             if (filter && !s_slot_matches (self, filter, slot))
                 continue;
-            float score = s_raw_score (dist, q_dense, data + (size_t) slot * dim, dim);
+            float score = s_raw_score (dist, q_dense, s_row (vs, slot), dim);
             if (isnan (score))
                 continue;
             if (has_t && (topk.higher ? score < t : score > t))
@@ -1204,8 +1256,7 @@ segment_slot_score (const segment_t *self, const char *name, const float *query,
     vstore_t *vs = s_vstore (self, name);
     if (!vs || vs->spec.sparse || slot >= self->n_slots || !s_bit (vs->present, slot))
         return NAN;
-    uint32_t dim = vs->spec.dim;
-    float raw = s_raw_score (vs->spec.distance, query, vs->dense + (size_t) slot * dim, dim);
+    float raw = s_raw_score (vs->spec.distance, query, s_row (vs, slot), vs->spec.dim);
     return vs->spec.distance == DIST_EUCLID ? sqrtf (raw) : raw;
 }
 
@@ -1354,6 +1405,13 @@ segment_dense_base (const segment_t *self, const char *name)
 {
     vstore_t *vs = s_vstore (self, name);
     return vs && !vs->spec.sparse ? vs->dense : NULL;
+}
+
+size_t
+segment_dense_stride (const segment_t *self, const char *name)
+{
+    vstore_t *vs = s_vstore (self, name);
+    return vs && !vs->spec.sparse ? vs->stride : 0;
 }
 
 size_t

@@ -171,10 +171,15 @@ size_t segment_select_slots (const segment_t *self, const filter_t *filter,
                              const uint32_t *slots, size_t n_slots, pointid_t **ids);
 
 //  --- dense vectors as the graph sees them --------------------------------
-//  The flat array of dense vector `name` (slot i at base + i * dim), or NULL
-//  (no such dense vector, or nothing allocated yet). It moves when the
+//  The flat array of dense vector `name` (slot i at base + i * stride, see
+//  segment_dense_stride), or NULL (no such dense vector, or nothing
+//  allocated yet). It starts on a 64-byte boundary. It moves when the
 //  segment grows: read it again after writes.
 const float *segment_dense_base (const segment_t *self, const char *name);
+//  Floats from one row of dense vector `name` to the next: dim padded so
+//  every row starts on a 64-byte cache line (a multiple of 16, or below 16
+//  the next power of two). 0 for an unknown or sparse name.
+size_t segment_dense_stride (const segment_t *self, const char *name);
 //  Vectors of `name` present (0 for an unknown name).
 size_t segment_vector_count_of (const segment_t *self, const char *name);
 

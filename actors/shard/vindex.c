@@ -384,10 +384,11 @@ vindex_after_writes (vindex_t *self, uint64_t committed_seq)
         if (base == v->base)
             continue;
         v->base = base;
+        size_t stride = segment_dense_stride (self->segment, v->name);
         if (graph)
-            hnsw_set_vectors (graph, base, v->dim);
+            hnsw_set_vectors (graph, base, stride);
         if (v->rebuild)
-            hnsw_set_vectors (v->rebuild, base, v->dim);
+            hnsw_set_vectors (v->rebuild, base, stride);
     }
 }
 
@@ -530,7 +531,7 @@ s_new_graph (vindex_t *self, s_vec_t *v)
     hnsw_t *graph = hnsw_new (v->distance, v->dim, &hp);
     assert (graph);     //  params were bounded when parsed
     v->base = segment_dense_base (self->segment, v->name);
-    hnsw_set_vectors (graph, v->base, v->dim);
+    hnsw_set_vectors (graph, v->base, segment_dense_stride (self->segment, v->name));
     hnsw_reserve (graph, segment_slot_count (self->segment));
     return graph;
 }
@@ -1265,7 +1266,7 @@ vindex_load_end (vindex_t *self, uint64_t committed_seq)
         if (!graph)
             continue;
         v->base = segment_dense_base (self->segment, v->name);
-        hnsw_set_vectors (graph, v->base, v->dim);
+        hnsw_set_vectors (graph, v->base, segment_dense_stride (self->segment, v->name));
         v->enabled = true;
         size_t kept = 0, stale = 0, gone = 0;
         for (uint32_t slot = 0; slot < slots && slot < self->n_hints; slot++) {

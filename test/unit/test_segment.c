@@ -1084,6 +1084,77 @@ START_TEST (test_points_go_back_to_reserved_slots)
 }
 END_TEST
 
+
+//  Dense rows on whole cache lines: the array starts on a 64-byte boundary
+//  and the stride pads dim to 16 floats (below 16, to a power of two), for
+//  every dim, through growth and deletes; each row reads back as written,
+//  and what lies between rows is not part of any vector (exact search and
+//  scores see only dim floats).
+START_TEST (test_dense_rows_start_on_cache_lines)
+{
+    const uint32_t dims [] = { 1, 3, 4, 5, 9, 16, 17, 24, 100, 784 };
+    const size_t strides [] = { 1, 4, 4, 8, 16, 16, 32, 32, 112, 784 };
+    for (size_t d = 0; d < sizeof dims / sizeof dims [0]; d++) {
+        uint32_t dim = dims [d];
+        segment_vspec_t spec = s_spec ("v", dim, DIST_EUCLID);
+        segment_t *seg = segment_new (&spec, 1);
+        ck_assert_uint_eq (segment_dense_stride (seg, "v"), strides [d]);
+        ck_assert_uint_eq (segment_dense_stride (seg, "nope"), 0);
+        enum { N = 3000 };
+        float *rows = malloc ((size_t) N * dim * sizeof (float));
+        //  Its own numbers, so the other tests' sequences stay as they were.
+        uint32_t x = 12345 + dim;
+        for (size_t i = 0; i < (size_t) N * dim; i++) {
+            x = x * 1664525u + 1013904223u;
+            rows [i] = (float) (x >> 8) / 16777216.0f - 0.5f;
+        }
+        char err [128];
+        for (uint64_t n = 0; n < N; n++) {
+            pointid_t id = s_num (n);
+            segment_vec_t vec = s_dense ("v", rows + n * dim, dim);
+            ck_assert_int_eq (segment_upsert (seg, &id, 1, &vec, 1, NULL, err, sizeof err),
+                              0);
+            //  Every growth keeps the array on a line.
+            ck_assert_uint_eq ((uintptr_t) segment_dense_base (seg, "v") % 64, 0);
+        }
+        for (uint64_t n = 0; n < N; n += 3) {
+            pointid_t id = s_num (n);
+            ck_assert_int_eq (segment_delete (seg, &id), 0);
+        }
+        for (uint64_t n = 0; n < N; n += 3) {
+            pointid_t id = s_num (n);
+            segment_vec_t vec = s_dense ("v", rows + n * dim, dim);
+            ck_assert_int_eq (segment_upsert (seg, &id, 2, &vec, 1, NULL, err, sizeof err),
+                              0);
+        }
+        const float *base = segment_dense_base (seg, "v");
+        size_t stride = segment_dense_stride (seg, "v");
+        for (uint64_t n = 0; n < N; n++) {
+            pointid_t id = s_num (n);
+            uint32_t slot;
+            ck_assert (segment_slot_of (seg, &id, &slot));
+            const float *row = base + (size_t) slot * stride;
+            ck_assert_uint_eq ((uintptr_t) row % (stride >= 16 ? 64 : stride * 4), 0);
+            ck_assert (memcmp (row, rows + n * dim, dim * sizeof (float)) == 0);
+            segment_vec_t got;
+            ck_assert_int_eq (segment_get_vector (seg, &id, "v", &got), 0);
+            ck_assert_ptr_eq (got.dense, row);
+            //  Each point is its own nearest, at distance 0.
+            if (n % 97 == 0) {
+                segment_search_t req = { .name = "v", .query = s_dense ("v", row, dim),
+                                         .limit = 1 };
+                segment_hit_t hit;
+                ck_assert_int_eq (segment_search (seg, &req, &hit, err, sizeof err), 1);
+                ck_assert (hit.score == 0.0f);
+                ck_assert (segment_slot_score (seg, "v", row, slot) == 0.0f);
+            }
+        }
+        free (rows);
+        segment_destroy (&seg);
+    }
+}
+END_TEST
+
 Suite *
 segment_suite (void)
 {
@@ -1097,6 +1168,7 @@ segment_suite (void)
     tc = tcase_create ("vectors");
     tcase_add_test (tc, test_named_vectors_and_missing_ones);
     tcase_add_test (tc, test_bad_writes_change_nothing);
+    tcase_add_test (tc, test_dense_rows_start_on_cache_lines);
     suite_add_tcase (s, tc);
     tc = tcase_create ("payload");
     tcase_add_test (tc, test_payload_edits_are_copy_on_write);

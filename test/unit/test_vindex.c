@@ -574,6 +574,52 @@ START_TEST (test_several_threads_build_one_graph)
 END_TEST
 
 
+//  The graph reads rows at the segment's stride: with dim 20 rows are 32
+//  floats apart, and every point is still found by its own vector.
+START_TEST (test_the_graph_reads_padded_rows)
+{
+    segment_vspec_t spec;
+    memset (&spec, 0, sizeof spec);
+    spec.dim = 20;
+    spec.distance = DIST_EUCLID;
+    segment_t *seg = segment_new (&spec, 1);
+    ck_assert_uint_eq (segment_dense_stride (seg, ""), 32);
+    char *dir = s_tempdir ();
+    vindex_t *vi = vindex_new (seg, dir);
+    vindex_configure (vi, "", &s_low);
+    enum { N = 3000 };
+    float *data = malloc ((size_t) N * 20 * sizeof (float));
+    for (uint64_t i = 0; i < N; i++) {
+        for (int d = 0; d < 20; d++)
+            data [i * 20 + d] = s_randf ();
+        pointid_t id = s_num (i);
+        segment_vec_t vec = { .name = "", .dense = data + i * 20, .dim = 20 };
+        char err [128];
+        ck_assert_int_eq (segment_upsert (seg, &id, 1, &vec, 1, NULL, err, sizeof err), 0);
+        //  Growth moves the array while the graph is built.
+        if (i % 1000 == 999) {
+            vindex_after_writes (vi, 1);
+            s_work_all (vi);
+        }
+    }
+    ck_assert_uint_eq (vindex_indexed_count (vi), N);
+    size_t found = 0;
+    for (uint64_t i = 0; i < N; i += 10) {
+        uint32_t slot, got;
+        pointid_t id = s_num (i);
+        ck_assert (segment_slot_of (seg, &id, &slot));
+        found += vindex_search (vi, "", data + i * 20, 1, 64, NULL, NULL, &got) == 1
+              && got == slot;
+    }
+    ck_assert_uint_ge (found, N / 10 * 99 / 100);
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+    paths_remove_tree (dir);
+    free (dir);
+    free (data);
+}
+END_TEST
+
 //  --- a save beside writes ----------------------------------------------------
 
 typedef struct {
@@ -730,6 +776,7 @@ vindex_suite (void)
     tcase_add_test (tc, test_a_new_m_drops_the_graph_and_a_config_mismatch_skips_the_file);
     tcase_add_test (tc, test_many_deletes_rebuild_the_graph_with_every_current_slot);
     tcase_add_test (tc, test_several_threads_build_one_graph);
+    tcase_add_test (tc, test_the_graph_reads_padded_rows);
     tcase_add_test (tc, test_a_save_writes_what_it_took_while_a_writer_holds_the_gate);
     suite_add_tcase (s, tc);
     return s;
