@@ -10,6 +10,7 @@
 #include "common/paths.h"
 #include "test/unit/check_main.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,14 @@ s_randf (void)
     s_rng ^= s_rng >> 7;
     s_rng ^= s_rng << 17;
     return (float) ((s_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+//  A number below n (n > 0).
+static uint64_t
+s_below (uint64_t n)
+{
+    s_randf ();
+    return (s_rng >> 11) % n;
 }
 
 static segment_t *
@@ -289,6 +298,172 @@ START_TEST (test_fills_a_new_payload_index_beside_writes_and_reads)
 }
 END_TEST
 
+//  --- stress: the writer, searches and the optimizer all make progress ----
+
+typedef struct {
+    segment_t *seg;             //  shared
+    vindex_t *vi;               //  its graphs
+    pindex_t *pindex;           //  its payload indexes
+    rwgate_t *gate;             //  the gate over all three
+    optimizer_t *opt;           //  the optimizer thread
+    int turns;                  //  writer turns to make
+    int turns_done;             //  atomic
+    int writer_done;            //  atomic: the writer left
+    size_t searches;            //  atomic: searches made
+    size_t bad;                 //  atomic: wrong answers seen
+} s_stress_t;
+
+//  The main thread's part: turns of upserts (new points, moved vectors,
+//  retagged payloads), deletes, payload indexes added and dropped, and a
+//  change of m that drops the graph; each turn holds the gate for writing
+//  and kicks the optimizer after, as the shard does.
+static void *
+s_stress_writer (void *arg)
+{
+    s_stress_t *st = arg;
+    uint64_t next = 0;
+    for (int t = 0; t < st->turns; t++) {
+        rwgate_write_lock (st->gate);
+        uint64_t seq = (uint64_t) t + 2;
+        for (int i = 0; i < 150; i++, next++)
+            s_put_tagged (st->seg, next, (unsigned) (next % 4), seq);
+        for (int i = 0; i < 40; i++)
+            s_put_tagged (st->seg, s_below (next), (unsigned) (t % 4), seq);
+        for (int i = 0; i < 60; i++) {
+            pointid_t id;
+            memset (&id, 0, sizeof id);
+            id.num = s_below (next);
+            segment_delete (st->seg, &id);
+        }
+        //  Once, many deletes: the graph is rebuilt and swapped in.
+        if (t == st->turns / 4)
+            for (uint64_t n = 0; n < next; n++)
+                if (n % 5 < 2) {
+                    pointid_t id;
+                    memset (&id, 0, sizeof id);
+                    id.num = n;
+                    segment_delete (st->seg, &id);
+                }
+        //  Payload indexes: one kept, one retyped (rebuilt) and dropped
+        //  again and again.
+        char err [128];
+        if (t == 3 || t % 5 == 2) {
+            json_t *schema = json_string (t == 3 ? "keyword" : t % 2 ? "integer" : "float");
+            ck_assert_int_eq (pindex_begin_field (st->pindex, t == 3 ? "tag" : "n", schema,
+                                                  err, sizeof err), 0);
+            json_decref (schema);
+        }
+        if (t % 13 == 6)
+            pindex_drop_field (st->pindex, "n");
+        //  Twice a new m: the graph being built (or saved) is dropped.
+        if (t == st->turns / 3 || t == 2 * st->turns / 3) {
+            vindex_params_t p = { .m = t == st->turns / 3 ? 12 : 10, .ef_construct = 32,
+                                  .indexing_kb = 1, .threads = 4 };
+            ck_assert_int_eq (vindex_configure (st->vi, "", &p), 0);
+        }
+        vindex_after_writes (st->vi, seq);
+        rwgate_write_unlock (st->gate);
+        optimizer_kick (st->opt);
+        __atomic_store_n (&st->turns_done, t + 1, __ATOMIC_RELEASE);
+        //  After the many deletes, let it catch up once: the deletes reach
+        //  the graph and its rebuild starts (and is swapped in while the
+        //  turns go on).
+        if (t == st->turns / 4)
+            s_wait_caught_up (st->vi, st->gate, segment_size (st->seg));
+    }
+    __atomic_store_n (&st->writer_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+//  A search worker's part: graph searches and filtered counts under the
+//  read side, checked against the segment.
+static void *
+s_stress_searcher (void *arg)
+{
+    s_stress_t *st = arg;
+    filter_t *filter;
+    json_t *fj = json_loads ("{\"must\": {\"key\": \"tag\", \"match\": {\"value\": \"t2\"}}}",
+                             0, NULL);
+    char err [128];
+    ck_assert_int_eq (filter_parse (fj, &filter, err, sizeof err), 0);
+    json_decref (fj);
+    do {
+        ck_assert (rwgate_read_lock (st->gate));
+        float q [DIM];
+        for (int d = 0; d < DIM; d++)
+            q [d] = 0.25f;
+        uint32_t slots [10];
+        size_t n = vindex_search (st->vi, "", q, 10, 32, NULL, NULL, slots);
+        for (size_t i = 0; i < n; i++)
+            if (!segment_slot_live (st->seg, slots [i]))
+                __atomic_fetch_add (&st->bad, 1, __ATOMIC_RELAXED);
+        bool exact;
+        if (s_indexed_count (st->seg, st->pindex, filter, &exact)
+            != segment_count (st->seg, filter))
+            __atomic_fetch_add (&st->bad, 1, __ATOMIC_RELAXED);
+        rwgate_read_unlock (st->gate);
+        __atomic_fetch_add (&st->searches, 1, __ATOMIC_RELAXED);
+    } while (!__atomic_load_n (&st->writer_done, __ATOMIC_ACQUIRE));
+    filter_destroy (&filter);
+    return NULL;
+}
+
+//  Writes, searches and the optimizer (inserts on 4 threads, rebuilds after
+//  many deletes, saves, payload index builds published under the write
+//  side, a graph dropped by a new m) all at once on few cores: every
+//  operation completes (a stuck gate would hang the test), every answer is
+//  right, and in the end the graph is caught up and the indexes built.
+START_TEST (test_stress_writes_searches_and_optimizer_all_progress)
+{
+    char dir [] = "/tmp/test_optimizer.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    segment_t *seg = s_segment ();
+    rwgate_t *gate = rwgate_new ();
+    vindex_t *vi = vindex_new (seg, dir);
+    vindex_params_t p = { .m = 8, .ef_construct = 32, .indexing_kb = 1, .threads = 4 };
+    vindex_configure (vi, "", &p);
+    pindex_t *pindex = pindex_new ();
+    segment_set_observer (seg, s_on_payload, pindex);
+    optimizer_t *opt = optimizer_new (vi, gate);
+    ck_assert_ptr_nonnull (opt);
+    optimizer_set_pindex (opt, pindex, s_payload_of, seg);
+    s_stress_t st = { .seg = seg, .vi = vi, .pindex = pindex, .gate = gate, .opt = opt,
+                      .turns = 120 };
+    pthread_t writer, searchers [3];
+    ck_assert_int_eq (pthread_create (&writer, NULL, s_stress_writer, &st), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq (pthread_create (&searchers [i], NULL, s_stress_searcher, &st), 0);
+    pthread_join (writer, NULL);
+    for (int i = 0; i < 3; i++)
+        pthread_join (searchers [i], NULL);
+    ck_assert_int_eq (st.turns_done, st.turns);
+    ck_assert_uint_ge (st.searches, 3);
+    ck_assert_uint_eq (st.bad, 0);
+    //  The optimizer catches up: every vector indexed, no index building.
+    size_t points = segment_size (seg);
+    time_t deadline = time (NULL) + 90;
+    for (;;) {
+        ck_assert (rwgate_read_lock (gate));
+        bool done = !vindex_behind (vi) && vindex_indexed_count (vi) == points
+                 && !pindex_building (pindex);
+        rwgate_read_unlock (gate);
+        if (done)
+            break;
+        ck_assert_msg (time (NULL) < deadline, "the optimizer did not catch up");
+        optimizer_kick (opt);
+        nanosleep (&(struct timespec) { 0, 2000000 }, NULL);
+    }
+    ck_assert (pindex_field_ready (pindex, "tag"));
+    optimizer_destroy (&opt);
+    segment_set_observer (seg, NULL, NULL);
+    pindex_destroy (&pindex);
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+    rwgate_destroy (&gate);
+    paths_remove_tree (dir);
+}
+END_TEST
+
 static Suite *
 optimizer_suite (void)
 {
@@ -298,6 +473,7 @@ optimizer_suite (void)
     tcase_add_test (tc, test_indexes_in_the_background_and_saves_on_stop);
     tcase_add_test (tc, test_a_closed_gate_stops_it_without_a_save);
     tcase_add_test (tc, test_fills_a_new_payload_index_beside_writes_and_reads);
+    tcase_add_test (tc, test_stress_writes_searches_and_optimizer_all_progress);
     suite_add_tcase (s, tc);
     return s;
 }

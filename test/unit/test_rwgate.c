@@ -154,6 +154,104 @@ START_TEST (test_destroy_is_null_safe)
 }
 END_TEST
 
+//  --- stress --------------------------------------------------------------
+
+typedef struct {
+    rwgate_t *gate;
+    int readers_in;         //  atomic: readers inside now
+    int writers_in;         //  atomic: writers inside now
+    int bad;                //  atomic: exclusion broken
+    int writer_left;        //  atomic: the main writer made all its turns
+} s_stress_t;
+
+static void
+s_read_section (s_stress_t *st)
+{
+    __atomic_add_fetch (&st->readers_in, 1, __ATOMIC_ACQ_REL);
+    if (__atomic_load_n (&st->writers_in, __ATOMIC_ACQUIRE))
+        __atomic_add_fetch (&st->bad, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch (&st->readers_in, 1, __ATOMIC_ACQ_REL);
+}
+
+static void
+s_write_section (s_stress_t *st)
+{
+    if (__atomic_add_fetch (&st->writers_in, 1, __ATOMIC_ACQ_REL) != 1
+    ||  __atomic_load_n (&st->readers_in, __ATOMIC_ACQUIRE))
+        __atomic_add_fetch (&st->bad, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch (&st->writers_in, 1, __ATOMIC_ACQ_REL);
+}
+
+//  The shard's main thread: turns under the write side.
+static void *
+s_stress_main (void *arg)
+{
+    s_stress_t *st = arg;
+    for (int i = 0; i < 20000; i++) {
+        rwgate_write_lock (st->gate);
+        s_write_section (st);
+        rwgate_write_unlock (st->gate);
+    }
+    __atomic_store_n (&st->writer_left, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+//  The optimizer: long read sections that step aside when a writer waits,
+//  and now and then a short write section (a swap, a publish).
+static void *
+s_stress_optimizer (void *arg)
+{
+    s_stress_t *st = arg;
+    for (int round = 0; round < 3000; round++) {
+        ck_assert (rwgate_read_lock (st->gate));
+        for (int step = 0; step < 50 && !rwgate_writer_waiting (st->gate); step++)
+            s_read_section (st);
+        rwgate_read_unlock (st->gate);
+        if (round % 3 == 0) {
+            rwgate_write_lock (st->gate);
+            s_write_section (st);
+            rwgate_write_unlock (st->gate);
+        }
+    }
+    return NULL;
+}
+
+//  Search workers: short read sections.
+static void *
+s_stress_reader (void *arg)
+{
+    s_stress_t *st = arg;
+    for (int i = 0; i < 20000; i++) {
+        ck_assert (rwgate_read_lock (st->gate));
+        s_read_section (st);
+        rwgate_read_unlock (st->gate);
+    }
+    return NULL;
+}
+
+//  A main writer, an optimizer that reads and writes, and three readers, on
+//  fewer cores: every thread makes all its passes (two writers waking each
+//  other and readers never lose a wake-up; a hang fails the test by its
+//  timeout), and no section ever overlaps a writer's.
+START_TEST (test_stress_two_writers_and_readers_all_finish)
+{
+    s_stress_t st = { .gate = rwgate_new () };
+    pthread_t main_writer, optimizer, readers [3];
+    pthread_create (&main_writer, NULL, s_stress_main, &st);
+    pthread_create (&optimizer, NULL, s_stress_optimizer, &st);
+    for (int i = 0; i < 3; i++)
+        pthread_create (&readers [i], NULL, s_stress_reader, &st);
+    pthread_join (main_writer, NULL);
+    pthread_join (optimizer, NULL);
+    for (int i = 0; i < 3; i++)
+        pthread_join (readers [i], NULL);
+    ck_assert_int_eq (st.writer_left, 1);
+    ck_assert_int_eq (st.bad, 0);
+    ck_assert (!rwgate_writer_waiting (st.gate));
+    rwgate_destroy (&st.gate);
+}
+END_TEST
+
 static Suite *
 rwgate_suite (void)
 {
@@ -165,6 +263,7 @@ rwgate_suite (void)
     tcase_add_test (tc, test_writer_excludes_readers_until_it_leaves);
     tcase_add_test (tc, test_closed_gate_refuses_waiting_and_new_readers);
     tcase_add_test (tc, test_destroy_is_null_safe);
+    tcase_add_test (tc, test_stress_two_writers_and_readers_all_finish);
     suite_add_tcase (s, tc);
     return s;
 }
