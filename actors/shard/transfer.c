@@ -77,12 +77,12 @@ transfer_params_default (transfer_params_t *params)
     params->batch_bytes = 8u << 20;
     params->window = 64;
     params->window_bytes = 32u << 20;
-    params->batches = 4;
+    params->batches = 16;
     params->queue_max = 4096;
     params->queue_bytes = 256u << 20;
     params->ack_timeout_ms = 20000;
     params->connect_timeout_ms = 30000;
-    params->probe_ms = 250;
+    params->probe_ms = 50;
     params->stall_ms = 1000;
     params->propose_timeout_ms = 10000;
     params->retry_ms = 1000;

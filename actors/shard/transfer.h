@@ -100,10 +100,13 @@ typedef struct {
 } transfer_params_t;
 
 //  The defaults: 512 points or 8 MiB per batch, a window of 64 envelopes or
-//  32 MiB of which at most 4 batches (so the target applies the stream in
-//  several short turns and forwarded writes do not wait behind the whole
-//  shard), a queue of 4096 envelopes or 256 MiB, acks within 20 s, the
-//  target answering within 30 s, probes every 250 ms, a stream probed after
+//  32 MiB of which at most 16 batches (enough that the source reads the
+//  next batches while the target applies the last ones, where 4 made the
+//  two take turns; few enough that the target applies the stream in short
+//  turns and forwarded writes do not wait behind the whole shard), a queue
+//  of 4096 envelopes or 256 MiB, acks within 20 s, the target answering
+//  within 30 s, probes every 50 ms (the target's shard actor is usually up
+//  within a few: a longer gap is time the move waits), a stream probed after
 //  1 s without answers, proposals with a 10 s
 //  deadline retried after 1 s, held writes failed 30 s after a stream that
 //  broke while its finish was being decided.
