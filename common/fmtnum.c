@@ -271,17 +271,30 @@ fmtnum_float (float f, char *buf)
     return s_fallback ((double) f, true, buf);
 }
 
+bool
+fmtnum_double_short (double d, char *buf, size_t *len)
+{
+    if (!isfinite (d))
+        *len = (size_t) sprintf (buf, "null");
+    else
+    if (d == 0)
+        *len = (size_t) sprintf (buf, signbit (d) ? "-0.0" : "0.0");
+    else {
+        uint64_t digits;
+        int exp10;
+        if (!s_double_digits (fabs (d), &digits, &exp10))
+            return false;
+        *len = s_layout (d < 0, digits, exp10, buf);
+    }
+    return true;
+}
+
 size_t
 fmtnum_double (double d, char *buf)
 {
-    if (!isfinite (d))
-        return (size_t) sprintf (buf, "null");
-    if (d == 0)
-        return (size_t) sprintf (buf, signbit (d) ? "-0.0" : "0.0");
-    uint64_t digits;
-    int exp10;
-    if (s_double_digits (fabs (d), &digits, &exp10))
-        return s_layout (d < 0, digits, exp10, buf);
+    size_t len;
+    if (fmtnum_double_short (d, buf, &len))
+        return len;
     return s_fallback (d, false, buf);
 }
 

@@ -18,6 +18,7 @@
 #ifndef SH_FMTNUM_H
 #define SH_FMTNUM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define FMTNUM_SIZE 40      //  room for any output, NUL included
@@ -27,6 +28,11 @@
 size_t fmtnum_float (float f, char *buf);
 //  The same for a double (strtod).
 size_t fmtnum_double (double d, char *buf);
+//  fmtnum_double's fast path alone: true with the text in buf and its
+//  length in *len when d is exactly a decimal of at most 15 significant
+//  digits (what payloads and shortest-form floats give), or zero or not
+//  finite; false (buf unspecified) when only the slow search would tell.
+bool fmtnum_double_short (double d, char *buf, size_t *len);
 //  The double nearest the shortest decimal of f: 0.1f -> 0.1, so that a
 //  float stored in a JSON real prints as the float would.
 double fmtnum_float_as_double (float f);

@@ -59,6 +59,36 @@ const float *jsonx_packed_find (const jsonx_packed_t *self, const json_t *value,
                                 size_t *count);
 void jsonx_packed_destroy (jsonx_packed_t **self_p);
 
+//  --- jansson tree -> text ---------------------------------------------------
+//  json_dumps spends ~1 us on every real (%.17g, then a check) and its
+//  17 digits then cost the reader a strtod each. jsonx_write writes what
+//  json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY) would, but with reals
+//  in their shortest round-trip form (common/fmtnum.h: 0.1, not
+//  0.10000000000000001; ".0" kept on integral values, as serde does), which
+//  read back as the same doubles; keys in insertion order, strings escaped
+//  as serde_json does (control characters, in lower-case hex, '"' and
+//  '\\'; UTF-8 as is).
+
+//  A growing text buffer, NUL-terminated. Start from all zeros; data is
+//  malloc'd and yours (free it).
+typedef struct {
+    char *data;                     //  the text, NULL before the first write
+    size_t len;                     //  bytes used
+    size_t cap;                     //  bytes allocated
+} jsonx_buf_t;
+
+//  Appends the JSON text of json.
+void jsonx_write (jsonx_buf_t *buf, const json_t *json);
+//  The same for text that programs read back (envelopes): a real that has
+//  no short form (a float's score as a double, 482.29660034179688) is
+//  written as %.17g, exact too, instead of searched for its shortest one,
+//  which costs ~2 us.
+void jsonx_write_exact (jsonx_buf_t *buf, const json_t *json);
+//  Appends len bytes of s as a JSON string (quoted, escaped).
+void jsonx_write_string (jsonx_buf_t *buf, const char *s, size_t len);
+//  Appends len bytes as they are.
+void jsonx_write_raw (jsonx_buf_t *buf, const char *s, size_t len);
+
 //  Decimal text (valid JSON number syntax, len bytes) -> double, correctly
 //  rounded. Exposed for the unit tests.
 double jsonx_strtod (const char *text, size_t len);

@@ -276,10 +276,14 @@ envelope_encode (const envelope_t *self)
     s_put_u64 (head + 20, self->deadline);
     s_put_u32 (head + 28, 0);
     zmsg_addmem (msg, head, sizeof head);
-    char *text = self->json ? json_dumps (self->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (text) {
-        zmsg_addmem (msg, text, strlen (text));
-        free (text);
+    if (self->json) {
+        //  jsonx_write_exact, not json_dumps: reals with a short form come
+        //  out short (json_dumps spends ~1 us on each, and its 17 digits a
+        //  strtod each to read back); all read back as the same doubles.
+        jsonx_buf_t text = { 0 };
+        jsonx_write_exact (&text, self->json);
+        zmsg_addmem (msg, text.data, text.len);
+        free (text.data);
     }
     else
         zmsg_addmem (msg, "{}", 2);

@@ -162,134 +162,23 @@ s_pct_decode (const char *in, size_t len, char *out)
 }
 
 //  --- JSON output -------------------------------------------------------------
+//  common/jsonx.h writes the text: reals in their shortest round-trip form,
+//  ".0" kept on integral values, as Qdrant's serde output does.
 
-typedef struct {
-    char *data;                         //  text so far (NUL-terminated)
-    size_t len;                         //  bytes used
-    size_t cap;                         //  bytes allocated
-} s_buf_t;
-
-static void
-s_buf_put (s_buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->data = (char *) realloc (b->data, cap);
-        assert (b->data);
-        b->cap = cap;
-    }
-    memcpy (b->data + b->len, s, n);
-    b->len += n;
-    b->data [b->len] = 0;
-}
+typedef jsonx_buf_t s_buf_t;
 
 static void
 s_buf_puts (s_buf_t *b, const char *s)
 {
-    s_buf_put (b, s, strlen (s));
+    jsonx_write_raw (b, s, strlen (s));
 }
 
-//  The shortest of %.15g, %.16g, %.17g that reads back as v: %g drops
-//  trailing zeros, so a value with a short exact decimal (0.1) comes out
-//  short, and 17 digits always round-trip.
 static void
 s_put_real (s_buf_t *b, double v)
 {
-    //  Shortest round-trip form, ".0" kept on integral values (serde's).
     char tmp [FMTNUM_SIZE];
     size_t n = fmtnum_double (v, tmp);
-    s_buf_put (b, tmp, n);
-}
-
-static void
-s_put_string (s_buf_t *b, const char *s, size_t len)
-{
-    s_buf_put (b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) s [i];
-        const char *esc = NULL;
-        char ubuf [8];
-        switch (c) {
-            case '"': esc = "\\\""; break;
-            case '\\': esc = "\\\\"; break;
-            case '\n': esc = "\\n"; break;
-            case '\r': esc = "\\r"; break;
-            case '\t': esc = "\\t"; break;
-            case '\b': esc = "\\b"; break;
-            case '\f': esc = "\\f"; break;
-            default:
-                if (c < 0x20) {
-                    snprintf (ubuf, sizeof ubuf, "\\u%04x", c);
-                    esc = ubuf;
-                }
-        }
-        if (esc) {
-            s_buf_put (b, s + i - run, run);
-            run = 0;
-            s_buf_puts (b, esc);
-        }
-        else
-            run++;
-    }
-    s_buf_put (b, s + len - run, run);
-    s_buf_put (b, "\"", 1);
-}
-
-static void
-s_put_json (s_buf_t *b, const json_t *json)
-{
-    char tmp [32];
-    switch (json_typeof (json)) {
-        case JSON_OBJECT: {
-            s_buf_put (b, "{", 1);
-            const char *key;
-            json_t *value;
-            bool first = true;
-            json_object_foreach ((json_t *) json, key, value) {
-                if (!first)
-                    s_buf_put (b, ",", 1);
-                first = false;
-                s_put_string (b, key, strlen (key));
-                s_buf_put (b, ":", 1);
-                s_put_json (b, value);
-            }
-            s_buf_put (b, "}", 1);
-            break;
-        }
-        case JSON_ARRAY: {
-            s_buf_put (b, "[", 1);
-            for (size_t i = 0; i < json_array_size (json); i++) {
-                if (i)
-                    s_buf_put (b, ",", 1);
-                s_put_json (b, json_array_get (json, i));
-            }
-            s_buf_put (b, "]", 1);
-            break;
-        }
-        case JSON_STRING:
-            s_put_string (b, json_string_value (json), json_string_length (json));
-            break;
-        case JSON_INTEGER:
-            snprintf (tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value (json));
-            s_buf_puts (b, tmp);
-            break;
-        case JSON_REAL:
-            s_put_real (b, json_real_value (json));
-            break;
-        case JSON_TRUE:
-            s_buf_puts (b, "true");
-            break;
-        case JSON_FALSE:
-            s_buf_puts (b, "false");
-            break;
-        case JSON_NULL:
-        default:
-            s_buf_puts (b, "null");
-            break;
-    }
+    jsonx_write_raw (b, tmp, n);
 }
 
 //  --- the handler API (gw.h) -----------------------------------------------
@@ -569,12 +458,12 @@ s_respond (s_request_t *r, struct MHD_Connection *connection)
         if (req->status >= 400) {
             s_buf_puts (&b, "{\"status\":{\"error\":");
             const char *msg = req->error ? req->error : s_status_text (req->status);
-            s_put_string (&b, msg, strlen (msg));
+            jsonx_write_string (&b, msg, strlen (msg));
             s_buf_puts (&b, "},\"time\":");
         }
         else {
             s_buf_puts (&b, "{\"result\":");
-            s_put_json (&b, req->result ? req->result : json_null ());
+            jsonx_write (&b, req->result ? req->result : json_null ());
             s_buf_puts (&b, ",\"status\":\"ok\",\"time\":");
         }
         s_put_real (&b, secs);

@@ -47,6 +47,7 @@
 #include "actors/shard/workers.h"
 #include "common/err.h"
 #include "common/filter.h"
+#include "common/fmtnum.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "common/pointid.h"
@@ -840,7 +841,11 @@ s_record (s_shard_t *self, s_out_t *out, const pointid_t *id, const float *score
     json_object_set_new (record, "id", pointid_to_json (id));
     json_object_set_new (record, "version", json_integer ((json_int_t) point.version));
     if (score)
-        json_object_set_new (record, "score", s_real (*score));
+        //  The double nearest the float's shortest decimal: written short
+        //  in the reply and read back fast, and the same float again for
+        //  the gateway, which ranks and prints scores as floats.
+        json_object_set_new (record, "score",
+                             s_real (isfinite (*score) ? fmtnum_float_as_double (*score) : 0));
     json_t *payload = s_payload_out (out, point.payload);
     if (payload)
         json_object_set_new (record, "payload", payload);

@@ -228,6 +228,156 @@ START_TEST (test_packing_keeps_errors_and_survives_duplicates)
 }
 END_TEST
 
+static char *
+s_write (const json_t *json)
+{
+    jsonx_buf_t buf = { 0 };
+    jsonx_write (&buf, json);
+    ck_assert_uint_eq (strlen (buf.data), buf.len);
+    return buf.data;
+}
+
+START_TEST (test_write_matches_json_dumps_but_reals_are_short)
+{
+    //  What json_dumps (compact) writes, when no real is involved.
+    const char *texts [] = {
+        "{\"a\":[1,-2,9223372036854775807,-9223372036854775808,true,false,null],"
+        "\"b\":{\"c\":{},\"d\":[]},\"e\":\"x\\u00e9\\n\\t\\\"\\\\/\"}",
+        "[]", "{}", "\"\"", "0",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts [0]; i++) {
+        json_t *json = json_loads (texts [i], JSON_DECODE_ANY, NULL);
+        ck_assert_ptr_nonnull (json);
+        char *want = json_dumps (json, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *got = s_write (json);
+        ck_assert_str_eq (got, want);
+        free (want);
+        free (got);
+        json_decref (json);
+    }
+    //  Control characters as serde_json writes them (lower-case hex; jansson
+    //  writes upper case), a NUL escaped, not a terminator.
+    json_t *ctl = json_string ("\x01\x1f\b\f\r");
+    char *text = s_write (ctl);
+    ck_assert_str_eq (text, "\"\\u0001\\u001f\\b\\f\\r\"");
+    free (text);
+    json_decref (ctl);
+    json_t *nul = json_stringn ("a\0b", 3);
+    char *got = s_write (nul);
+    ck_assert_str_eq (got, "\"a\\u0000b\"");
+    free (got);
+    json_decref (nul);
+    //  For programs (envelopes): short when that is quick, else 17 digits;
+    //  always the same double back, and always a real.
+    double exact [] = { 0.1, 482.29660034179688, (double) 0.1f, 1e300 * 1e8, 3.0, -2e-310 };
+    const char *exact_text [] = { "0.1", "482.29660034179688", "0.10000000149011612",
+                                  "1e+308", "3.0", "-1.9999999999999939e-310" };
+    for (size_t i = 0; i < sizeof exact / sizeof exact [0]; i++) {
+        json_t *real = json_real (exact [i]);
+        jsonx_buf_t buf = { 0 };
+        jsonx_write_exact (&buf, real);
+        ck_assert_str_eq (buf.data, exact_text [i]);
+        json_t *back = json_loads (buf.data, JSON_DECODE_ANY, NULL);
+        ck_assert (json_is_real (back) && json_real_value (back) == exact [i]);
+        json_decref (back);
+        free (buf.data);
+        json_decref (real);
+    }
+    //  Reals: shortest round trip, ".0" on integral values, same doubles back.
+    double reals [] = { 0.1, 1.0, -2.5, 1e-7, 1.5e16, 482.29660034179688,
+                        (double) 0.1f, 5e-324, 1.7976931348623157e308, -0.0 };
+    const char *short_ [] = { "0.1", "1.0", "-2.5", "1e-7", "1.5e16", "482.2966003417969",
+                              "0.10000000149011612", "5e-324", "1.7976931348623157e308",
+                              "-0.0" };
+    for (size_t i = 0; i < sizeof reals / sizeof reals [0]; i++) {
+        json_t *real = json_real (reals [i]);
+        got = s_write (real);
+        ck_assert_str_eq (got, short_ [i]);
+        json_t *back = json_loads (got, JSON_DECODE_ANY, NULL);
+        ck_assert (json_is_real (back) && json_real_value (back) == reals [i]);
+        json_decref (back);
+        free (got);
+        json_decref (real);
+    }
+}
+END_TEST
+
+//  Parses text packed with s_vector_keys: the floats of its top-level
+//  "vector", or NULL (*count 0) if it was not packed.
+static const float *
+s_packed_vector (const char *text, json_t **json, jsonx_packed_t **packed, size_t *count)
+{
+    char err [256];
+    *json = jsonx_loadb_packed (text, strlen (text), 0, s_vector_keys, packed, err,
+                                sizeof err);
+    ck_assert_msg (*json, "refused %s: %s", text, err);
+    *count = 0;
+    return jsonx_packed_find (*packed, json_object_get (*json, "vector"), count);
+}
+
+START_TEST (test_packed_numbers_are_those_of_the_tree_whatever_their_spelling)
+{
+    //  Each list of numbers packs to what (float) json_number_value () of
+    //  the plain tree gives, spaces, signs, exponents and all.
+    const char *texts [] = {
+        "{\"vector\":[1,2,3]}",
+        "{ \"vector\" :\n\t[ -0 , 0.5e-3,1E+2 ,\r\n-1.25e1, 123456789012345678,"
+        " 9223372036854775807, -9223372036854775808, 3.4028235677973366e38,"
+        " 0.1, 1e-50 ] , \"limit\": 3}",
+        "{\"a\": \"\\\"vector\\\": [9, 9]\", \"vector\": [7, 8], \"b\": [\"vector\"]}",
+        "{\"vec\\u0074or\": [4, 5]}",
+        "{\"x\": {\"vectors\": [6]}, \"vector\": [1.5]}",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts [0]; i++) {
+        json_t *json;
+        jsonx_packed_t *packed;
+        size_t n;
+        const float *v = s_packed_vector (texts [i], &json, &packed, &n);
+        ck_assert_msg (v, "not packed: %s", texts [i]);
+        json_t *plain = json_loads (texts [i], 0, NULL);
+        json_t *want = json_object_get (plain, "vector");
+        ck_assert_uint_eq (n, json_array_size (want));
+        for (size_t k = 0; k < n; k++)
+            ck_assert_msg (v [k] == (float) json_number_value (json_array_get (want, k)),
+                           "%s [%zu]: %g", texts [i], k, (double) v [k]);
+        //  Everything else as the plain tree has it.
+        json_object_del (plain, "vector");
+        json_object_del (json, "vector");
+        ck_assert_msg (json_equal (plain, json), "trees differ for %s", texts [i]);
+        json_decref (plain);
+        json_decref (json);
+        jsonx_packed_destroy (&packed);
+    }
+}
+END_TEST
+
+START_TEST (test_lists_the_scan_declines_get_the_loaders_answers)
+{
+    //  Refused as jsonx_loadb refuses them, at the same offsets.
+    const char *bad [] = {
+        "{\"vector\": [1, 99999999999999999999]}",
+        "{\"vector\": [01, 2]}",
+        "{\"vector\": [1., 2]}",
+        "{\"vector\": [1, 2,]}",
+        "{\"vector\": [1 2]}",
+        "{\"vector\": [-, 2]}",
+        "{\"vector\": [1, 1e999]}",
+        "{\"vector\": [1, 2]",
+        "{\"vector\": [1, 2]]}",
+        "{\"vector\": [1, 2], \"x\": \"unterminated}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        char want [256] = "", got [256] = "";
+        json_t *plain = jsonx_loadb (bad [i], strlen (bad [i]), 0, want, sizeof want);
+        jsonx_packed_t *packed = NULL;
+        json_t *json = jsonx_loadb_packed (bad [i], strlen (bad [i]), 0, s_vector_keys,
+                                           &packed, got, sizeof got);
+        ck_assert_msg (!plain && !json && !packed, "accepted %s", bad [i]);
+        ck_assert_str_eq (got, want);
+    }
+}
+END_TEST
+
 static Suite *
 jsonx_suite (void)
 {
@@ -242,6 +392,9 @@ jsonx_suite (void)
     tcase_add_test (tc, test_number_arrays_under_a_pack_key_become_floats);
     tcase_add_test (tc, test_arrays_that_are_not_all_numbers_are_built_as_usual);
     tcase_add_test (tc, test_packing_keeps_errors_and_survives_duplicates);
+    tcase_add_test (tc, test_write_matches_json_dumps_but_reals_are_short);
+    tcase_add_test (tc, test_packed_numbers_are_those_of_the_tree_whatever_their_spelling);
+    tcase_add_test (tc, test_lists_the_scan_declines_get_the_loaders_answers);
     suite_add_tcase (s, tc);
     return s;
 }
