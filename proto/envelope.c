@@ -409,6 +409,8 @@ envelope_recv (zsock_t *sock, envelope_t **out)
 #define S_FD_DEFAULT_MS 10000
 //  Bytes read at once while the frame lengths are not known yet.
 #define S_FD_CHUNK 16384
+//  Frames up to this size are allocated whole before they are read.
+#define S_FD_EAGER (1u << 20)
 
 static uint64_t
 s_fd_deadline (uint64_t deadline_ms)
@@ -590,10 +592,37 @@ envelope_read_fd (int fd, uint64_t deadline_ms, envelope_t **out)
     if (rc == 0)
         msg = zmsg_new ();
     for (uint32_t i = 0; i < n && rc == 0; i++) {
-        zframe_t *frame = zframe_new (NULL, lengths [i]);
-        assert (frame);
-        rc = s_read_bytes (r, zframe_data (frame), lengths [i]);
-        zmsg_append (msg, &frame);
+        zframe_t *frame = NULL;
+        if (lengths [i] <= S_FD_EAGER) {
+            frame = zframe_new (NULL, lengths [i]);
+            assert (frame);
+            rc = s_read_bytes (r, zframe_data (frame), lengths [i]);
+        }
+        else {
+            //  Memory follows the bytes that came, not what the prefix
+            //  claims: a peer cannot make us allocate a gigabyte with a
+            //  few bytes.
+            size_t cap = S_FD_EAGER, got = 0;
+            uint8_t *buf = (uint8_t *) malloc (cap);
+            assert (buf);
+            while (rc == 0 && got < lengths [i]) {
+                if (got == cap) {
+                    cap = cap * 2 < lengths [i] ? cap * 2 : lengths [i];
+                    buf = (uint8_t *) realloc (buf, cap);
+                    assert (buf);
+                }
+                size_t want = (cap < lengths [i] ? cap : lengths [i]) - got;
+                rc = s_read_bytes (r, buf + got, want);
+                got += want;
+            }
+            if (rc == 0) {
+                frame = zframe_new (buf, lengths [i]);
+                assert (frame);
+            }
+            free (buf);
+        }
+        if (frame)
+            zmsg_append (msg, &frame);
     }
     //  One message in flight: anything after it breaks the protocol.
     if (rc == 0 && r->pos != r->have)

@@ -545,6 +545,10 @@ START_TEST (test_stream_malformed_or_short_messages_are_refused)
     ck_assert_int_eq (s_read_raw (huge_json, sizeof huge_json, false, &got), -SH_EPROTO);
     uint32_t odd_blob [4] = { 3, ENVELOPE_HEADER_SIZE, 2, 7 };
     ck_assert_int_eq (s_read_raw (odd_blob, sizeof odd_blob, false, &got), -SH_EPROTO);
+    //  A blob claimed at the limit that never comes: memory grows with what
+    //  arrives, and the cut stream is -SH_EIO.
+    uint32_t claim [4 + 16] = { 3, ENVELOPE_HEADER_SIZE, 2, ENVELOPE_MAX_BLOB };
+    ck_assert_int_eq (s_read_raw (claim, sizeof claim, false, &got), -SH_EIO);
     ck_assert_ptr_null (got);
     //  Well framed, but the header is not an envelope's.
     uint8_t msg [12 + ENVELOPE_HEADER_SIZE + 2] = { 0 };
