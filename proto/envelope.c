@@ -2,6 +2,7 @@
     Owns the header fields, the JSON frame and the float blobs of one message.
 */
 #include "proto/envelope.h"
+#include "proto/le.h"
 #include "common/err.h"
 #include "common/jsonx.h"
 #include <errno.h>
@@ -31,49 +32,6 @@ struct _envelope_t {
     s_blob_t blobs [ENVELOPE_MAX_BLOBS];   //  float32 frames
     size_t n_blobs;             //  blobs in use
 };
-
-static void
-s_put_u16 (uint8_t *p, uint16_t v)
-{
-    p [0] = (uint8_t) v;
-    p [1] = (uint8_t) (v >> 8);
-}
-
-static void
-s_put_u32 (uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p [i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-s_put_u64 (uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p [i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint16_t
-s_get_u16 (const uint8_t *p)
-{
-    return (uint16_t) (p [0] | p [1] << 8);
-}
-
-static uint32_t
-s_get_u32 (const uint8_t *p)
-{
-    return (uint32_t) p [0] | (uint32_t) p [1] << 8 | (uint32_t) p [2] << 16
-         | (uint32_t) p [3] << 24;
-}
-
-static uint64_t
-s_get_u64 (const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p [i];
-    return v;
-}
 
 uint64_t
 envelope_now_ms (void)
@@ -269,12 +227,12 @@ envelope_encode (const envelope_t *self)
     if (self->routing_id)
         zmsg_append (msg, &(zframe_t *) { zframe_dup (self->routing_id) });
     uint8_t head [ENVELOPE_HEADER_SIZE] = { 'S', 'H', ENVELOPE_VERSION, self->kind };
-    s_put_u16 (head + 4, self->type);
-    s_put_u16 (head + 6, 0);
-    s_put_u32 (head + 8, (uint32_t) self->status);
-    s_put_u64 (head + 12, self->request_id);
-    s_put_u64 (head + 20, self->deadline);
-    s_put_u32 (head + 28, 0);
+    le_put_u16 (head + 4, self->type);
+    le_put_u16 (head + 6, 0);
+    le_put_u32 (head + 8, (uint32_t) self->status);
+    le_put_u64 (head + 12, self->request_id);
+    le_put_u64 (head + 20, self->deadline);
+    le_put_u32 (head + 28, 0);
     zmsg_addmem (msg, head, sizeof head);
     if (self->json) {
         //  jsonx_write_exact, not json_dumps: reals with a short form come
@@ -335,9 +293,9 @@ envelope_decode (zmsg_t **msg_p, bool has_routing_id, envelope_t **out)
         zframe_destroy (&head);
         goto done;
     }
-    self = envelope_new (s_get_u16 (h + 4), s_get_u64 (h + 12), s_get_u64 (h + 20));
+    self = envelope_new (le_get_u16 (h + 4), le_get_u64 (h + 12), le_get_u64 (h + 20));
     self->kind = h [3];
-    self->status = (int32_t) s_get_u32 (h + 8);
+    self->status = (int32_t) le_get_u32 (h + 8);
     zframe_destroy (&head);
     if (self->status > 0)
         goto done;
@@ -454,13 +412,13 @@ envelope_write_fd (const envelope_t *self, int fd, uint64_t deadline_ms)
     assert (n >= 2 && n <= S_FD_MAX_FRAMES);
     uint8_t prefix [4 * (1 + S_FD_MAX_FRAMES)];
     struct iovec iov [1 + S_FD_MAX_FRAMES];
-    s_put_u32 (prefix, (uint32_t) n);
+    le_put_u32 (prefix, (uint32_t) n);
     iov [0].iov_base = prefix;
     iov [0].iov_len = 4 * (1 + n);
     size_t i = 1;
     for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg), i++) {
         //  Blobs are at most ENVELOPE_MAX_BLOB, the JSON ENVELOPE_MAX_JSON.
-        s_put_u32 (prefix + 4 * i, (uint32_t) zframe_size (frame));
+        le_put_u32 (prefix + 4 * i, (uint32_t) zframe_size (frame));
         iov [i].iov_base = zframe_data (frame);
         iov [i].iov_len = zframe_size (frame);
     }
@@ -575,13 +533,13 @@ envelope_read_fd (int fd, uint64_t deadline_ms, envelope_t **out)
     zmsg_t *msg = NULL;
     uint8_t word [4];
     int rc = s_read_bytes (r, word, 4);
-    uint32_t n = rc ? 0 : s_get_u32 (word);
+    uint32_t n = rc ? 0 : le_get_u32 (word);
     if (rc == 0 && (n < 2 || n > S_FD_MAX_FRAMES))
         rc = -SH_EPROTO;
     uint32_t lengths [S_FD_MAX_FRAMES];
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         rc = s_read_bytes (r, word, 4);
-        lengths [i] = rc ? 0 : s_get_u32 (word);
+        lengths [i] = rc ? 0 : le_get_u32 (word);
         //  Every bound before anything is allocated.
         size_t limit = i == 0 ? ENVELOPE_HEADER_SIZE
                      : i == 1 ? ENVELOPE_MAX_JSON : ENVELOPE_MAX_BLOB;

@@ -7,6 +7,7 @@
     says is -SH_EPROTO (frames) or -SH_EINVAL (uris).
 */
 #include "proto/route.h"
+#include "proto/le.h"
 #include "common/err.h"
 #include "proto/envelope.h"
 
@@ -21,49 +22,6 @@
 //  Longest DNS name (RFC 1035) and longest IPv6 text form (with IPv4 tail).
 #define S_MAX_HOST 253
 #define S_MAX_IPV6 45
-
-static void
-s_put_u16 (uint8_t *p, uint16_t v)
-{
-    p [0] = (uint8_t) v;
-    p [1] = (uint8_t) (v >> 8);
-}
-
-static void
-s_put_u32 (uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p [i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-s_put_u64 (uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p [i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint16_t
-s_get_u16 (const uint8_t *p)
-{
-    return (uint16_t) (p [0] | p [1] << 8);
-}
-
-static uint32_t
-s_get_u32 (const uint8_t *p)
-{
-    return (uint32_t) p [0] | (uint32_t) p [1] << 8 | (uint32_t) p [2] << 16
-         | (uint32_t) p [3] << 24;
-}
-
-static uint64_t
-s_get_u64 (const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p [i];
-    return v;
-}
 
 zframe_t *
 route_encode (const route_t *route)
@@ -81,13 +39,13 @@ route_encode (const route_t *route)
     p [3] = route->kind;
     p [4] = route->actor;
     p [5] = 0;                      //  flags
-    s_put_u16 (p + 6, (uint16_t) uri_len);
-    s_put_u64 (p + 8, route->src);
-    s_put_u64 (p + 16, route->dst);
-    s_put_u64 (p + 24, route->uid);
-    s_put_u32 (p + 32, route->shard);
-    s_put_u32 (p + 36, 0);          //  reserved
-    s_put_u64 (p + 40, route->token);
+    le_put_u16 (p + 6, (uint16_t) uri_len);
+    le_put_u64 (p + 8, route->src);
+    le_put_u64 (p + 16, route->dst);
+    le_put_u64 (p + 24, route->uid);
+    le_put_u32 (p + 32, route->shard);
+    le_put_u32 (p + 36, 0);          //  reserved
+    le_put_u64 (p + 40, route->token);
     memcpy (p + ROUTE_HEADER_SIZE, route->uri, uri_len);
     return frame;
 }
@@ -103,14 +61,14 @@ route_decode (const void *data, size_t size, route_t *out)
     if (p [0] != 'S' || p [1] != 'P' || p [2] != ROUTE_VERSION)
         return -SH_EPROTO;
     uint8_t kind = p [3], actor = p [4], flags = p [5];
-    uint16_t uri_len = s_get_u16 (p + 6);
+    uint16_t uri_len = le_get_u16 (p + 6);
     if (kind >= ROUTE_KIND_COUNT || actor == 0 || actor >= ROUTE_ACTOR_END || flags != 0
     ||  uri_len > ROUTE_MAX_URI || size - ROUTE_HEADER_SIZE != uri_len
-    ||  s_get_u32 (p + 36) != 0)
+    ||  le_get_u32 (p + 36) != 0)
         return -SH_EPROTO;
-    uint64_t dst = s_get_u64 (p + 16);
-    uint64_t uid = s_get_u64 (p + 24);
-    uint32_t shard = s_get_u32 (p + 32);
+    uint64_t dst = le_get_u64 (p + 16);
+    uint64_t uid = le_get_u64 (p + 24);
+    uint32_t shard = le_get_u32 (p + 32);
     //  Only shard routes name a shard; only a route to "the peer at uri"
     //  carries a uri. A field that means nothing must be zero, so that no
     //  two frames mean the same thing.
@@ -125,11 +83,11 @@ route_decode (const void *data, size_t size, route_t *out)
             return -SH_EPROTO;
     out->kind = kind;
     out->actor = actor;
-    out->src = s_get_u64 (p + 8);
+    out->src = le_get_u64 (p + 8);
     out->dst = dst;
     out->uid = uid;
     out->shard = shard;
-    out->token = s_get_u64 (p + 40);
+    out->token = le_get_u64 (p + 40);
     memcpy (out->uri, uri, uri_len);
     out->uri [uri_len] = 0;
     return 0;
@@ -151,7 +109,7 @@ route_peek_envelope (zmsg_t *msg, route_env_t *out)
     const uint8_t *h = zframe_data (head);
     if (h [0] != 'S' || h [1] != 'H' || h [2] != ENVELOPE_VERSION || h [3] > 1)
         return -SH_EPROTO;
-    int32_t status = (int32_t) s_get_u32 (h + 8);
+    int32_t status = (int32_t) le_get_u32 (h + 8);
     if (status > 0)
         return -SH_EPROTO;
     zframe_t *json = zmsg_next (msg);
@@ -161,11 +119,11 @@ route_peek_envelope (zmsg_t *msg, route_env_t *out)
         if (zframe_size (blob) % sizeof (float) != 0
         ||  zframe_size (blob) > ENVELOPE_MAX_BLOB)
             return -SH_EPROTO;
-    out->type = s_get_u16 (h + 4);
+    out->type = le_get_u16 (h + 4);
     out->is_reply = h [3] == 1;
     out->status = status;
-    out->request_id = s_get_u64 (h + 12);
-    out->deadline = s_get_u64 (h + 20);
+    out->request_id = le_get_u64 (h + 12);
+    out->deadline = le_get_u64 (h + 20);
     return 0;
 }
 
@@ -177,7 +135,7 @@ route_set_request_id (zframe_t *head, uint64_t request_id)
     uint8_t *h = zframe_data (head);
     if (h [0] != 'S' || h [1] != 'H')
         return -SH_EPROTO;
-    s_put_u64 (h + 12, request_id);
+    le_put_u64 (h + 12, request_id);
     return 0;
 }
 
