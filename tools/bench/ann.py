@@ -316,7 +316,7 @@ def main():
                     help="interpreter that sees python3-faiss (Debian's)")
     ap.add_argument("--batch", type=int, default=64,
                     help="searches a REST batch request carries")
-    ap.add_argument("--filter-ef", default="64",
+    ap.add_argument("--filter-ef", default="32,64",
                     help="hnsw_ef of the filtered REST searches (comma separated)")
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="length of each REST throughput run")

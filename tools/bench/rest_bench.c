@@ -8,6 +8,8 @@
           --batch K        also measure POST /points/search/batch with K
                            searches a request (0 = only single searches)
           --seconds S      length of a throughput run (default 1)
+          --batch-only 1   with --batch, measure only the batch requests
+                           (profiling; recall still from single searches)
           --filter-mod M   points carry an integer "sel" = id % M; with
           --filter-lt T    only points with sel < T are searched (filter
                            "range": {"lt": T}), and recall is against the
@@ -401,6 +403,7 @@ main (int argc, char **argv)
     size_t batch = 0;
     double seconds = 1.0;
     long filter_mod = 0, filter_lt = -1;
+    bool batch_only = false;
     for (int i = 7; i + 1 < argc; i += 2) {
         if (!strcmp (argv [i], "--clients"))
             clients = (unsigned) atoi (argv [i + 1]);
@@ -416,6 +419,9 @@ main (int argc, char **argv)
         else
         if (!strcmp (argv [i], "--filter-lt"))
             filter_lt = atol (argv [i + 1]);
+        else
+        if (!strcmp (argv [i], "--batch-only"))
+            batch_only = atoi (argv [i + 1]) != 0;
         else
             s_die ("unknown option %s", argv [i]);
     }
@@ -527,8 +533,8 @@ main (int argc, char **argv)
             }
         }
         double recall = wanted ? (double) found / (double) wanted : 0;
-        double qps1 = s_throughput (singles, query.rows, 1, seconds);
-        double qpsn = s_throughput (singles, query.rows, clients, seconds);
+        double qps1 = batch_only ? 0 : s_throughput (singles, query.rows, 1, seconds);
+        double qpsn = batch_only ? 0 : s_throughput (singles, query.rows, clients, seconds);
         printf ("ef %zu recall %.4f qps1 %.0f qpsN %.0f", ef, recall, qps1, qpsn);
         if (batch) {
             double qpsb = s_throughput (batches, n_batches, 1, seconds);
