@@ -60,6 +60,8 @@
 #define S_DEFAULT_DEADLINE_MS 60000
 //  Reconnect interval of actor sockets (ms).
 #define S_RECONNECT_MS 10
+//  Send buffer asked for on a direct read connection (bytes).
+#define S_DIRECT_SNDBUF (1024 * 1024)
 
 typedef struct {
     uint64_t uid;                       //  collection uid
@@ -239,6 +241,11 @@ s_direct_connect (gw_conn_t *self, uint64_t uid, uint32_t shard)
         close (fd);
         return -1;
     }
+    //  Room for a whole batch request (64 x 784-d is 200 KB), so that a
+    //  call to several shards sends to each without waiting for a worker
+    //  of the first to start reading (capped by net.core.wmem_max).
+    int room = S_DIRECT_SNDBUF;
+    setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
     return fd;
 }
 
