@@ -724,6 +724,33 @@ s_cmp_lower (const void *pa, const void *pb)
     return s_cmp_tail (a, b);
 }
 
+//  True when a shard's record is {"id", "version", "score"[, "payload"]} in
+//  that order, with no vectors: gw_record_to_json would build the same
+//  object again with the score as gw_json_float gives it (the key order
+//  of a ScoredPoint is the record's, and jansson keeps a replaced key in
+//  its place), so s_merge sets the score and takes the record as it is:
+//  a batch's hundreds of records are not rebuilt one by one.
+static bool
+s_plain_scored (const json_t *record)
+{
+    static const char *const keys [] = { "id", "version", "score", "payload" };
+    size_t n = json_object_size (record);
+    if (n < 3 || n > 4)
+        return false;
+    size_t i = 0;
+    for (void *it = json_object_iter ((json_t *) record); it;
+         it = json_object_iter_next ((json_t *) record, it), i++) {
+        const json_t *value = json_object_iter_value (it);
+        if (strcmp (json_object_iter_key (it), keys [i]) != 0
+            || (i == 0 && !json_is_integer (value) && !json_is_string (value))
+            || (i == 1 && !json_is_integer (value))
+            || (i == 2 && !json_is_number (value))
+            || (i == 3 && json_is_null (value)))
+            return false;
+    }
+    return true;
+}
+
 //  Collects the records of lists[0..m) (each a JSON array, from replies[r]),
 //  ranks them and returns records offset..offset+limit as Qdrant JSON.
 static json_t *
@@ -755,9 +782,17 @@ s_merge (const gw_points_coll_t *coll, const s_search_t *s, envelope_t **replies
         qsort (all, k, sizeof (s_scored_t),
                distance_higher_is_better (s->distance) ? s_cmp_higher : s_cmp_lower);
     json_t *out = json_array ();
-    for (size_t i = (size_t) s->offset; i < k && i < (size_t) (s->offset + s->limit); i++)
-        json_array_append_new (out, gw_record_to_json (gw_points_coll_json (coll),
-                                                       all [i].reply, all [i].record));
+    for (size_t i = (size_t) s->offset; i < k && i < (size_t) (s->offset + s->limit); i++) {
+        json_t *record = all [i].record;
+        if (s_plain_scored (record)) {
+            //  Already the ScoredPoint, but for the score's form.
+            json_object_set_new (record, "score", gw_json_float (all [i].score));
+            json_array_append (out, record);
+        }
+        else
+            json_array_append_new (out, gw_record_to_json (gw_points_coll_json (coll),
+                                                           all [i].reply, all [i].record));
+    }
     free (all);
     return out;
 }
