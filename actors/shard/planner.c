@@ -189,7 +189,11 @@ planner_search (const planner_t *self, const planner_search_t *req, segment_hit_
     s_cand_t *cands = calloc (2 * k, sizeof *cands);
     float *query = malloc (spec->dim * sizeof (float));
     assert (exact_hits && exact_slots && graph_slots && cands && query);
-    int n_exact = segment_search_slots (segment, s, NULL, 0, true, exact_hits, exact_slots,
+    //  Once the graph holds every vector there is nothing to scan (the
+    //  common case: skips a pass over the segment's bitmaps per search).
+    int n_exact = segment_indexed_count (segment, name) >= segment_vector_count_of (segment, name)
+                ? 0
+                : segment_search_slots (segment, s, NULL, 0, true, exact_hits, exact_slots,
                                         err, errlen);
     int rc = n_exact;
     if (n_exact >= 0) {

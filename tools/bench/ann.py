@@ -85,6 +85,8 @@ def parse_lines(text):
         if words[0] == "ef" and len(words) >= 4 and len(words) % 2 == 0:
             ef = int(words[1])
             out["efs"][ef] = {words[i]: float(words[i + 1]) for i in range(2, len(words), 2)}
+        elif words[0] == "floor" and len(words) % 2 == 1:
+            out["floor"] = {words[i]: float(words[i + 1]) for i in range(1, len(words), 2)}
         elif len(words) == 2:
             try:
                 out[words[0]] = float(words[1])
@@ -236,11 +238,11 @@ def run_rest(args, node):
     client = os.path.join(args.build, "tools", "bench", "rest_bench")
     base = [client, "127.0.0.1", str(node.port), COLLECTION, args.data, args.name]
     common = ["--clients", str(args.threads), "--seconds", str(args.seconds)]
-    got = run_cmd(base + [args.ef] + common + ["--batch", str(args.batch)])
+    got = run_cmd(base + [args.ef] + common + ["--batch", str(args.batch), "--floor", "1"])
     if "error" in got:
         return got
     out = {"build_s": node.build_s, "upload_s": node.upload_s, "mem_mb": node.mem_mb,
-           "efs": {}, "batch": {}, "filtered": {}}
+           "efs": {}, "batch": {}, "filtered": {}, "floor": got.get("floor", {})}
     for ef, row in got["efs"].items():
         out["efs"][ef] = {"recall": row["recall"], "qps1": row["qps1"], "qpsN": row["qpsN"]}
         out["batch"][ef] = {"recall": row["recall"], "qps1": row["qpsB"], "qpsN": row["qpsBN"]}
@@ -281,6 +283,8 @@ def merge(runs):
         best["batch"] = merge_efs([r["batch"] for r in good])
         best["filtered"] = {pct: merge_efs([r["filtered"][pct] for r in good])
                             for pct in good[-1]["filtered"]}
+        floors = [r["floor"] for r in good if r.get("floor")]
+        best["floor"] = {k: max(f[k] for f in floors) for k in floors[-1]} if floors else {}
     return best
 
 
@@ -401,6 +405,40 @@ def print_table(args, engines, results):
         mem = r.get("index_mb")
         rows(TITLES[e], r["efs"], r.get("build_s"), mem, peer if e != "hnswlib" else {},
              inproc if e != "shoal" else {})
+    print_floor(results.get("rest", {}), inproc, n)
+
+
+def print_floor(rest, inproc, n):
+    """The REST transport floor: requests that search nothing, and what it
+    leaves of the in-process rate for one client."""
+    floor = rest.get("floor") if "error" not in rest else None
+    if not floor:
+        return
+    print()
+    print("REST transport floor (requests that search nothing, on the same node):")
+    print()
+    print(f"| request | requests/s 1 client | us a request | requests/s {n} clients |")
+    print("|---|---:|---:|---:|")
+    for title, one, many in (("GET / (gateway only)", "gw1", "gwN"),
+                             ("retrieve 1 id (gateway -> shard -> gateway)",
+                              "shard1", "shardN")):
+        print(f"| {title} | {floor[one]:,.0f} | {1e6 / floor[one]:.0f} "
+              f"| {floor[many]:,.0f} |")
+    if not inproc or not floor.get("shard1"):
+        return
+    print()
+    print("One client: a REST search cannot take less than an in-process search "
+          "plus the retrieve's round trip; the best REST / in-process ratio that "
+          "leaves, and what was measured:")
+    print()
+    print("| ef | in-process us | + floor us | best ratio possible | REST search 1 client |")
+    print("|---:|---:|---:|---:|---:|")
+    hop = 1e6 / floor["shard1"]
+    for ef, row in sorted(inproc.items()):
+        us = 1e6 / row["qps1"]
+        got = rest.get("efs", {}).get(ef, {}).get("qps1")
+        print(f"| {ef} | {us:.0f} | {us + hop:.0f} | {us / (us + hop):.2f}x "
+              f"| {ratio(got, row['qps1']) if got else ''} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,14 @@
                            "range": {"lt": T}), and recall is against the
                            exact neighbours within that set, brute-forced
                            here over the base vectors
+          --floor 1        first print "floor gw1 Q gwN Q shard1 Q shardN Q":
+                           requests/s of two requests that search nothing,
+                           on 1 and N connections: GET / (answered by the
+                           gateway alone) and a retrieve of one id with no
+                           payload or vector (gateway -> shard -> gateway,
+                           the hops a search takes). Their times are the
+                           floor under a REST search's: what the transport
+                           costs on this machine whatever the search does
 
     For each ef it prints "ef EF recall R qps1 Q qpsN Q [qpsB Q qpsBN Q]"
     (the same key/value lines as ann_bench, which tools/bench/ann.py gathers
@@ -403,7 +411,7 @@ main (int argc, char **argv)
     size_t batch = 0;
     double seconds = 1.0;
     long filter_mod = 0, filter_lt = -1;
-    bool batch_only = false;
+    bool batch_only = false, floor = false;
     for (int i = 7; i + 1 < argc; i += 2) {
         if (!strcmp (argv [i], "--clients"))
             clients = (unsigned) atoi (argv [i + 1]);
@@ -422,6 +430,9 @@ main (int argc, char **argv)
         else
         if (!strcmp (argv [i], "--batch-only"))
             batch_only = atoi (argv [i + 1]) != 0;
+        else
+        if (!strcmp (argv [i], "--floor"))
+            floor = atoi (argv [i + 1]) != 0;
         else
             s_die ("unknown option %s", argv [i]);
     }
@@ -480,6 +491,39 @@ main (int argc, char **argv)
     request_t *batches = calloc (n_batches + 1, sizeof *batches);
     conn_t conn;
     s_connect (&conn);
+    if (floor) {
+        //  One request of each kind, repeated: their answers are the same
+        //  every time, so nothing is cached that a search would not find.
+        request_t root = { 0 }, one = { 0 };
+        buf_t b = { 0 };
+        char head [512];
+        int n = snprintf (head, sizeof head, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", s_host);
+        s_put (&b, head, (size_t) n);
+        root = (request_t) { .text = b.data, .len = b.len, .searches = 1 };
+        char path [1100];
+        snprintf (path, sizeof path, "/collections/%s/points", collection);
+        buf_t body = { 0 };
+        s_puts (&body, "{\"ids\":[0],\"with_payload\":false,\"with_vector\":false}");
+        one = s_request (path, &body);
+        one.searches = 1;
+        free (body.data);
+        const char *answer;
+        s_call (&conn, one.text, one.len, &answer);
+        if (!strstr (answer, "\"id\":0"))
+            s_die ("retrieve of id 0 did not find it: %s", answer);
+        //  Each client takes every clients-th entry: one copy per client.
+        request_t roots [256], ones [256];
+        for (unsigned c = 0; c < clients; c++) {
+            roots [c] = root;
+            ones [c] = one;
+        }
+        printf ("floor gw1 %.0f gwN %.0f shard1 %.0f shardN %.0f\n",
+                s_throughput (roots, 1, 1, seconds), s_throughput (roots, clients, clients, seconds),
+                s_throughput (ones, 1, 1, seconds), s_throughput (ones, clients, clients, seconds));
+        fflush (stdout);
+        free (root.text);
+        free (one.text);
+    }
     for (const char *p = ef_list; *p;) {
         char *end;
         size_t ef = strtoul (p, &end, 10);
