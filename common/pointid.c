@@ -8,6 +8,7 @@
     enters shoal must be one every actor can put into a JSON message.
 */
 #include "common/pointid.h"
+#include "common/hex.h"
 #include "common/err.h"
 #include <assert.h>
 #include <inttypes.h>
@@ -17,18 +18,6 @@
 
 //  Largest integer id: what a jansson integer can hold.
 #define S_MAX_NUM ((uint64_t) INT64_MAX)
-
-static int
-s_hexval (int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 //  Reads 32 hex digits, with hyphens where the 8-4-4-4-12 form has them if
 //  hyphenated is set. len must be 36 (hyphenated) or 32 (simple).
@@ -45,7 +34,7 @@ s_parse_uuid_body (const char *text, size_t len, uint8_t *uuid)
                 return -SH_EINVAL;
             continue;
         }
-        int v = s_hexval ((unsigned char) text [i]);
+        int v = hex_value ((unsigned char) text [i]);
         if (v < 0)
             return -SH_EINVAL;
         if (n % 2 == 0)

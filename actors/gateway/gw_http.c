@@ -16,6 +16,7 @@
     output does.
 */
 #include "actors/gateway/gw.h"
+#include "common/hex.h"
 #include "common/fmtnum.h"
 #include "common/jsonx.h"
 #include "common/log.h"
@@ -126,18 +127,6 @@ s_now_us (void)
     return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-static int
-s_hexval (char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 //  Percent-decodes in[0..len) into out (room for len + 1). A malformed escape
 //  is kept literally, as browsers and MHD do. Returns the decoded length, or
 //  -1 if the text decodes to a NUL byte (it could not be a C string).
@@ -146,9 +135,9 @@ s_pct_decode (const char *in, size_t len, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        if (in [i] == '%' && i + 2 < len && s_hexval (in [i + 1]) >= 0
-            && s_hexval (in [i + 2]) >= 0) {
-            char c = (char) (s_hexval (in [i + 1]) * 16 + s_hexval (in [i + 2]));
+        if (in [i] == '%' && i + 2 < len && hex_value (in [i + 1]) >= 0
+            && hex_value (in [i + 2]) >= 0) {
+            char c = (char) (hex_value (in [i + 1]) * 16 + hex_value (in [i + 2]));
             if (c == 0)
                 return -1;
             out [o++] = c;
