@@ -43,6 +43,7 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "proto/envelope.h"
+#include "proto/le.h"
 #include "proto/msg.h"
 #include "proto/route.h"
 
@@ -51,6 +52,9 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 //  Messages read from one socket before the others get a turn.
 #define S_BATCH              64
@@ -79,6 +83,20 @@
 #define S_ZAP_ENDPOINT       "inproc://zeromq.zap.01"
 //  A CURVE handshake that has not finished by then is dropped.
 #define S_HANDSHAKE_MS       10000
+//  Direct read connections kept per local shard (one request in flight on
+//  each): reads beyond that many at once go through the shard's DEALER.
+#define S_DIRECT_MAX         4
+//  A shard whose direct socket could not be connected is tried again after
+//  this long (ms); its reads use the DEALER meanwhile.
+#define S_DIRECT_RETRY_MS    1000
+//  Send buffer asked for on a direct connection (a whole batch request).
+#define S_DIRECT_SNDBUF      (1024 * 1024)
+//  Bytes read at once from a direct connection; answer buffers larger than
+//  S_DIRECT_KEEP are freed once the answer is passed on.
+#define S_DIRECT_CHUNK       65536
+#define S_DIRECT_KEEP        (1024 * 1024)
+//  Frames of an envelope on a stream: header, JSON, blobs.
+#define S_DIRECT_FRAMES      (2 + ENVELOPE_MAX_BLOBS)
 
 typedef enum {
     S_LIM_TCP,                      //  malformed input on the p2p port
@@ -108,6 +126,23 @@ typedef struct {
     uint64_t deadline;              //  unix ms when it is answered -SH_ETIMEDOUT
 } s_out_t;
 
+//  A direct read connection to a local shard's workers (paths_shard_direct,
+//  the stream format of proto/envelope.h): the worker that reads a request
+//  answers it on the same socket before it reads the next, so one request
+//  is in flight on a connection and its answer is the next message on it.
+typedef struct {
+    int fd;                         //  unix stream socket, -1 when closed
+    uint64_t local_id;              //  the request in flight, 0 when free
+    uint8_t *out;                   //  the request's stream bytes (owned)
+    size_t out_len;                 //  bytes of it in out
+    size_t out_pos;                 //  bytes of it written so far
+    size_t out_cap;                 //  out's allocated size
+    uint8_t *in;                    //  the answer's bytes read so far (owned)
+    size_t in_len;                  //  bytes in in
+    size_t in_cap;                  //  in's allocated size
+    uint64_t in_total;              //  the answer's size once its prefix is in, else 0
+} s_direct_t;
+
 //  A local actor's DEALER for one shard.
 typedef struct {
     uint64_t uid;                   //  collection uid
@@ -117,6 +152,8 @@ typedef struct {
     int64_t last_used;              //  zclock_mono of the last delivery
     size_t pending;                 //  requests delivered, not answered
     bool gone;                      //  not on this peer any more: close
+    s_direct_t directs [S_DIRECT_MAX];  //  direct read connections
+    int64_t direct_retry;           //  zclock_mono before which none is opened
 } s_shard_t;
 
 //  A remote request delivered to a local actor (by local request id).
@@ -134,7 +171,7 @@ typedef struct {
 } s_in_t;
 
 typedef enum { S_I_LOCAL, S_I_TCP, S_I_TCP_MONITOR, S_I_ZAP, S_I_SUB, S_I_RAFT, S_I_SHARD,
-               S_I_LINK, S_I_MONITOR } s_item_kind_t;
+               S_I_LINK, S_I_MONITOR, S_I_DIRECT } s_item_kind_t;
 
 typedef struct {
     uint64_t peer_id;               //  this peer
@@ -225,6 +262,20 @@ s_in_destroy (void **item_p)
     *item_p = NULL;
 }
 
+//  Closes a direct connection: whatever was in flight on it is not
+//  answered there any more (the caller answers it).
+static void
+s_direct_close (s_direct_t *d)
+{
+    if (d->fd >= 0)
+        close (d->fd);
+    d->fd = -1;
+    d->local_id = 0;
+    d->out_len = d->out_pos = 0;
+    d->in_len = 0;
+    d->in_total = 0;
+}
+
 static void
 s_shard_destroy (void **item_p)
 {
@@ -232,6 +283,11 @@ s_shard_destroy (void **item_p)
     if (!shard)
         return;
     zsock_destroy (&shard->dealer);
+    for (size_t i = 0; i < S_DIRECT_MAX; i++) {
+        s_direct_close (&shard->directs [i]);
+        free (shard->directs [i].out);
+        free (shard->directs [i].in);
+    }
     free (shard);
     *item_p = NULL;
 }
@@ -664,6 +720,8 @@ s_shard_get (s_actor_t *self, uint64_t uid, uint32_t shard_id)
     shard->uid = uid;
     shard->shard = shard_id;
     snprintf (shard->key, sizeof shard->key, "%s", key);
+    for (size_t i = 0; i < S_DIRECT_MAX; i++)
+        shard->directs [i].fd = -1;
     shard->dealer = zsock_new (ZMQ_DEALER);
     assert (shard->dealer);
     s_set_int (shard->dealer, ZMQ_LINGER, 0);
@@ -680,6 +738,125 @@ s_shard_get (s_actor_t *self, uint64_t uid, uint32_t shard_id)
     zhashx_insert (self->shards, key, shard);
     log_debug ("p2p: opened shard %s", key);
     return shard;
+}
+
+//  The reads a shard's workers serve on its direct socket.
+static bool
+s_direct_type (uint16_t type)
+{
+    return type == MSG_SHARD_SEARCH || type == MSG_SHARD_RETRIEVE
+        || type == MSG_SHARD_SCROLL || type == MSG_SHARD_COUNT;
+}
+
+//  Connects d to the shard's direct socket. 0, or -1 (no socket: the shard
+//  is starting, stopping or older; not tried again for S_DIRECT_RETRY_MS).
+static int
+s_direct_open (s_actor_t *self, s_shard_t *shard, s_direct_t *d)
+{
+    int64_t now = zclock_mono ();
+    if (now < shard->direct_retry)
+        return -1;
+    char path [PATHS_MAX];
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (paths_shard_direct (self->storage, shard->uid, shard->shard, path)
+        || strlen (path) >= sizeof addr.sun_path) {
+        shard->direct_retry = INT64_MAX;
+        return -1;
+    }
+    strcpy (addr.sun_path, path);
+    int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    //  A unix socket connects at once or not at all (no EINPROGRESS).
+    if (fd >= 0 && connect (fd, (struct sockaddr *) &addr, sizeof addr)) {
+        close (fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        log_debug ("p2p: no direct connection to shard %s (%s): reads use its DEALER",
+                   shard->key, strerror (errno));
+        shard->direct_retry = now + S_DIRECT_RETRY_MS;
+        return -1;
+    }
+    int room = S_DIRECT_SNDBUF;
+    setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
+    d->fd = fd;
+    return 0;
+}
+
+//  Writes what is left of d's request without blocking. 0 (all written, or
+//  the rest waits for room), -SH_EIO (the shard's side is gone).
+static int
+s_direct_flush (s_direct_t *d)
+{
+    while (d->out_pos < d->out_len) {
+        //  MSG_NOSIGNAL: a reader gone is an error here, not a SIGPIPE.
+        ssize_t n = send (d->fd, d->out + d->out_pos, d->out_len - d->out_pos,
+                          MSG_NOSIGNAL);
+        if (n > 0)
+            d->out_pos += (size_t) n;
+        else
+        if (n < 0 && errno == EINTR)
+            continue;
+        else
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        else
+            return -SH_EIO;
+    }
+    return 0;
+}
+
+//  Sends a read request (envelope frames, kept; its id already the local
+//  id) on a free direct connection of shard, opening one if fewer than
+//  S_DIRECT_MAX are open. true if it went; false leaves it to the DEALER
+//  (no direct socket, every connection busy, or two that broke at once).
+static bool
+s_direct_send (s_actor_t *self, s_shard_t *shard, zmsg_t *env, uint64_t local_id)
+{
+    size_t n = zmsg_size (env);
+    if (n < 2 || n > S_DIRECT_FRAMES)
+        return false;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        s_direct_t *d = NULL;
+        for (size_t i = 0; i < S_DIRECT_MAX && !d; i++)
+            if (shard->directs [i].fd >= 0 && !shard->directs [i].local_id)
+                d = &shard->directs [i];
+        for (size_t i = 0; i < S_DIRECT_MAX && !d; i++)
+            if (shard->directs [i].fd < 0) {
+                if (s_direct_open (self, shard, &shard->directs [i]))
+                    return false;
+                d = &shard->directs [i];
+            }
+        if (!d)
+            return false;
+        //  u32 count, count x u32 length, the frames (proto/envelope.h).
+        size_t size = 4 * (1 + n);
+        for (zframe_t *frame = zmsg_first (env); frame; frame = zmsg_next (env))
+            size += zframe_size (frame);
+        if (size > d->out_cap) {
+            free (d->out);
+            d->out = (uint8_t *) malloc (size);
+            assert (d->out);
+            d->out_cap = size;
+        }
+        le_put_u32 (d->out, (uint32_t) n);
+        size_t at = 4 * (1 + n), i = 1;
+        for (zframe_t *frame = zmsg_first (env); frame; frame = zmsg_next (env), i++) {
+            le_put_u32 (d->out + 4 * i, (uint32_t) zframe_size (frame));
+            memcpy (d->out + at, zframe_data (frame), zframe_size (frame));
+            at += zframe_size (frame);
+        }
+        d->out_len = size;
+        d->out_pos = 0;
+        if (s_direct_flush (d) == 0) {
+            d->local_id = local_id;
+            return true;
+        }
+        //  A connection to a shard actor since restarted (or stopped)
+        //  fails here: a fresh one is tried once.
+        log_debug ("p2p: direct connection to shard %s lost: reconnecting", shard->key);
+        s_direct_close (d);
+    }
+    return false;
 }
 
 //  Adds "observed_host" to a RAFT_JOIN's JSON: the address its connection
@@ -742,7 +919,13 @@ s_deliver (s_actor_t *self, zsock_t *sock, s_shard_t *shard, zframe_t *conn,
             snprintf (in->shard_key, sizeof in->shard_key, "%s", shard->key);
         zhashx_insert (self->incoming, key, in);
     }
-    int rc = s_sendmsg (self, sock, *env_p);
+    //  A read for a shard goes to its workers' direct socket when it can:
+    //  no ZeroMQ I/O thread on either side, no hop through the shard's
+    //  main thread. The answer comes back through s_on_direct.
+    int rc = 0;
+    if (!(shard && request && s_direct_type (head->type)
+          && s_direct_send (self, shard, *env_p, local_id)))
+        rc = s_sendmsg (self, sock, *env_p);
     zmsg_destroy (env_p);
     if (rc) {
         char why [128];
@@ -872,6 +1055,145 @@ s_on_actor_reply (s_actor_t *self, zmsg_t *msg)
     zhashx_delete (self->incoming, key);
     s_send_routed (self, self->tcp, conn, &route, &msg);
     zframe_destroy (&conn);
+}
+
+//  A request delivered to a local actor that will not be answered there:
+//  answered to its requester with status and why, and forgotten.
+static void
+s_in_fail (s_actor_t *self, uint64_t local_id, int status, const char *why)
+{
+    char key [17];
+    s_key (local_id, key);
+    s_in_t *in = (s_in_t *) zhashx_lookup (self->incoming, key);
+    if (!in)
+        return;
+    route_t asked;
+    memset (&asked, 0, sizeof asked);
+    asked.actor = in->actor;
+    asked.src = in->src;
+    asked.uid = in->uid;
+    asked.shard = in->shard;
+    asked.token = in->token;
+    route_env_t head = { .type = in->type, .request_id = in->request_id };
+    s_answer_remote (self, in->conn, &asked, &head, status, why);
+    if (in->shard_key [0]) {
+        s_shard_t *shard = (s_shard_t *) zhashx_lookup (self->shards, in->shard_key);
+        if (shard && shard->pending)
+            shard->pending--;
+    }
+    zhashx_delete (self->incoming, key);
+}
+
+//  Reads what the shard's worker wrote on d: 1 once the answer is whole
+//  (in[0..in_total)), 0 while more is to come, -SH_EIO (closed, failed) or
+//  -SH_EPROTO (bad counts or sizes, or more than one message). Every bound
+//  of the prefix is checked before the buffer grows past what came.
+static int
+s_direct_read (s_direct_t *d)
+{
+    while (true) {
+        if (d->in_len == d->in_cap) {
+            size_t cap = d->in_cap ? d->in_cap * 2 : S_DIRECT_CHUNK;
+            if (d->in_total && cap > d->in_total)
+                cap = (size_t) d->in_total;
+            if (cap <= d->in_len)
+                return -SH_EPROTO;  //  more bytes than the message has
+            d->in = (uint8_t *) realloc (d->in, cap);
+            assert (d->in);
+            d->in_cap = cap;
+        }
+        ssize_t got = read (d->fd, d->in + d->in_len, d->in_cap - d->in_len);
+        if (got == 0)
+            return -SH_EIO;
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -SH_EIO;
+        }
+        d->in_len += (size_t) got;
+        if (!d->in_total && d->in_len >= 4) {
+            uint32_t n = le_get_u32 (d->in);
+            if (n < 2 || n > S_DIRECT_FRAMES)
+                return -SH_EPROTO;
+            if (d->in_len >= 4 * (1 + (size_t) n)) {
+                uint64_t total = 4 * (1 + (uint64_t) n);
+                for (uint32_t i = 0; i < n; i++) {
+                    uint32_t len = le_get_u32 (d->in + 4 * (1 + i));
+                    uint64_t limit = i == 0 ? ENVELOPE_HEADER_SIZE
+                                   : i == 1 ? ENVELOPE_MAX_JSON : ENVELOPE_MAX_BLOB;
+                    if (len > limit || (i == 0 && len != limit)
+                        || (i >= 2 && len % sizeof (float)))
+                        return -SH_EPROTO;
+                    total += len;
+                }
+                if (total > SIZE_MAX / 2)
+                    return -SH_EPROTO;
+                d->in_total = total;
+            }
+        }
+        if (d->in_total && d->in_len > d->in_total)
+            return -SH_EPROTO;
+        if (d->in_total && d->in_len == d->in_total)
+            return 1;
+    }
+}
+
+//  A direct connection is readable (or writable with a request left to
+//  write, or broken): the shard's answer goes back to the requester as
+//  s_on_actor_reply sends it; a broken connection or a malformed answer
+//  closes it and answers the request it carried "unavailable".
+static void
+s_on_direct (s_actor_t *self, s_direct_t *d, short revents)
+{
+    if (d->fd < 0 || !d->local_id)
+        return;
+    uint64_t local_id = d->local_id;
+    int rc = 0;
+    if ((revents & ZMQ_POLLOUT) && d->out_pos < d->out_len)
+        rc = s_direct_flush (d);
+    if (rc == 0 && (revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+        rc = s_direct_read (d);
+    if (rc == 0)
+        return;
+    zmsg_t *msg = NULL;
+    route_env_t head;
+    if (rc == 1) {
+        uint32_t n = le_get_u32 (d->in);
+        size_t at = 4 * (1 + (size_t) n);
+        msg = zmsg_new ();
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t len = le_get_u32 (d->in + 4 * (1 + i));
+            zmsg_addmem (msg, d->in + at, len);
+            at += len;
+        }
+        d->local_id = 0;
+        d->in_len = 0;
+        d->in_total = 0;
+        if (d->in_cap > S_DIRECT_KEEP) {
+            free (d->in);
+            d->in = NULL;
+            d->in_cap = 0;
+        }
+        if (route_peek_envelope (msg, &head) == 0 && head.is_reply
+            && head.request_id == local_id) {
+            s_on_actor_reply (self, msg);
+            return;
+        }
+        zmsg_destroy (&msg);
+        rc = -SH_EPROTO;
+    }
+    if (rc == -SH_EPROTO)
+        S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: malformed answer on a shard's direct"
+                        " connection (local id %" PRIu64 "): connection closed", local_id);
+    else
+        log_debug ("p2p: a shard's direct connection closed with local id %" PRIu64
+                   " in flight", local_id);
+    s_direct_close (d);
+    s_in_fail (self, local_id, -SH_EUNAVAIL, rc == -SH_EPROTO
+               ? "the shard actor's answer was malformed"
+               : "the shard actor closed its connection");
 }
 
 //  --------------------------------------------------------------------------
@@ -1098,6 +1420,16 @@ s_housekeeping (s_actor_t *self)
     for (const char *key = (const char *) zlistx_first (keys); key;
          key = (const char *) zlistx_next (keys)) {
         s_shard_t *shard = (s_shard_t *) zhashx_lookup (self->shards, key);
+        //  A direct connection whose request was given up on (expired, or
+        //  its shard gone) is closed: its late answer must never be taken
+        //  for the next request's.
+        for (size_t i = 0; shard && i < S_DIRECT_MAX; i++) {
+            s_direct_t *d = &shard->directs [i];
+            char id [17];
+            s_key (d->local_id, id);
+            if (d->fd >= 0 && d->local_id && !zhashx_lookup (self->incoming, id))
+                s_direct_close (d);
+        }
         if (shard && (shard->gone || (shard->pending == 0
                                       && now - shard->last_used >= S_SHARD_IDLE_MS))) {
             log_debug ("p2p: closed shard %s (%s)", key, shard->gone ? "gone" : "idle");
@@ -1319,7 +1651,7 @@ s_run (s_actor_t *self)
             assert (links);
             n_links = p2p_peers_links (self->peers, links, cap_links);
         }
-        size_t need = 6 + zhashx_size (self->shards) + 2 * n_links;
+        size_t need = 6 + (1 + S_DIRECT_MAX) * zhashx_size (self->shards) + 2 * n_links;
         if (need > cap) {
             cap = need * 2;
             items = (zmq_pollitem_t *) realloc (items, cap * sizeof *items);
@@ -1348,10 +1680,28 @@ s_run (s_actor_t *self)
             S_ADD (p2p_link_monitor (links [i]), S_I_MONITOR, links [i]);
         }
 #undef S_ADD
+        //  Direct connections with a request in flight: plain fds, looked
+        //  at only when poll says so (not counted in last_n).
+        size_t n_zmq = n;
+        for (s_shard_t *shard = (s_shard_t *) zhashx_first (self->shards); shard;
+             shard = (s_shard_t *) zhashx_next (self->shards))
+            for (size_t i = 0; i < S_DIRECT_MAX; i++) {
+                s_direct_t *d = &shard->directs [i];
+                if (d->fd < 0 || !d->local_id)
+                    continue;
+                short events = ZMQ_POLLIN;
+                if (d->out_pos < d->out_len)
+                    events |= ZMQ_POLLOUT;
+                items [n] = (zmq_pollitem_t) { NULL, d->fd, events, 0 };
+                socks [n] = NULL;
+                kinds [n] = S_I_DIRECT;
+                tags [n] = d;
+                n++;
+            }
         //  A socket new since the last turn is asked at once.
-        if (n != last_n)
+        if (n_zmq != last_n)
             check_all = true;
-        last_n = n;
+        last_n = n_zmq;
         int64_t wait = self->next_sweep - zclock_mono ();
         if (check_all || self->n_touched || self->links_touched)
             wait = 0;
@@ -1380,6 +1730,11 @@ s_run (s_actor_t *self)
         //  Handlers add links and shards but never free one before the
         //  housekeeping below, so the pointers in tags stay valid.
         for (size_t i = 0; i < n; i++) {
+            if (kinds [i] == S_I_DIRECT) {
+                if (items [i].revents)
+                    s_on_direct (self, (s_direct_t *) tags [i], items [i].revents);
+                continue;
+            }
             bool look = all || (items [i].revents & ZMQ_POLLIN)
                      || (links_touched && (kinds [i] == S_I_LINK || kinds [i] == S_I_MONITOR));
             for (size_t j = 0; j < n_checking && !look; j++)

@@ -10,8 +10,9 @@ filter, batch updates) sent to one peer is checked through the others.
 Then the collection cluster endpoints (GET and POST
 /collections/{name}/cluster: info, Qdrant's validation, a move started and
 aborted, the moved replica's files removed by the supervisor), the refusal
-of DELETE /cluster/peer while the peer holds shards, and a clear error
-naming the shard and the peer when a peer is down.
+of DELETE /cluster/peer while the peer holds shards, a remote shard actor
+killed under reads (an error naming the shard, then served again), and a
+clear error naming the shard and the peer when a peer is down.
 
 Waits are conditions polled with a deadline, never sleeps; nothing asserts
 how long anything took."""
@@ -461,6 +462,39 @@ def test_removing_a_peer_that_holds_shards_is_refused():
     assert status == 400, (status, reply)
     assert "shards on it" in reply["status"]["error"], reply
     assert str(b.peer_id()) in {str(p) for p in a.cluster()["peers"]}
+
+
+@test
+def test_reads_of_a_remote_shard_actor_killed_name_the_shard_or_wait_and_are_served_again():
+    """Remote reads reach a shard through its peer's p2p actor and the
+    shard's direct socket: with the shard actor killed, a read is an error
+    naming the shard (a connection closed under it) or waits for the
+    restarted actor (a new connection is refused, the shard's queue holds
+    it), never a hang; once the supervisor has restarted it every read is
+    whole again."""
+    c, data = cluster()
+    a, _, d = c.nodes
+    victim = next(pid for pid in harness._pids_in(d.dir)
+                  if (harness.actor_role(pid) or "").startswith("shard:"))
+    sid = int(harness.actor_role(victim).split("/")[1])
+    q = vec(random.Random("killed"), DIM_A)
+    search = {"vector": {"name": "a", "vector": q}, "limit": 10, "params": {"exact": True}}
+    #  The connections are open and in use before the kill.
+    ok(a, "POST", f"/collections/{NAME}/points/search", search)
+    os.kill(victim, 9)
+
+    def whole():
+        status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=5",
+                                  {"exact": True}, timeout=60)
+        if status != 200:
+            assert status in (408, 500, 503), (status, reply)
+            assert f"shard {sid} " in reply["status"]["error"], reply
+            return None
+        return reply["result"]["count"] == len(data.ids) or None
+    wait_for(whole, what="counts whole again after the shard actor's restart")
+    assert not harness.pid_alive(victim)
+    hits = ok(a, "POST", f"/collections/{NAME}/points/search", search)
+    check_hits(hits, data.truth(q), 10, "search after the shard actor's restart")
 
 
 @test

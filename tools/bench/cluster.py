@@ -41,6 +41,8 @@ import json
 import os
 import random
 import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -76,6 +78,19 @@ def parse_args():
     ap.add_argument("--data", help="dir of an fvecs data set (with --name)")
     ap.add_argument("--name", help="data set name, e.g. gmm-100k-128-euclidean")
     ap.add_argument("--no-hnsw", action="store_true", help="skip the HNSW rows")
+    ap.add_argument("--move-only", action="store_true",
+                    help="only the shard move on the cluster set-up (no 1-node run, no "
+                         "searches): for iterating on the move")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="with --move-only: perf record -a -g into FILE.N during move N "
+                         "(the actors' pids are printed for perf report --pid)")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --move-only: an environment variable for every node "
+                         "(repeatable), e.g. GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
+    ap.add_argument("--moves", type=int, default=1,
+                    help="with --move-only: moves of the shard, back and forth, each timed")
+    ap.add_argument("--fanout-only", action="store_true",
+                    help="only the 1-client latency rows: no move, no --threads rows")
     args = ap.parse_args()
     if args.nodes < 2 or args.shards < args.nodes:
         ap.error("--nodes must be 2 or more and --shards at least --nodes")
@@ -197,9 +212,77 @@ def placement(node, name):
     return out, info["shard_transfers"]
 
 
-def measure_move(c, work, name):
+def cpu_seconds(pid, tid=None):
+    """utime + stime of pid (or of its thread tid) in seconds, None once it
+    is gone."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """CPU seconds each actor of the cluster used between start() and the
+    last sample(): actors that start meanwhile count from zero, actors that
+    exit keep their last sample."""
+
+    def __init__(self, c):
+        self.c = c
+        self.first = {}
+        self.last = {}
+        self.roles = {}
+
+    def _scan(self):
+        for i, node in enumerate(self.c.nodes):
+            for pid, role in node.children().items():
+                #  A child caught between fork and exec has no role yet.
+                if role and pid not in self.roles:
+                    self.roles[pid] = f"node{i + 1}/peer {node.peer_id()} {role}"
+                    if role.startswith("shard"):
+                        #  Its main thread apart from the rest (workers,
+                        #  optimizer): which one a move loads matters.
+                        self.roles[(pid, pid)] = f"  ... of which its main thread"
+
+    def _cpu(self, key):
+        return cpu_seconds(*key) if isinstance(key, tuple) else cpu_seconds(key)
+
+    def start(self):
+        self._scan()
+        for key in self.roles:
+            self.first[key] = self._cpu(key) or 0.0
+        self.last = dict(self.first)
+
+    def sample(self, rescan=False):
+        if rescan:
+            self._scan()
+        for key in self.roles:
+            v = self._cpu(key)
+            if v is not None:
+                self.last[key] = v
+
+    def report(self):
+        """[(cpu seconds, what)], busiest actor first, each shard actor's
+        main thread right after it."""
+        def used(key):
+            return self.last.get(key, 0.0) - self.first.get(key, 0.0)
+        rows = []
+        for key in sorted((k for k in self.roles if not isinstance(k, tuple)),
+                          key=used, reverse=True):
+            if used(key) < 0.005:
+                continue
+            rows.append((used(key), self.roles[key]))
+            if (key, key) in self.roles:
+                rows.append((used((key, key)), self.roles[(key, key)]))
+        return rows
+
+
+def measure_move(c, work, name, cpu=None):
     """Moves the biggest shard of name to the peer holding fewest shards;
-    returns (shard, points, seconds end to end, seconds streaming or None)."""
+    returns (shard, points, seconds end to end, seconds streaming or None).
+    cpu (a CpuWatch) is sampled all along."""
     by_id = {n.peer_id(): n for n in c.nodes}
     sizes = {}
     for node in c.nodes:
@@ -213,12 +296,18 @@ def measure_move(c, work, name):
     dst = min((p for p in load if p != src), key=lambda p: (load[p], p))
     source = by_id[src]
     body = {"move_shard": {"shard_id": sid, "from_peer_id": src, "to_peer_id": dst}}
+    if cpu:
+        cpu.start()
     t0 = time.perf_counter()
     conn(source).call("POST", f"/collections/{name}/cluster", body)
     streaming_since = None
+    polls = 0
     while True:
         pl, transfers = placement(source, name)
         now = time.perf_counter()
+        if cpu:
+            cpu.sample(rescan=polls % 5 == 0)
+            polls += 1
         if not transfers and set(pl[sid]) == {dst} and pl[sid][dst][0] == "Active":
             break
         if not transfers and src in pl[sid]:
@@ -231,11 +320,68 @@ def measure_move(c, work, name):
             raise RuntimeError("the move did not finish within an hour")
         time.sleep(0.01)
     end = time.perf_counter()
+    if cpu:
+        cpu.sample(rescan=True)
     #  Settled on every node, not only the source.
     harness.wait_for(lambda: all(not placement(n, name)[1]
                                  and set(placement(n, name)[0][sid]) == {dst}
                                  for n in c.nodes), what="every node to show the move")
     return sid, points, end - t0, (end - streaming_since) if streaming_since else None
+
+
+def move_setup(nodes, args, work):
+    """A collection of one shard holding every point, its index built."""
+    conn(nodes[0]).call("PUT", f"/collections/{MOVE_NAME}", {
+        "vectors": {"size": args.dim, "distance": args.distance},
+        "shard_number": 1})
+    harness.wait_same_collections(nodes, [MOVE_NAME])
+    upload(nodes, work, args.upload_clients, MOVE_NAME)
+    #  The source's index built first: the move is timed alone.
+    harness.wait_for(lambda: conn(nodes[0]).call(
+        "GET", f"/collections/{MOVE_NAME}")["result"]["status"] == "green",
+        timeout=3600, what="the moving shard's index", interval=0.5)
+
+
+def run_moves(args, work):
+    """--move-only: the cluster set-up's moves alone, each one's numbers
+    printed as it ends."""
+    env = {"QDRANT__LOG_LEVEL": "warn"}
+    env.update(kv.split("=", 1) for kv in args.env)
+    with harness.Cluster(args.nodes, env=env) as c:
+        move_setup(c.nodes, args, work)
+        for i in range(args.moves):
+            if i:
+                #  The target's index is built before the next move, as the
+                #  source's was before the first.
+                harness.wait_for(lambda: all(
+                    conn(n).call("GET", f"/collections/{MOVE_NAME}")["result"]["status"]
+                    == "green" for n in c.nodes), timeout=3600,
+                    what="the moved shard's index", interval=0.5)
+            cpu = CpuWatch(c)
+            perf = None
+            if args.perf:
+                perf = subprocess.Popen(["perf", "record", "-a", "--call-graph", "dwarf,8192", "-F", "1999", "-q",
+                                         "-o", f"{args.perf}.{i + 1}"],
+                                        stdout=subprocess.DEVNULL)
+                time.sleep(0.3)     # perf's own start, before the clock
+            try:
+                sid, points, secs, streaming = measure_move(c, work, MOVE_NAME, cpu)
+            finally:
+                if perf:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait()
+            mb = points * work.point_bytes / 1e6
+            line = (f"move {i + 1}: shard {sid}, {points:,} points, {mb:.1f} MB: "
+                    f"{secs:.2f} s, {mb / secs:.1f} MB/s")
+            if streaming:
+                line += f" (streaming {streaming:.2f} s: {mb / streaming:.1f} MB/s)"
+            print(line, flush=True)
+            for secs_cpu, role in cpu.report():
+                print(f"    cpu {secs_cpu:6.2f} s  {role}", flush=True)
+            if perf:
+                print("    pids: " + ", ".join(f"{pid} {role}" for pid, role in
+                                                cpu.roles.items() if isinstance(pid, int)))
+    return 0
 
 
 def run(args, work, n_nodes):
@@ -261,7 +407,8 @@ def run(args, work, n_nodes):
         #  its latency is the fan-out's own cost.
         counts = [b'{"exact": true}'] * len(work.queries["exact"])
         out["count"] = (searches(nodes[:1], counts, 1, "/points/count"),
-                        searches(nodes, counts, args.threads, "/points/count"))
+                        (0, 0, 0) if args.fanout_only
+                        else searches(nodes, counts, args.threads, "/points/count"))
         kinds = ["exact"] if args.no_hnsw else ["exact", "hnsw"]
         for kind in kinds:
             if kind == "hnsw":
@@ -276,21 +423,13 @@ def run(args, work, n_nodes):
                     raise RuntimeError(f"green with {indexed} of {work.points} vectors indexed")
             bodies = work.queries[kind]
             one = searches(nodes[:1], bodies, 1)
-            many = searches(nodes, bodies, args.threads)
+            many = (0, 0, 0) if args.fanout_only else searches(nodes, bodies, args.threads)
             out[kind] = (one, many)
-        if n_nodes > 1:
+        if n_nodes > 1 and not args.fanout_only:
             #  The collection measured so far goes: its indexes would only
             #  compete with the move for the cores.
             conn(nodes[0]).call("DELETE", f"/collections/{NAME}")
-            conn(nodes[0]).call("PUT", f"/collections/{MOVE_NAME}", {
-                "vectors": {"size": args.dim, "distance": args.distance},
-                "shard_number": 1})
-            harness.wait_same_collections(nodes, [MOVE_NAME])
-            upload(nodes, work, args.upload_clients, MOVE_NAME)
-            #  The source's index built first: the move is timed alone.
-            harness.wait_for(lambda: conn(nodes[0]).call(
-                "GET", f"/collections/{MOVE_NAME}")["result"]["status"] == "green",
-                timeout=3600, what="the moving shard's index", interval=0.5)
+            move_setup(nodes, args, work)
             out["move"] = measure_move(c, work, MOVE_NAME)
     return out
 
@@ -301,6 +440,8 @@ def main():
     if not os.access(harness.SHOAL_BIN, os.X_OK):
         sys.exit(f"no shoal binary at {harness.SHOAL_BIN} (--bin)")
     work = Workload(args)
+    if args.move_only:
+        return run_moves(args, work)
     results = [run(args, work, 1), run(args, work, args.nodes)]
     single, multi = results
 
@@ -326,6 +467,8 @@ def main():
         unit = "counts/s" if kind == "count" else "searches/s"
         print(f"| {label}, {args.threads} clients | {qn1:,.0f} {unit} | "
               f"{qn3:,.0f} {unit} | |")
+    if "move" not in multi:
+        return 0
     sid, points, secs, streaming = multi["move"]
     mb = points * work.point_bytes / 1e6
     mbs = mb / secs
