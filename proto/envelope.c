@@ -268,6 +268,22 @@ envelope_send (envelope_t **self_p, zsock_t *sock)
 }
 
 int
+envelope_peek_request (const uint8_t *head, size_t len, uint16_t *type,
+                       uint64_t *request_id, uint64_t *deadline_ms)
+{
+    if (!head || len != ENVELOPE_HEADER_SIZE || head [0] != 'S' || head [1] != 'H'
+        || head [3] != 0)
+        return -SH_EPROTO;
+    if (type)
+        *type = le_get_u16 (head + 4);
+    if (request_id)
+        *request_id = le_get_u64 (head + 12);
+    if (deadline_ms)
+        *deadline_ms = le_get_u64 (head + 20);
+    return 0;
+}
+
+int
 envelope_decode (zmsg_t **msg_p, bool has_routing_id, envelope_t **out)
 {
     assert (msg_p && out);

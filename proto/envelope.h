@@ -81,6 +81,13 @@ int envelope_send (envelope_t **self_p, zsock_t *sock);
 int envelope_recv (zsock_t *sock, envelope_t **out);
 //  Decodes from a zmsg (destroyed). has_routing_id: first frame is a routing id.
 int envelope_decode (zmsg_t **msg_p, bool has_routing_id, envelope_t **out);
+//  What can be read of a request's header frame when the envelope did not
+//  decode as a whole (bad version, JSON or blobs), so that its sender still
+//  gets an error reply: 0 with its type, request id and deadline, or
+//  -SH_EPROTO when the frame is no request header at all (wrong size or
+//  magic, or a reply). Any out pointer may be NULL.
+int envelope_peek_request (const uint8_t *head, size_t len, uint16_t *type,
+                           uint64_t *request_id, uint64_t *deadline_ms);
 //  Encodes to a zmsg (routing id first if set). The envelope is kept.
 zmsg_t *envelope_encode (const envelope_t *self);
 

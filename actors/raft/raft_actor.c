@@ -1116,13 +1116,11 @@ s_reply_malformed (s_actor_t *self, zframe_t **routing, zframe_t *head)
 {
     uint16_t type = MSG_NONE;
     uint64_t rid = 0;
-    if (head && zframe_size (head) >= ENVELOPE_HEADER_SIZE) {
-        const uint8_t *h = zframe_data (head);
-        if (h [0] == 'S' && h [1] == 'H') {
-            type = (uint16_t) (h [4] | h [5] << 8);
-            for (int i = 7; i >= 0; i--)
-                rid = rid << 8 | h [12 + i];
-        }
+    //  What cannot be read is answered as type none, request 0.
+    if (!head || envelope_peek_request (zframe_data (head), zframe_size (head), &type, &rid,
+                                        NULL)) {
+        type = MSG_NONE;
+        rid = 0;
     }
     if (type == MSG_RAFT_MESSAGE)
         return;                         //  one-way: nobody waits for an answer

@@ -48,6 +48,23 @@ _SCRUBBED_NAMES = ("QDRANT_URI", "QDRANT_BOOTSTRAP", "RUN_MODE", "SHOAL_RUN_CONF
 _live_nodes = []            # every Node not yet stopped
 
 
+def debian_module(name, script):
+    """Imports `name`, one of Debian's python3-* packages, which only
+    /usr/bin/python3 sees: when this interpreter lacks it, re-runs `script`
+    (the calling suite, with its arguments) under /usr/bin/python3, once.
+    None when no interpreter has it."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        debian = "/usr/bin/python3"
+        if (os.path.realpath(sys.executable) != os.path.realpath(debian)
+                and os.access(debian, os.X_OK) and not os.environ.get("SHOAL_DEBIAN_REEXEC")):
+            os.environ["SHOAL_DEBIAN_REEXEC"] = "1"
+            os.execv(debian, [debian, os.path.abspath(script), *sys.argv[1:]])
+        return None
+
+
 def free_ports(count):
     """count distinct loopback ports the kernel says are free right now."""
     socks = []

@@ -14,11 +14,14 @@ import json
 import os
 import select
 import socket
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Node, test  # noqa: E402
+
+zmq = harness.debian_module("zmq", __file__)
 
 NAME = "bad"
 POINTS = [{"id": i, "vector": [float(i), 1.0, 0.0, -1.0], "payload": {"i": i, "even": i % 2 == 0}}
@@ -338,6 +341,48 @@ def test_unknown_path_is_404_and_wrong_method_is_405():
                          ("DELETE", points_path("/count"))):
         status, _ = n.request(method, path, {} if method != "GET" else None)
         assert status == 405, (method, path, status)
+
+
+def _header(version, kind, msg_type, request_id):
+    """An envelope header (proto/envelope.h): 32 bytes little-endian."""
+    return (b"SH" + bytes([version, kind]) + struct.pack("<HHiQQI", msg_type, 0, 0,
+                                                       request_id, 0, 0))
+
+
+@test
+def test_malformed_envelopes_on_actor_sockets_are_answered_not_fatal():
+    """Whatever reaches an actor's ipc socket: a frame that is no envelope is
+    dropped (or answered as request 0), a request the actor cannot decode is
+    answered -SH_EPROTO under its own type and request id, and the actors
+    keep running (the last test checks none restarted)."""
+    assert zmq is not None, "python3-zmq is needed (tools/deps installs it)"
+    n = node()
+    ipc = os.path.join(n.storage, "ipc")
+    shard = sorted(f for f in os.listdir(ipc) if f.startswith("shard-"))[0]
+    ctx = zmq.Context()
+    try:
+        for sock_name in ("raft.sock", shard):
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.RCVTIMEO, 10000)
+            dealer.connect("ipc://" + os.path.join(ipc, sock_name))
+            #  A single garbage frame, then a header of a future version.
+            dealer.send(b"\xff" * 40)
+            dealer.send_multipart([_header(9, 0, 30, 4242), b"{}"])
+            while True:
+                frames = dealer.recv_multipart()
+                head = frames[0]
+                assert len(head) == 32 and head[:2] == b"SH" and head[3] == 1, (sock_name,
+                                                                                  frames)
+                msg_type, _, status, rid = struct.unpack("<HHiQ", head[4:20])
+                assert status < 0, (sock_name, status)
+                if rid == 4242:
+                    assert msg_type == 30, (sock_name, msg_type)
+                    break
+                assert rid == 0, (sock_name, rid)
+            dealer.close()
+    finally:
+        ctx.term()
 
 
 @test

@@ -304,6 +304,32 @@ START_TEST (test_malformed_headers_are_refused)
 }
 END_TEST
 
+START_TEST (test_peek_reads_what_a_malformed_request_header_names)
+{
+    uint8_t head [ENVELOPE_HEADER_SIZE];
+    uint16_t type = 0;
+    uint64_t rid = 0, deadline = 0;
+    //  A future version still names its request: it can be answered.
+    s_header (head, ENVELOPE_VERSION + 1, 0, 0x1234, 0, 0x0102030405060708ULL, 99);
+    ck_assert_int_eq (envelope_peek_request (head, sizeof head, &type, &rid, &deadline), 0);
+    ck_assert_uint_eq (type, 0x1234);
+    ck_assert_uint_eq (rid, 0x0102030405060708ULL);
+    ck_assert_uint_eq (deadline, 99);
+    ck_assert_int_eq (envelope_peek_request (head, sizeof head, NULL, NULL, NULL), 0);
+    //  No request header: nothing read, nothing to answer.
+    ck_assert_int_eq (envelope_peek_request (head, sizeof head - 1, &type, &rid, &deadline),
+                      -SH_EPROTO);
+    ck_assert_int_eq (envelope_peek_request (NULL, 0, &type, &rid, &deadline), -SH_EPROTO);
+    s_header (head, ENVELOPE_VERSION, 1, 7, 0, 1, 0);
+    ck_assert_int_eq (envelope_peek_request (head, sizeof head, &type, &rid, &deadline),
+                      -SH_EPROTO);
+    s_header (head, ENVELOPE_VERSION, 0, 7, 0, 1, 0);
+    head [1] = 'X';
+    ck_assert_int_eq (envelope_peek_request (head, sizeof head, &type, &rid, &deadline),
+                      -SH_EPROTO);
+}
+END_TEST
+
 START_TEST (test_malformed_json_frames_are_refused)
 {
     uint8_t head [ENVELOPE_HEADER_SIZE];
@@ -597,6 +623,7 @@ envelope_suite (void)
     suite_add_tcase (s, tc);
     tc = tcase_create ("malformed");
     tcase_add_test (tc, test_malformed_headers_are_refused);
+    tcase_add_test (tc, test_peek_reads_what_a_malformed_request_header_names);
     tcase_add_test (tc, test_malformed_json_frames_are_refused);
     tcase_add_test (tc, test_malformed_blobs_are_refused);
     suite_add_tcase (s, tc);
