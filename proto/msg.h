@@ -111,7 +111,10 @@ typedef enum {
     //  A forwarded copy of any request carries "forwarded": true; a
     //  non-leader answers it -SH_ENOLEADER rather than forward it again, and
     //  the forwarder retries (on -SH_ENOLEADER or -SH_EUNAVAIL) until its
-    //  deadline.
+    //  deadline. A forwarded op carries "op_id": "<peer id>-<16 hex
+    //  digits>", the same in every copy: a copy that reaches the log after
+    //  another did ends as the first one ended (meta.h), so a retry whose
+    //  first copy was applied after all is not applied twice.
     MSG_META_GET = 1,
     MSG_META_PROPOSE = 2,
     MSG_META_STATE = 3,

@@ -18,6 +18,9 @@ struct _meta_t {
     json_t *collections;            //  {"<name>": {"uid", "config", "shards",
                                     //    "payload_schema"}}
     json_t *aliases;                //  {"<alias>": "<collection name>"}
+    json_t *done;                   //  [{"op_id", "rc", "result", "error"}]: the
+                                    //    last META_DONE_MAX ops that had an
+                                    //    op_id, oldest first
 };
 
 meta_t *
@@ -28,7 +31,8 @@ meta_new (void)
     self->peers = json_object ();
     self->collections = json_object ();
     self->aliases = json_object ();
-    assert (self->peers && self->collections && self->aliases);
+    self->done = json_array ();
+    assert (self->peers && self->collections && self->aliases && self->done);
     return self;
 }
 
@@ -42,6 +46,7 @@ meta_destroy (meta_t **self_p)
     json_decref (self->peers);
     json_decref (self->collections);
     json_decref (self->aliases);
+    json_decref (self->done);
     free (self);
     *self_p = NULL;
 }
@@ -734,6 +739,34 @@ s_drop_transfers_of (json_t *coll, uint64_t peer_id)
     }
 }
 
+//  The record of an op applied under op_id, or NULL.
+static const json_t *
+s_done_find (const meta_t *self, const char *op_id)
+{
+    size_t i;
+    const json_t *d;
+    json_array_foreach (self->done, i, d)
+        if (strcmp (json_string_value (json_object_get (d, "op_id")), op_id) == 0)
+            return d;
+    return NULL;
+}
+
+//  Remembers how the op under op_id ended, forgetting the oldest beyond
+//  META_DONE_MAX.
+static void
+s_done_add (meta_t *self, const char *op_id, int rc, const json_t *result, const char *err)
+{
+    while (json_array_size (self->done) >= META_DONE_MAX)
+        json_array_remove (self->done, 0);
+    json_array_append_new (self->done,
+                           json_pack ("{sssiso*ss}", "op_id", op_id, "rc", rc,
+                                      "result", result ? json_deep_copy (result) : NULL,
+                                      "error", err ? err : ""));
+}
+
+static int s_apply_op (meta_t *self, uint64_t index, const json_t *op, const char *type,
+                       json_t **result, char *err, size_t errlen);
+
 int
 meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
             size_t errlen)
@@ -749,6 +782,33 @@ meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, cha
     if (!json_is_object (op) || !type)
         return s_error (err, errlen, -SH_EINVAL,
                         "Wrong input: an operation must be an object with a \"type\"");
+    const json_t *id = json_object_get (op, "op_id");
+    if (id && (!json_is_string (id) || json_string_length (id) == 0
+               || json_string_length (id) > META_MAX_OP_ID))
+        return s_error (err, errlen, -SH_EINVAL,
+                        "Wrong input: \"op_id\" must be a string of 1 to %d bytes",
+                        META_MAX_OP_ID);
+    const char *op_id = json_string_value (id);
+    const json_t *done = op_id ? s_done_find (self, op_id) : NULL;
+    if (done) {
+        //  The same op again (a forwarder retried it): it ended already.
+        const json_t *was = json_object_get (done, "result");
+        *result = json_is_null (was) ? NULL : json_deep_copy (was);
+        int rc = (int) json_integer_value (json_object_get (done, "rc"));
+        if (rc)
+            s_error (err, errlen, rc, "%s", json_string_value (json_object_get (done, "error")));
+        return rc;
+    }
+    int rc = s_apply_op (self, index, op, type, result, err, errlen);
+    if (op_id)
+        s_done_add (self, op_id, rc, *result, err && errlen ? err : NULL);
+    return rc;
+}
+
+static int
+s_apply_op (meta_t *self, uint64_t index, const json_t *op, const char *type,
+            json_t **result, char *err, size_t errlen)
+{
     if (strcmp (type, "create_collection") == 0)
         return s_create_collection (self, index, op, result, err, errlen);
     if (strcmp (type, "update_collection") == 0)
@@ -866,9 +926,9 @@ meta_aliases (const meta_t *self)
 char *
 meta_dump (const meta_t *self, size_t *len)
 {
-    json_t *dump = json_pack ("{sIsOsOsO}", "applied", (json_int_t) self->applied,
+    json_t *dump = json_pack ("{sIsOsOsOsO}", "applied", (json_int_t) self->applied,
                               "peers", self->peers, "collections", self->collections,
-                              "aliases", self->aliases);
+                              "aliases", self->aliases, "done", self->done);
     assert (dump);
     char *text = json_dumps (dump, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref (dump);
@@ -876,6 +936,23 @@ meta_dump (const meta_t *self, size_t *len)
     if (len)
         *len = strlen (text);
     return text;
+}
+
+//  A "done" list as meta_dump writes it.
+static bool
+s_done_valid (const json_t *done)
+{
+    if (!json_is_array (done) || json_array_size (done) > META_DONE_MAX)
+        return false;
+    size_t i;
+    const json_t *d;
+    json_array_foreach (done, i, d)
+        if (!json_is_string (json_object_get (d, "op_id"))
+            || !json_is_integer (json_object_get (d, "rc"))
+            || json_integer_value (json_object_get (d, "rc")) > 0
+            || !json_is_string (json_object_get (d, "error")))
+            return false;
+    return true;
 }
 
 int
@@ -887,9 +964,10 @@ meta_load (meta_t *self, const void *data, size_t len)
     json_t *peers = json_object_get (dump, "peers");
     json_t *collections = json_object_get (dump, "collections");
     json_t *aliases = json_object_get (dump, "aliases");
+    json_t *done = json_object_get (dump, "done");      //  absent before op ids
     if (!json_is_integer (applied) || json_integer_value (applied) < 0
         || !json_is_object (peers) || !json_is_object (collections)
-        || !json_is_object (aliases)) {
+        || !json_is_object (aliases) || (done && !s_done_valid (done))) {
         json_decref (dump);
         return -SH_EINVAL;
     }
@@ -900,6 +978,8 @@ meta_load (meta_t *self, const void *data, size_t len)
     self->peers = json_incref (peers);
     self->collections = json_incref (collections);
     self->aliases = json_incref (aliases);
+    json_decref (self->done);
+    self->done = done ? json_incref (done) : json_array ();
     json_decref (dump);
     return 0;
 }

@@ -55,9 +55,18 @@ const char *meta_peer_uri (const meta_t *self, uint64_t peer_id);
 //  True if any shard of any collection has a replica on peer_id.
 bool meta_peer_has_shards (const meta_t *self, uint64_t peer_id);
 
+//  Ops remembered by their "op_id", at most.
+#define META_DONE_MAX 1024
+//  Longest op_id, in bytes.
+#define META_MAX_OP_ID 64
+
 //  Applies op, the command of the committed entry at index (> applied).
 //  0 with *result (yours: true or false, see msg.h), or -SH_E... with the
-//  message for the user in err. Either way applied becomes index.
+//  message for the user in err. Either way applied becomes index. An op
+//  with an "op_id" (a string a forwarder gives it, the same on each retry)
+//  that one of the last META_DONE_MAX such ops had is not applied again:
+//  it ends as that one ended, with its result or error. The list is part
+//  of the state (meta_dump/meta_load), so every node answers alike.
 int meta_apply (meta_t *self, uint64_t index, const json_t *op, json_t **result, char *err,
                 size_t errlen);
 //  Same from the entry's bytes (JSON text); text that is not a JSON object

@@ -58,10 +58,12 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "proto/envelope.h"
+#include "proto/le.h"
 #include "proto/msg.h"
 #include "proto/route.h"
 #include <errno.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <unistd.h>
 
@@ -485,6 +487,17 @@ s_forward_queue (s_actor_t *self, envelope_t **request, int64_t retry_at, const 
     memset (f, 0, sizeof *f);
     f->request = *request;
     *request = NULL;
+    //  A proposal may reach the log twice (a copy sent, its answer lost, sent
+    //  again): one op_id for every copy lets the state machine apply it once.
+    json_t *op = json_object_get (envelope_json (f->request), "op");
+    if (envelope_type (f->request) == MSG_META_PROPOSE && json_is_object (op)
+        && !json_object_get (op, "op_id")) {
+        uint8_t nonce [8];
+        randombytes_buf (nonce, sizeof nonce);
+        char id [64];
+        snprintf (id, sizeof id, "%" PRIu64 "-%016" PRIx64, self->peer_id, le_get_u64 (nonce));
+        json_object_set_new (op, "op_id", json_string (id));
+    }
     f->state = S_FWD_QUEUED;
     f->retry_at = retry_at;
     f->deadline = s_deadline_of (f->request);

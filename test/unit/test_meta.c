@@ -422,6 +422,87 @@ START_TEST (test_same_ops_give_same_state_and_dump_round_trips)
 }
 END_TEST
 
+START_TEST (test_an_op_id_seen_before_ends_as_it_did)
+{
+    //  A forwarder's retry of an op that was applied after all.
+    const char *create = "{\"type\":\"create_collection\",\"name\":\"x\",\"op_id\":\"7-a\"}";
+    json_t *first = NULL, *again = NULL;
+    ck_assert_int_eq (s_apply_on (s_meta, create, &first), 0);
+    ck_assert_int_eq (s_apply_on (s_meta, create, &again), 0);
+    ck_assert (json_equal (first, again));
+    json_decref (first);
+    json_decref (again);
+    ck_assert_int_eq (json_integer_value (json_object_get (s_collection ("x"), "uid")), 1);
+    ck_assert_uint_eq (meta_applied (s_meta), 2);
+    //  Another op under another id is applied (and refused) as usual; its
+    //  retry is refused with the same words.
+    const char *other = "{\"type\":\"create_collection\",\"name\":\"x\",\"op_id\":\"7-b\"}";
+    ck_assert_int_eq (s_apply (other), -SH_EEXIST);
+    ck_assert_str_eq (s_err, "Wrong input: Collection `x` already exists!");
+    s_err [0] = 0;
+    ck_assert_int_eq (s_apply (other), -SH_EEXIST);
+    ck_assert_str_eq (s_err, "Wrong input: Collection `x` already exists!");
+    //  Without an op_id nothing is remembered: a delete, then the first
+    //  create's retry still ends as the create did, without creating.
+    ck_assert_int_eq (s_apply ("{\"type\":\"delete_collection\",\"name\":\"x\"}"), 0);
+    ck_assert_int_eq (s_apply (create), 0);
+    ck_assert_ptr_null (s_collection ("x"));
+    //  An op_id must be a non-empty string of at most META_MAX_OP_ID bytes.
+    char long_id [META_MAX_OP_ID + 2];
+    memset (long_id, 'z', sizeof long_id - 1);
+    long_id [sizeof long_id - 1] = 0;
+    char text [256];
+    snprintf (text, sizeof text, "{\"type\":\"create_collection\",\"name\":\"y\",\"op_id\":\"%s\"}",
+              long_id);
+    const char *bad [] = { "{\"type\":\"create_collection\",\"name\":\"y\",\"op_id\":3}",
+                           "{\"type\":\"create_collection\",\"name\":\"y\",\"op_id\":\"\"}",
+                           text };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
+        ck_assert_int_eq (s_apply (bad [i]), -SH_EINVAL);
+    ck_assert_ptr_null (s_collection ("y"));
+}
+END_TEST
+
+START_TEST (test_op_ids_are_bounded_and_carried_by_the_snapshot)
+{
+    const char *create = "{\"type\":\"create_collection\",\"name\":\"x\",\"op_id\":\"1-first\"}";
+    ck_assert_int_eq (s_apply (create), 0);
+    ck_assert_int_eq (s_apply ("{\"type\":\"delete_collection\",\"name\":\"x\"}"), 0);
+    //  A snapshot remembers it: the restored machine does not create again.
+    size_t len = 0;
+    char *dump = meta_dump (s_meta, &len);
+    meta_t *restored = meta_new ();
+    ck_assert_int_eq (meta_load (restored, dump, len), 0);
+    free (dump);
+    ck_assert_int_eq (s_apply_on (restored, create, NULL), 0);
+    ck_assert_ptr_null (json_object_get (meta_collections (restored), "x"));
+    meta_destroy (&restored);
+    //  META_DONE_MAX ops later it is forgotten, and applies again.
+    for (int i = 0; i < META_DONE_MAX; i++) {
+        char text [160];
+        snprintf (text, sizeof text, "{\"type\":\"set_peer\",\"peer_id\":42,"
+                  "\"uri\":\"http://127.0.0.1:6335\",\"op_id\":\"2-%d\"}", i);
+        ck_assert_int_eq (s_apply (text), 0);
+    }
+    ck_assert_int_eq (s_apply (create), 0);
+    ck_assert_ptr_nonnull (s_collection ("x"));
+    //  A snapshot whose list is malformed is refused.
+    const char *bad [] = {
+        "{\"applied\":1,\"peers\":{},\"collections\":{},\"aliases\":{},\"done\":{}}",
+        "{\"applied\":1,\"peers\":{},\"collections\":{},\"aliases\":{},\"done\":[{}]}",
+        "{\"applied\":1,\"peers\":{},\"collections\":{},\"aliases\":{},"
+        "\"done\":[{\"op_id\":\"a\",\"rc\":5,\"error\":\"\"}]}",
+    };
+    restored = meta_new ();
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
+        ck_assert_int_eq (meta_load (restored, bad [i], strlen (bad [i])), -SH_EINVAL);
+    //  One from before op ids (no list) loads.
+    const char *old = "{\"applied\":1,\"peers\":{},\"collections\":{},\"aliases\":{}}";
+    ck_assert_int_eq (meta_load (restored, old, strlen (old)), 0);
+    meta_destroy (&restored);
+}
+END_TEST
+
 START_TEST (test_create_without_peers_is_refused)
 {
     meta_t *bare = meta_new ();
@@ -903,6 +984,8 @@ meta_suite (void)
     tcase_add_test (tc, test_alias_errors_change_nothing);
     tcase_add_test (tc, test_state_layout_and_soft_fields);
     tcase_add_test (tc, test_same_ops_give_same_state_and_dump_round_trips);
+    tcase_add_test (tc, test_an_op_id_seen_before_ends_as_it_did);
+    tcase_add_test (tc, test_op_ids_are_bounded_and_carried_by_the_snapshot);
     tcase_add_test (tc, test_create_without_peers_is_refused);
     tcase_add_test (tc, test_field_indexes_are_set_replaced_and_dropped);
     suite_add_tcase (s, tc);
