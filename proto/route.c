@@ -13,9 +13,12 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 //  The default p2p port, as Qdrant's.
 #define S_DEFAULT_PORT 6335
@@ -228,4 +231,210 @@ route_uri_endpoint (const char *uri, char *buf, size_t size)
         return -SH_EINVAL;
     }
     return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  [route][envelope] messages over a stream socket
+
+//  Bytes read at once; buffers larger than S_STREAM_KEEP shrink once empty.
+#define S_STREAM_CHUNK 65536
+#define S_STREAM_KEEP  (1024 * 1024)
+
+typedef struct {
+    uint8_t *data;                  //  bytes (owned)
+    size_t start;                   //  first byte not consumed
+    size_t len;                     //  bytes held (start included)
+    size_t cap;                     //  allocated size
+} s_buf_t;
+
+struct _route_stream_t {
+    s_buf_t in;                     //  bytes read, not yet taken as messages
+    uint64_t in_total;              //  size of the message at in.start once known, else 0
+    s_buf_t out;                    //  bytes queued, not yet written
+};
+
+route_stream_t *
+route_stream_new (void)
+{
+    route_stream_t *self = (route_stream_t *) calloc (1, sizeof *self);
+    assert (self);
+    return self;
+}
+
+void
+route_stream_destroy (route_stream_t **self_p)
+{
+    assert (self_p);
+    route_stream_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->in.data);
+    free (self->out.data);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Drops consumed bytes, and makes room for at least want more bytes.
+static void
+s_buf_room (s_buf_t *buf, size_t want)
+{
+    if (buf->start == buf->len) {
+        buf->start = buf->len = 0;
+        if (buf->cap > S_STREAM_KEEP) {
+            free (buf->data);
+            buf->data = NULL;
+            buf->cap = 0;
+        }
+    }
+    if (buf->cap - buf->len >= want)
+        return;
+    if (buf->start) {
+        memmove (buf->data, buf->data + buf->start, buf->len - buf->start);
+        buf->len -= buf->start;
+        buf->start = 0;
+        if (buf->cap - buf->len >= want)
+            return;
+    }
+    size_t cap = buf->cap ? buf->cap : S_STREAM_CHUNK;
+    while (cap - buf->len < want)
+        cap *= 2;
+    buf->data = (uint8_t *) realloc (buf->data, cap);
+    assert (buf->data);
+    buf->cap = cap;
+}
+
+//  The size of the message at in.start once its prefix is in (checked),
+//  0 while it is not, -SH_EPROTO.
+static int
+s_stream_measure (route_stream_t *self)
+{
+    if (self->in_total)
+        return 0;
+    const uint8_t *p = self->in.data + self->in.start;
+    size_t have = self->in.len - self->in.start;
+    if (have < 4)
+        return 0;
+    uint32_t n = le_get_u32 (p);
+    if (n < 3 || n > ROUTE_STREAM_FRAMES)
+        return -SH_EPROTO;
+    if (have < 4 * (1 + (size_t) n))
+        return 0;
+    uint64_t total = 4 * (1 + (uint64_t) n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = le_get_u32 (p + 4 * (1 + i));
+        uint64_t limit = i == 0 ? ROUTE_HEADER_SIZE + ROUTE_MAX_URI
+                       : i == 1 ? ENVELOPE_HEADER_SIZE
+                       : i == 2 ? ENVELOPE_MAX_JSON : ENVELOPE_MAX_BLOB;
+        if (len > limit || (i == 0 && len < ROUTE_HEADER_SIZE)
+            || (i == 1 && len != limit) || (i >= 3 && len % sizeof (float)))
+            return -SH_EPROTO;
+        total += len;
+    }
+    if (total > SIZE_MAX / 4)
+        return -SH_EPROTO;
+    self->in_total = total;
+    return 0;
+}
+
+int
+route_stream_read (route_stream_t *self, int fd)
+{
+    assert (self);
+    while (true) {
+        int rc = s_stream_measure (self);
+        if (rc)
+            return rc;
+        //  Room for the rest of a known message, or for another chunk.
+        size_t have = self->in.len - self->in.start;
+        size_t want = S_STREAM_CHUNK;
+        if (self->in_total && self->in_total > have && self->in_total - have > want)
+            want = (size_t) (self->in_total - have) < 2 * self->in.cap + S_STREAM_CHUNK
+                 ? (size_t) (self->in_total - have) : 2 * self->in.cap + S_STREAM_CHUNK;
+        s_buf_room (&self->in, want);
+        ssize_t got = read (fd, self->in.data + self->in.len, self->in.cap - self->in.len);
+        if (got == 0)
+            return -SH_EIO;
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -SH_EIO;
+        }
+        self->in.len += (size_t) got;
+    }
+}
+
+zmsg_t *
+route_stream_next (route_stream_t *self)
+{
+    assert (self);
+    if (s_stream_measure (self) || !self->in_total
+        || self->in.len - self->in.start < self->in_total)
+        return NULL;
+    const uint8_t *p = self->in.data + self->in.start;
+    uint32_t n = le_get_u32 (p);
+    size_t at = 4 * (1 + (size_t) n);
+    zmsg_t *msg = zmsg_new ();
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = le_get_u32 (p + 4 * (1 + i));
+        zmsg_addmem (msg, p + at, len);
+        at += len;
+    }
+    self->in.start += (size_t) self->in_total;
+    self->in_total = 0;
+    return msg;
+}
+
+int
+route_stream_queue (route_stream_t *self, zmsg_t *msg)
+{
+    assert (self && msg);
+    size_t n = zmsg_size (msg);
+    if (n == 0 || n > ROUTE_STREAM_FRAMES)
+        return -SH_EINVAL;
+    size_t size = 4 * (1 + n);
+    for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg))
+        size += zframe_size (frame);
+    s_buf_room (&self->out, size);
+    uint8_t *p = self->out.data + self->out.len;
+    le_put_u32 (p, (uint32_t) n);
+    size_t at = 4 * (1 + n), i = 1;
+    for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg), i++) {
+        le_put_u32 (p + 4 * i, (uint32_t) zframe_size (frame));
+        memcpy (p + at, zframe_data (frame), zframe_size (frame));
+        at += zframe_size (frame);
+    }
+    self->out.len += size;
+    return 0;
+}
+
+int
+route_stream_flush (route_stream_t *self, int fd)
+{
+    assert (self);
+    while (self->out.start < self->out.len) {
+        //  MSG_NOSIGNAL: a reader gone is -SH_EIO here, not a SIGPIPE.
+        ssize_t done = send (fd, self->out.data + self->out.start,
+                             self->out.len - self->out.start, MSG_NOSIGNAL);
+        if (done > 0)
+            self->out.start += (size_t) done;
+        else
+        if (done < 0 && errno == EINTR)
+            continue;
+        else
+        if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        else
+            return -SH_EIO;
+    }
+    self->out.start = self->out.len = 0;
+    return 0;
+}
+
+size_t
+route_stream_pending (const route_stream_t *self)
+{
+    assert (self);
+    return self->out.len - self->out.start;
 }

@@ -26,6 +26,8 @@
 #ifndef SH_ROUTE_H
 #define SH_ROUTE_H
 
+#include "proto/envelope.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -85,6 +87,40 @@ int route_peek_envelope (zmsg_t *msg, route_env_t *out);
 //  Rewrites the request id of an envelope header frame in place.
 //  0, or -SH_EPROTO if head is not a 32-byte envelope header.
 int route_set_request_id (zframe_t *head, uint64_t request_id);
+
+//  --- [route][envelope] messages over a stream socket ----------------------
+//  The gateway's threads reach their node's p2p actor on a unix stream
+//  socket too (<ipc dir>/ROUTE_STREAM_NAME), beside its ROUTER: the frames
+//  of each message as the ROUTER takes them (no routing id), preceded by
+//  their count and lengths (u32 n, n x u32 length, the n frames; little-
+//  endian), as proto/envelope.h frames a lone envelope. Unlike the shards'
+//  direct sockets, many requests may be in flight on one connection and
+//  replies come back in any order (the request id tells them apart).
+
+#define ROUTE_STREAM_NAME   "p2ps.sock"
+//  Frames of a message: route, envelope header and JSON, the blobs.
+#define ROUTE_STREAM_FRAMES (3 + ENVELOPE_MAX_BLOBS)
+
+typedef struct _route_stream_t route_stream_t;
+
+//  A connection's buffers (the fd stays the caller's).
+route_stream_t *route_stream_new (void);
+void route_stream_destroy (route_stream_t **self_p);
+//  Reads what fd (non-blocking) has for us. 0 (perhaps nothing new),
+//  -SH_EIO (closed or failed), -SH_EPROTO (a count or length out of bounds:
+//  the stream cannot be trusted after it). Sizes are checked before the
+//  buffer grows, and it grows only with the bytes that came.
+int route_stream_read (route_stream_t *self, int fd);
+//  The next whole message read (yours), or NULL.
+zmsg_t *route_stream_next (route_stream_t *self);
+//  Queues msg's frames (kept) for route_stream_flush. -SH_EINVAL if msg has
+//  no frame or more than ROUTE_STREAM_FRAMES.
+int route_stream_queue (route_stream_t *self, zmsg_t *msg);
+//  Writes what is queued without blocking: 0 (all written, or the rest
+//  waits for room), -SH_EIO (the other side is gone).
+int route_stream_flush (route_stream_t *self, int fd);
+//  Bytes queued and not written yet.
+size_t route_stream_pending (const route_stream_t *self);
 
 //  Host and port of a peer uri such as "http://10.0.0.1:6335" or
 //  "tcp://[::1]:6335" (scheme http, https, grpc or tcp; default port 6335),

@@ -62,6 +62,9 @@
 #define S_RECONNECT_MS 10
 //  Send buffer asked for on a direct read connection (bytes).
 #define S_DIRECT_SNDBUF (1024 * 1024)
+//  The p2p actor's stream socket, when it could not be connected, is tried
+//  again after this long (ms); the DEALER carries remote requests meanwhile.
+#define S_STREAM_RETRY_MS 1000
 
 typedef struct {
     uint64_t uid;                       //  collection uid
@@ -90,6 +93,9 @@ struct _gw_conn_t {
     size_t cap_shards;                  //  entries allocated
     uint64_t next_id;                   //  next request id on this connection
     uint64_t clock;                     //  counts calls, for LRU
+    int p2p_fd;                         //  stream connection to the p2p actor, or -1
+    route_stream_t *p2p_stream;         //  its buffers, while it is open
+    uint64_t p2p_retry;                 //  unix ms before which it is not tried again
 };
 
 gw_conn_t *
@@ -99,6 +105,7 @@ gw_conn_new (gw_t *gw)
     assert (self);
     self->gw = gw;
     self->next_id = 1;
+    self->p2p_fd = -1;
     return self;
 }
 
@@ -117,6 +124,9 @@ gw_conn_destroy (gw_conn_t **self_p)
     for (size_t i = 0; i < self->n_directs; i++)
         close (self->directs [i].fd);
     free (self->directs);
+    if (self->p2p_fd >= 0)
+        close (self->p2p_fd);
+    route_stream_destroy (&self->p2p_stream);
     free (self);
     *self_p = NULL;
 }
@@ -385,6 +395,7 @@ typedef struct {
     uint64_t id;                        //  its request id on this connection
     bool direct;                        //  sent on a direct connection (not sock)
     int fd;                             //  that connection, when direct
+    bool stream;                        //  remote, sent on the p2p stream (not sock)
     s_leg_state_t state;                //  waiting, answered, or given up
     bool unanswered;                    //  given up while still waiting
     envelope_t *reply;                  //  the answer once in (owned)
@@ -432,6 +443,39 @@ s_p2p_sock (gw_conn_t *self)
         self->p2p = s_dealer (endpoint);
     }
     return self->p2p;
+}
+
+//  The stream connection to the p2p actor (route.h), connected if need be:
+//  true when it is open.
+static bool
+s_p2p_stream (gw_conn_t *self)
+{
+    if (self->p2p_fd >= 0)
+        return true;
+    uint64_t now = envelope_now_ms ();
+    if (!self->gw || now < self->p2p_retry)
+        return false;
+    self->p2p_retry = now + S_STREAM_RETRY_MS;
+    char dir [PATHS_MAX];
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (paths_ipc_dir (gw_config (self->gw)->storage_path, dir)
+        || (size_t) snprintf (addr.sun_path, sizeof addr.sun_path, "%s/%s", dir,
+                              ROUTE_STREAM_NAME) >= sizeof addr.sun_path)
+        return false;
+    int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    if (connect (fd, (struct sockaddr *) &addr, sizeof addr)) {
+        log_debug ("gateway: no stream connection to the p2p actor (%s): its DEALER"
+                   " carries remote requests", strerror (errno));
+        close (fd);
+        return false;
+    }
+    int room = S_DIRECT_SNDBUF;
+    setsockopt (fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
+    self->p2p_fd = fd;
+    self->p2p_stream = route_stream_new ();
+    return true;
 }
 
 //  The metadata and the collection uid in it (by uid: a name may have been
@@ -587,6 +631,14 @@ s_leg_send (s_call_t *call, size_t index, uint64_t peer)
             zframe_t *frame = route_encode (&route);
             assert (frame);                 //  no uri: always fits
             zmsg_prepend (msg, &frame);
+            //  On the p2p actor's stream when it is open: written with
+            //  the call's other requests before it waits (s_call_run).
+            if (s_p2p_stream (conn) && route_stream_queue (conn->p2p_stream, msg) == 0) {
+                zmsg_destroy (&msg);
+                leg->stream = true;
+                leg->sock = NULL;
+                return;
+            }
         }
         rc = zmsg_send (&msg, leg->sock) == 0 ? 0 : -SH_EIO;
         zmsg_destroy (&msg);
@@ -846,6 +898,66 @@ s_direct_recv (s_call_t *call, int fd, uint64_t now)
     s_leg_answered (call, leg, got, now);
 }
 
+//  The stream to the p2p actor broke: closed, and every leg waiting on it
+//  answered "unavailable" (the p2p actor restarted, or died, while asked).
+static void
+s_stream_lost (s_call_t *call, int rc)
+{
+    gw_conn_t *conn = call->conn;
+    log_debug ("gateway: stream connection to the p2p actor lost: %s", sh_strerror (rc));
+    close (conn->p2p_fd);
+    conn->p2p_fd = -1;
+    route_stream_destroy (&conn->p2p_stream);
+    for (size_t k = 0; k < call->n_legs; k++) {
+        s_leg_t *leg = &call->legs [k];
+        if (!leg->stream || leg->state != S_LEG_PENDING || leg->reply)
+            continue;
+        leg->stream = false;
+        leg->reply = envelope_new_reply (call->slots [leg->slot].request, -SH_EUNAVAIL);
+        envelope_set_error (leg->reply, -SH_EUNAVAIL, "the p2p actor closed its connection");
+    }
+}
+
+//  Answers on the p2p stream (readable, or closed), each given to the leg
+//  it names; one nobody waits for (a call given up on) is dropped.
+static void
+s_stream_recv (s_call_t *call, uint64_t now)
+{
+    gw_conn_t *conn = call->conn;
+    int rc = route_stream_read (conn->p2p_stream, conn->p2p_fd);
+    zmsg_t *msg;
+    while ((msg = route_stream_next (conn->p2p_stream))) {
+        zframe_t *frame = zmsg_pop (msg);
+        route_t route;
+        envelope_t *got = NULL;
+        if (!frame || route_decode (zframe_data (frame), zframe_size (frame), &route)
+            || route.kind != ROUTE_REPLY) {
+            log_debug ("gateway: dropped a message from the p2p actor that is not a routed"
+                       " reply");
+            zmsg_destroy (&msg);
+        }
+        else
+        if (envelope_decode (&msg, false, &got) == 0) {
+            s_leg_t *match = NULL;
+            for (size_t k = 0; k < call->n_legs && !match; k++)
+                if (call->legs [k].stream && call->legs [k].state == S_LEG_PENDING
+                    && !call->legs [k].reply
+                    && call->legs [k].id == envelope_request_id (got))
+                    match = &call->legs [k];
+            if (match && envelope_is_reply (got))
+                s_leg_answered (call, match, got, now);
+            else {
+                log_debug ("gateway: dropped stale remote reply req=%" PRIu64,
+                           envelope_request_id (got));
+                envelope_destroy (&got);
+            }
+        }
+        zframe_destroy (&frame);
+    }
+    if (rc)
+        s_stream_lost (call, rc);           //  answered at the top of the next turn
+}
+
 //  Runs the call: every slot routed and sent, answers gathered until each
 //  slot has one or the deadline passed.
 static void
@@ -924,6 +1036,33 @@ s_call_run (s_call_t *call)
             items [n_items] = (zmq_pollitem_t) { zsock_resolve (leg->sock), 0, ZMQ_POLLIN, 0 };
             n_items++;
         }
+        //  The p2p stream, while a leg waits on it or requests wait to go.
+        int stream_item = -1;
+        if (call->conn->p2p_fd >= 0) {
+            int rc = route_stream_flush (call->conn->p2p_stream, call->conn->p2p_fd);
+            if (rc) {
+                s_stream_lost (call, rc);
+                continue;                   //  its legs are answered at the top
+            }
+        }
+        bool on_stream = false;
+        for (size_t k = 0; k < call->n_legs && !on_stream; k++)
+            on_stream = call->legs [k].stream && call->legs [k].state == S_LEG_PENDING
+                     && !call->legs [k].reply;
+        if (call->conn->p2p_fd >= 0 && on_stream) {
+            if (n_items == cap_items) {
+                cap_items *= 2;
+                items = (zmq_pollitem_t *) realloc (items, cap_items * sizeof *items);
+                item_socks = (zsock_t **) realloc (item_socks, cap_items * sizeof *item_socks);
+                assert (items && item_socks);
+            }
+            short events = ZMQ_POLLIN;
+            if (route_stream_pending (call->conn->p2p_stream))
+                events |= ZMQ_POLLOUT;
+            item_socks [n_items] = NULL;
+            items [n_items] = (zmq_pollitem_t) { NULL, call->conn->p2p_fd, events, 0 };
+            stream_item = (int) n_items++;
+        }
         //  And each direct connection that still owes one (one leg each).
         for (size_t k = 0; k < call->n_legs; k++) {
             s_leg_t *leg = &call->legs [k];
@@ -948,6 +1087,11 @@ s_call_run (s_call_t *call)
             continue;
         now = envelope_now_ms ();
         for (size_t j = 0; j < n_items; j++) {
+            if ((int) j == stream_item) {
+                if (items [j].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                    s_stream_recv (call, now);
+                continue;                   //  POLLOUT: flushed on the next turn
+            }
             if (!item_socks [j] && items [j].revents) {
                 s_direct_recv (call, items [j].fd, now);
                 continue;

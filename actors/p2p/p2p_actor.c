@@ -171,7 +171,22 @@ typedef struct {
 } s_in_t;
 
 typedef enum { S_I_LOCAL, S_I_TCP, S_I_TCP_MONITOR, S_I_ZAP, S_I_SUB, S_I_RAFT, S_I_SHARD,
-               S_I_LINK, S_I_MONITOR, S_I_DIRECT } s_item_kind_t;
+               S_I_LINK, S_I_MONITOR, S_I_DIRECT, S_I_ACCEPT, S_I_STREAM } s_item_kind_t;
+
+//  A local actor's connection to the stream socket (route.h): what it
+//  sends is handled as if it came on the ROUTER from a routing id of
+//  S_STREAM_ID_SIZE bytes, S_STREAM_MARK then the id, and what is sent to
+//  that routing id is queued on the connection (written once per turn).
+#define S_STREAM_MARK    0xff
+#define S_STREAM_ID_SIZE 9
+//  Local stream connections at most (one per gateway connection thread).
+#define S_STREAM_MAX     1024
+
+typedef struct {
+    uint64_t id;                    //  its routing id's number
+    int fd;                         //  the unix stream socket, -1 once closed
+    route_stream_t *stream;         //  its buffers
+} s_lconn_t;
 
 typedef struct {
     uint64_t peer_id;               //  this peer
@@ -200,6 +215,12 @@ typedef struct {
     size_t n_touched;               //  entries in touched
     size_t cap_touched;             //  its allocated size
     bool links_touched;             //  every link and its monitor too
+    int stream_fd;                  //  listening stream socket, -1 if none
+    char stream_path [PATHS_MAX];   //  its file
+    s_lconn_t **lconns;             //  local stream connections
+    size_t n_lconns;                //  entries used
+    size_t cap_lconns;              //  entries allocated
+    uint64_t next_lconn;            //  last connection id given
 } s_actor_t;
 
 //  --------------------------------------------------------------------------
@@ -321,10 +342,43 @@ s_touch (s_actor_t *self, zsock_t *sock)
     self->touched [self->n_touched++] = sock;
 }
 
-//  p2p_peers_sendmsg, remembering that sock was used.
+//  The local stream connection a routing id names, or NULL (a ROUTER
+//  routing id, or a connection since closed).
+static s_lconn_t *
+s_lconn_of (s_actor_t *self, zframe_t *routing)
+{
+    if (!routing || zframe_size (routing) != S_STREAM_ID_SIZE
+        || zframe_data (routing) [0] != S_STREAM_MARK)
+        return NULL;
+    uint64_t id;
+    memcpy (&id, zframe_data (routing) + 1, sizeof id);
+    for (size_t i = 0; i < self->n_lconns; i++)
+        if (self->lconns [i]->id == id)
+            return self->lconns [i]->fd >= 0 ? self->lconns [i] : NULL;
+    return NULL;
+}
+
+//  p2p_peers_sendmsg, remembering that sock was used; msg is kept. On the
+//  local ROUTER, a message for a stream connection's routing id is queued
+//  on that connection instead (without the routing id).
 static int
 s_sendmsg (s_actor_t *self, zsock_t *sock, zmsg_t *msg)
 {
+    if (sock == self->local) {
+        zframe_t *routing = zmsg_first (msg);
+        if (routing && zframe_size (routing) == S_STREAM_ID_SIZE
+            && zframe_data (routing) [0] == S_STREAM_MARK) {
+            s_lconn_t *lconn = s_lconn_of (self, routing);
+            if (!lconn) {
+                log_debug ("p2p: dropped a reply for a local connection since closed");
+                return 0;
+            }
+            routing = zmsg_pop (msg);
+            int rc = route_stream_queue (lconn->stream, msg);
+            zmsg_prepend (msg, &routing);
+            return rc ? -SH_EUNAVAIL : 0;
+        }
+    }
     s_touch (self, sock);
     return p2p_peers_sendmsg (sock, msg);
 }
@@ -1442,6 +1496,92 @@ s_housekeeping (s_actor_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  Local stream connections (route.h)
+
+static void
+s_lconn_close (s_lconn_t *lconn, const char *why)
+{
+    if (lconn->fd < 0)
+        return;
+    log_debug ("p2p: local stream connection %" PRIu64 " closed: %s", lconn->id, why);
+    close (lconn->fd);
+    lconn->fd = -1;
+}
+
+static void
+s_on_accept (s_actor_t *self)
+{
+    while (true) {
+        int fd = accept4 (self->stream_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return;                 //  EAGAIN, or out of fds: the next turn
+        }
+        if (self->n_lconns >= S_STREAM_MAX) {
+            S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: refused a local stream connection:"
+                            " %d open already", S_STREAM_MAX);
+            close (fd);
+            continue;
+        }
+        if (self->n_lconns == self->cap_lconns) {
+            self->cap_lconns = self->cap_lconns ? self->cap_lconns * 2 : 16;
+            self->lconns = (s_lconn_t **) realloc (self->lconns,
+                                                   self->cap_lconns * sizeof *self->lconns);
+            assert (self->lconns);
+        }
+        s_lconn_t *lconn = (s_lconn_t *) zmalloc (sizeof (s_lconn_t));
+        lconn->id = ++self->next_lconn;
+        lconn->fd = fd;
+        lconn->stream = route_stream_new ();
+        self->lconns [self->n_lconns++] = lconn;
+    }
+}
+
+//  What a local stream connection sent: each message handled as if it had
+//  come on the ROUTER (s_on_local), from the connection's routing id.
+static void
+s_on_stream (s_actor_t *self, s_lconn_t *lconn)
+{
+    if (lconn->fd < 0)
+        return;
+    int rc = route_stream_read (lconn->stream, lconn->fd);
+    zmsg_t *msg;
+    while (lconn->fd >= 0 && (msg = route_stream_next (lconn->stream))) {
+        uint8_t id [S_STREAM_ID_SIZE];
+        id [0] = S_STREAM_MARK;
+        memcpy (id + 1, &lconn->id, sizeof lconn->id);
+        zmsg_pushmem (msg, id, sizeof id);
+        s_on_local (self, msg);
+    }
+    if (rc == -SH_EPROTO)
+        S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: malformed message on a local stream"
+                        " connection: closed");
+    if (rc)
+        s_lconn_close (lconn, sh_strerror (rc));
+}
+
+//  Writes what the turn queued on the stream connections; forgets those
+//  closed.
+static void
+s_streams_flush (s_actor_t *self)
+{
+    for (size_t i = 0; i < self->n_lconns; ) {
+        s_lconn_t *lconn = self->lconns [i];
+        if (lconn->fd >= 0 && route_stream_pending (lconn->stream)
+            && route_stream_flush (lconn->stream, lconn->fd))
+            s_lconn_close (lconn, "the local actor is gone");
+        if (lconn->fd < 0) {
+            route_stream_destroy (&lconn->stream);
+            free (lconn);
+            self->lconns [i] = self->lconns [--self->n_lconns];
+        }
+        else
+            i++;
+    }
+}
+
+//  --------------------------------------------------------------------------
 //  Setup and loop
 
 static void
@@ -1464,6 +1604,16 @@ s_destroy (s_actor_t **self_p)
     zsock_destroy (&self->local);
     zsock_destroy (&self->zap);
     free (self->touched);
+    for (size_t i = 0; i < self->n_lconns; i++) {
+        s_lconn_close (self->lconns [i], "stopping");
+        route_stream_destroy (&self->lconns [i]->stream);
+        free (self->lconns [i]);
+    }
+    free (self->lconns);
+    if (self->stream_fd >= 0) {
+        close (self->stream_fd);
+        unlink (self->stream_path);
+    }
     free (self);
     *self_p = NULL;
 }
@@ -1504,6 +1654,27 @@ s_setup (s_actor_t *self, const config_t *config)
         log_error ("p2p: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         return -SH_EIO;
     }
+
+    //  The stream socket beside the ROUTER; without it the gateway uses the
+    //  ROUTER alone.
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int len = snprintf (self->stream_path, sizeof self->stream_path, "%s/%s", ipc_dir,
+                        ROUTE_STREAM_NAME);
+    if (len > 0 && (size_t) len < sizeof addr.sun_path) {
+        strcpy (addr.sun_path, self->stream_path);
+        int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        //  A file left by a previous life of this actor is in the way.
+        unlink (self->stream_path);
+        if (fd >= 0 && (bind (fd, (struct sockaddr *) &addr, sizeof addr)
+                        || listen (fd, 128))) {
+            close (fd);
+            fd = -1;
+        }
+        self->stream_fd = fd;
+    }
+    if (self->stream_fd < 0)
+        log_warn ("p2p: no local stream socket at %s (%s): local actors use %s alone",
+                  self->stream_path, strerror (errno), endpoint);
 
     self->tcp = zsock_new (ZMQ_ROUTER);
     assert (self->tcp);
@@ -1588,6 +1759,7 @@ s_new (const config_t *config, uint64_t peer_id)
     self->shards = zhashx_new ();
     zhashx_set_destructor (self->shards, s_shard_destroy);
     self->placed = zhashx_new ();
+    self->stream_fd = -1;
     //  Tokens and local ids start at random points, so a restarted actor
     //  does not take a reply meant for its previous life as its own.
     randombytes_buf (&self->next_token, sizeof self->next_token);
@@ -1651,7 +1823,8 @@ s_run (s_actor_t *self)
             assert (links);
             n_links = p2p_peers_links (self->peers, links, cap_links);
         }
-        size_t need = 6 + (1 + S_DIRECT_MAX) * zhashx_size (self->shards) + 2 * n_links;
+        size_t need = 7 + (1 + S_DIRECT_MAX) * zhashx_size (self->shards) + 2 * n_links
+                    + self->n_lconns;
         if (need > cap) {
             cap = need * 2;
             items = (zmq_pollitem_t *) realloc (items, cap * sizeof *items);
@@ -1698,6 +1871,24 @@ s_run (s_actor_t *self)
                 tags [n] = d;
                 n++;
             }
+        if (self->stream_fd >= 0) {
+            items [n] = (zmq_pollitem_t) { NULL, self->stream_fd, ZMQ_POLLIN, 0 };
+            socks [n] = NULL;
+            kinds [n] = S_I_ACCEPT;
+            tags [n] = NULL;
+            n++;
+        }
+        for (size_t i = 0; i < self->n_lconns; i++) {
+            s_lconn_t *lconn = self->lconns [i];
+            short events = ZMQ_POLLIN;
+            if (route_stream_pending (lconn->stream))
+                events |= ZMQ_POLLOUT;
+            items [n] = (zmq_pollitem_t) { NULL, lconn->fd, events, 0 };
+            socks [n] = NULL;
+            kinds [n] = S_I_STREAM;
+            tags [n] = lconn;
+            n++;
+        }
         //  A socket new since the last turn is asked at once.
         if (n_zmq != last_n)
             check_all = true;
@@ -1733,6 +1924,17 @@ s_run (s_actor_t *self)
             if (kinds [i] == S_I_DIRECT) {
                 if (items [i].revents)
                     s_on_direct (self, (s_direct_t *) tags [i], items [i].revents);
+                continue;
+            }
+            if (kinds [i] == S_I_ACCEPT) {
+                if (items [i].revents)
+                    s_on_accept (self);
+                continue;
+            }
+            if (kinds [i] == S_I_STREAM) {
+                //  Writes wait for the flush below.
+                if (items [i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                    s_on_stream (self, (s_lconn_t *) tags [i]);
                 continue;
             }
             bool look = all || (items [i].revents & ZMQ_POLLIN)
@@ -1775,6 +1977,7 @@ s_run (s_actor_t *self)
             //  Now and then every socket is asked, whatever its fd said.
             check_all = true;
         }
+        s_streams_flush (self);
     }
     free (items);
     free (socks);
