@@ -31,6 +31,13 @@
     that breaks before the request is written falls back to the DEALER; one
     that closes while a read waits on it is an "unavailable" answer.
 
+    Requests for replicas on other peers go to the p2p actor on its stream
+    socket when it has one (route.h): one unix stream connection per
+    gw_conn_t, on which a call's requests are written together and replies
+    come back in any order, matched by request id; the DEALER to the p2p
+    actor carries them while that connection cannot be made, and carries
+    again the requests of one that breaks (the p2p actor restarted).
+
     Calls are numbered per connection (the request id of every envelope is
     re-stamped here), so a reply that arrives after its call gave up is
     recognised by its id and dropped. A socket whose call timed out is also
@@ -600,10 +607,11 @@ s_direct_send (s_call_t *call, s_leg_t *leg)
 
 //  Sends slot's request to peer's replica; the leg is pending, and holds its
 //  answer already (-SH_EUNAVAIL, no socket) when it could not be sent.
+static void s_leg_put (s_call_t *call, s_leg_t *leg, bool stream);
+
 static void
 s_leg_send (s_call_t *call, size_t index, uint64_t peer)
 {
-    s_slot_t *slot = &call->slots [index];
     gw_conn_t *conn = call->conn;
     if (call->n_legs == call->cap_legs) {
         call->cap_legs = call->cap_legs ? call->cap_legs * 2 : 16;
@@ -615,6 +623,18 @@ s_leg_send (s_call_t *call, size_t index, uint64_t peer)
                        .state = S_LEG_PENDING, .id = conn->next_id++, .fd = -1 };
     if (!leg->remote && s_direct_send (call, leg))
         return;
+    s_leg_put (call, leg, true);
+}
+
+//  Sends leg's request on its DEALER (a local shard's, or the p2p actor's),
+//  or for a remote leg when stream is true on the p2p actor's stream if it
+//  is open. A request that cannot be sent leaves its answer in the leg.
+static void
+s_leg_put (s_call_t *call, s_leg_t *leg, bool stream)
+{
+    s_slot_t *slot = &call->slots [leg->slot];
+    gw_conn_t *conn = call->conn;
+    uint64_t peer = leg->peer;
     leg->sock = leg->remote ? s_p2p_sock (conn) : s_shard_sock (conn, call->uid, slot->shard);
     int rc = -SH_EUNAVAIL;
     if (leg->sock) {
@@ -633,7 +653,8 @@ s_leg_send (s_call_t *call, size_t index, uint64_t peer)
             zmsg_prepend (msg, &frame);
             //  On the p2p actor's stream when it is open: written with
             //  the call's other requests before it waits (s_call_run).
-            if (s_p2p_stream (conn) && route_stream_queue (conn->p2p_stream, msg) == 0) {
+            if (stream && s_p2p_stream (conn)
+                && route_stream_queue (conn->p2p_stream, msg) == 0) {
                 zmsg_destroy (&msg);
                 leg->stream = true;
                 leg->sock = NULL;
@@ -898,13 +919,17 @@ s_direct_recv (s_call_t *call, int fd, uint64_t now)
     s_leg_answered (call, leg, got, now);
 }
 
-//  The stream to the p2p actor broke: closed, and every leg waiting on it
-//  answered "unavailable" (the p2p actor restarted, or died, while asked).
+//  The stream to the p2p actor broke (the p2p actor restarted, or died):
+//  closed, and every leg waiting on it sent again on the DEALER, which
+//  reaches the p2p actor once it is back, within the call's deadline. A
+//  request that the old actor had forwarded already is harmless twice: a
+//  read, or an idempotent point write (see the file comment).
 static void
 s_stream_lost (s_call_t *call, int rc)
 {
     gw_conn_t *conn = call->conn;
-    log_debug ("gateway: stream connection to the p2p actor lost: %s", sh_strerror (rc));
+    log_debug ("gateway: stream connection to the p2p actor lost (%s): its requests go"
+               " again on the DEALER", rc == -SH_EPROTO ? "malformed" : "closed");
     close (conn->p2p_fd);
     conn->p2p_fd = -1;
     route_stream_destroy (&conn->p2p_stream);
@@ -913,8 +938,7 @@ s_stream_lost (s_call_t *call, int rc)
         if (!leg->stream || leg->state != S_LEG_PENDING || leg->reply)
             continue;
         leg->stream = false;
-        leg->reply = envelope_new_reply (call->slots [leg->slot].request, -SH_EUNAVAIL);
-        envelope_set_error (leg->reply, -SH_EUNAVAIL, "the p2p actor closed its connection");
+        s_leg_put (call, leg, false);
     }
 }
 
@@ -955,7 +979,7 @@ s_stream_recv (s_call_t *call, uint64_t now)
         zframe_destroy (&frame);
     }
     if (rc)
-        s_stream_lost (call, rc);           //  answered at the top of the next turn
+        s_stream_lost (call, rc);
 }
 
 //  Runs the call: every slot routed and sent, answers gathered until each
@@ -1042,7 +1066,7 @@ s_call_run (s_call_t *call)
             int rc = route_stream_flush (call->conn->p2p_stream, call->conn->p2p_fd);
             if (rc) {
                 s_stream_lost (call, rc);
-                continue;                   //  its legs are answered at the top
+                continue;                   //  its legs are on the DEALER now
             }
         }
         bool on_stream = false;

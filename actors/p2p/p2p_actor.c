@@ -7,6 +7,11 @@
       local   ROUTER at paths_p2p_endpoint: the node's own actors (DEALERs)
               send requests and one-way messages for other peers here and
               get their replies back here.
+      stream  unix stream socket <ipc dir>/ROUTE_STREAM_NAME (route.h): the
+              same messages without ZeroMQ, from the gateway's threads (a
+              connection each). Each connection stands for a routing id of
+              the local ROUTER, so both are handled alike; what is sent to
+              it is written once per loop turn, a call's replies together.
       tcp     ROUTER on tcp://<service.host>:<cluster.p2p.port>: other peers'
               p2p actors connect to it; their requests arrive and our
               replies leave on it. With the cluster key a CURVE server.
@@ -16,7 +21,14 @@
               (who to connect to) and the shards placed on this peer.
       raft    DEALER to paths_raft_endpoint: remote raft messages go there.
       shards  one DEALER per (uid, shard) to paths_shard_endpoint, made on
-              demand, closed when idle or when the shard leaves this peer.
+              demand, closed when idle or when the shard leaves this peer;
+              and up to S_DIRECT_MAX direct connections to the shard's
+              workers (paths_shard_direct), which carry the reads (search,
+              retrieve, scroll, count): the worker reads, serves and answers
+              on its connection, no ZeroMQ I/O thread and no hop through the
+              shard's main thread. A read finds a free one or goes on the
+              DEALER; a connection that closes under a read answers it
+              -SH_EUNAVAIL, one whose read was given up on is closed.
       links   one DEALER per remote peer (p2p_peers): requests we forward
               leave on it and their replies come back on it.
 
@@ -1558,7 +1570,7 @@ s_on_stream (s_actor_t *self, s_lconn_t *lconn)
         S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: malformed message on a local stream"
                         " connection: closed");
     if (rc)
-        s_lconn_close (lconn, sh_strerror (rc));
+        s_lconn_close (lconn, rc == -SH_EIO ? "the local actor closed it" : "malformed");
 }
 
 //  Writes what the turn queued on the stream connections; forgets those

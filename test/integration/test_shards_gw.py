@@ -11,7 +11,8 @@ Then the collection cluster endpoints (GET and POST
 /collections/{name}/cluster: info, Qdrant's validation, a move started and
 aborted, the moved replica's files removed by the supervisor), the refusal
 of DELETE /cluster/peer while the peer holds shards, a remote shard actor
-killed under reads (an error naming the shard, then served again), and a
+or the gateway's p2p actor killed under reads (an error naming the shard,
+then served again), and a
 clear error naming the shard and the peer when a peer is down.
 
 Waits are conditions polled with a deadline, never sleeps; nothing asserts
@@ -495,6 +496,35 @@ def test_reads_of_a_remote_shard_actor_killed_name_the_shard_or_wait_and_are_ser
     assert not harness.pid_alive(victim)
     hits = ok(a, "POST", f"/collections/{NAME}/points/search", search)
     check_hits(hits, data.truth(q), 10, "search after the shard actor's restart")
+
+
+@test
+def test_reads_through_a_peer_whose_p2p_actor_was_killed_are_served_again():
+    """The gateway sends remote requests to its p2p actor on a stream
+    connection: with that actor killed, the connection breaks and what it
+    carried goes again on the DEALER; every answer is whole or an error
+    naming a shard (never a hang), and reads are whole again once the
+    supervisor has restarted the actor."""
+    c, data = cluster()
+    a = c.nodes[0]
+    ok(a, "POST", f"/collections/{NAME}/points/count", {"exact": True})
+    victim = next(pid for pid in harness._pids_in(a.dir) if harness.actor_role(pid) == "p2p")
+    os.kill(victim, 9)
+
+    def whole():
+        status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=5",
+                                  {"exact": True}, timeout=60)
+        if status != 200:
+            assert status in (408, 500, 503), (status, reply)
+            assert "shard" in reply["status"]["error"], reply
+            return None
+        return reply["result"]["count"] == len(data.ids) or None
+    wait_for(whole, what="counts whole again after the p2p actor's restart")
+    assert not harness.pid_alive(victim)
+    q = vec(random.Random("p2p-killed"), DIM_A)
+    hits = ok(a, "POST", f"/collections/{NAME}/points/search",
+              {"vector": {"name": "a", "vector": q}, "limit": 10, "params": {"exact": True}})
+    check_hits(hits, data.truth(q), 10, "search after the p2p actor's restart")
 
 
 @test

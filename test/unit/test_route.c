@@ -1,13 +1,18 @@
 /*  test_route: the frame in front of every envelope between peers
     (proto/route.c): round trips of every field, the exact wire layout, every
     malformed frame a peer could send, the structural check of the envelope
-    behind it, and peer uris turned into zmq tcp endpoints.
+    behind it, peer uris turned into zmq tcp endpoints, and [route][envelope]
+    messages over a stream socket (framing, bounds).
 */
 #include "common/err.h"
 #include "proto/envelope.h"
+#include "proto/le.h"
+#include "proto/msg.h"
 #include "proto/route.h"
 #include "test/unit/check_main.h"
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static route_t
 s_route (void)
@@ -452,6 +457,153 @@ START_TEST (test_endpoint_that_does_not_fit_the_buffer_is_refused)
 }
 END_TEST
 
+//  --- [route][envelope] messages over a stream ------------------------------
+
+//  A routed request with a blob of n floats.
+static zmsg_t *
+s_routed (uint64_t request_id, size_t floats)
+{
+    envelope_t *env = envelope_new (MSG_SHARD_COUNT, request_id, 0);
+    json_object_set_new (envelope_json (env), "exact", json_true ());
+    if (floats) {
+        float *data = (float *) calloc (floats, sizeof (float));
+        for (size_t i = 0; i < floats; i++)
+            data [i] = (float) i;
+        envelope_add_floats (env, data, floats);
+        free (data);
+    }
+    zmsg_t *msg = envelope_encode (env);
+    envelope_destroy (&env);
+    route_t r = s_route ();
+    zframe_t *frame = route_encode (&r);
+    zmsg_prepend (msg, &frame);
+    return msg;
+}
+
+static bool
+s_same (zmsg_t *a, zmsg_t *b)
+{
+    if (zmsg_size (a) != zmsg_size (b))
+        return false;
+    for (zframe_t *x = zmsg_first (a), *y = zmsg_first (b); x;
+         x = zmsg_next (a), y = zmsg_next (b))
+        if (!zframe_eq (x, y))
+            return false;
+    return true;
+}
+
+static void
+s_pair (int sv [2])
+{
+    ck_assert_int_eq (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+}
+
+START_TEST (test_stream_messages_round_trip_in_order_whatever_the_read_sizes)
+{
+    int sv [2];
+    s_pair (sv);
+    route_stream_t *out = route_stream_new ();
+    route_stream_t *in = route_stream_new ();
+    zmsg_t *sent [3] = { s_routed (1, 0), s_routed (2, 100000), s_routed (3, 7) };
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq (route_stream_queue (out, sent [i]), 0);
+    ck_assert (route_stream_pending (out) > 400000);
+    int got = 0;
+    while (got < 3) {
+        ck_assert_int_eq (route_stream_flush (out, sv [0]), 0);
+        ck_assert_int_eq (route_stream_read (in, sv [1]), 0);
+        zmsg_t *msg;
+        while ((msg = route_stream_next (in))) {
+            ck_assert (got < 3);
+            ck_assert (s_same (msg, sent [got]));
+            route_env_t head;
+            zframe_t *route = zmsg_pop (msg);
+            ck_assert_int_eq (route_peek_envelope (msg, &head), 0);
+            ck_assert_uint_eq (head.request_id, (uint64_t) got + 1);
+            zframe_destroy (&route);
+            zmsg_destroy (&msg);
+            got++;
+        }
+    }
+    ck_assert_uint_eq (route_stream_pending (out), 0);
+    ck_assert_ptr_null (route_stream_next (in));
+    //  The writer gone: the reader says so.
+    close (sv [0]);
+    ck_assert_int_eq (route_stream_read (in, sv [1]), -SH_EIO);
+    for (int i = 0; i < 3; i++)
+        zmsg_destroy (&sent [i]);
+    route_stream_destroy (&out);
+    route_stream_destroy (&in);
+    ck_assert_ptr_null (in);
+    close (sv [1]);
+}
+END_TEST
+
+//  Writes raw bytes and reads them as a stream: the read's result.
+static int
+s_read_raw (const uint8_t *bytes, size_t size)
+{
+    int sv [2];
+    s_pair (sv);
+    ck_assert_int_eq (write (sv [0], bytes, size), (ssize_t) size);
+    route_stream_t *in = route_stream_new ();
+    int rc = route_stream_read (in, sv [1]);
+    ck_assert_ptr_null (route_stream_next (in));
+    route_stream_destroy (&in);
+    close (sv [0]);
+    close (sv [1]);
+    return rc;
+}
+
+START_TEST (test_stream_counts_and_lengths_out_of_bounds_are_refused_before_allocating)
+{
+    uint8_t b [4 * 8];
+    memset (b, 0, sizeof b);
+    //  Too few and too many frames.
+    le_put_u32 (b, 2);
+    ck_assert_int_eq (s_read_raw (b, 4), -SH_EPROTO);
+    le_put_u32 (b, ROUTE_STREAM_FRAMES + 1);
+    ck_assert_int_eq (s_read_raw (b, 4), -SH_EPROTO);
+    //  A route frame shorter than its header, longer than header and uri.
+    le_put_u32 (b, 3);
+    le_put_u32 (b + 4, ROUTE_HEADER_SIZE - 1);
+    le_put_u32 (b + 8, ENVELOPE_HEADER_SIZE);
+    le_put_u32 (b + 12, 2);
+    ck_assert_int_eq (s_read_raw (b, 16), -SH_EPROTO);
+    le_put_u32 (b + 4, ROUTE_HEADER_SIZE + ROUTE_MAX_URI + 1);
+    ck_assert_int_eq (s_read_raw (b, 16), -SH_EPROTO);
+    //  An envelope header of the wrong size, a huge JSON frame, an odd blob.
+    le_put_u32 (b + 4, ROUTE_HEADER_SIZE);
+    le_put_u32 (b + 8, ENVELOPE_HEADER_SIZE + 1);
+    ck_assert_int_eq (s_read_raw (b, 16), -SH_EPROTO);
+    le_put_u32 (b + 8, ENVELOPE_HEADER_SIZE);
+    le_put_u32 (b + 12, ENVELOPE_MAX_JSON + 1);
+    ck_assert_int_eq (s_read_raw (b, 16), -SH_EPROTO);
+    le_put_u32 (b, 4);
+    le_put_u32 (b + 12, 2);
+    le_put_u32 (b + 16, 6);
+    ck_assert_int_eq (s_read_raw (b, 20), -SH_EPROTO);
+    //  A blob that claims a gigabyte is fine until its bytes come: no
+    //  message yet, and nothing allocated for it.
+    le_put_u32 (b + 16, ENVELOPE_MAX_BLOB);
+    ck_assert_int_eq (s_read_raw (b, 20), 0);
+}
+END_TEST
+
+START_TEST (test_stream_queue_refuses_empty_and_oversized_messages)
+{
+    route_stream_t *out = route_stream_new ();
+    zmsg_t *msg = zmsg_new ();
+    ck_assert_int_eq (route_stream_queue (out, msg), -SH_EINVAL);
+    for (int i = 0; i <= ROUTE_STREAM_FRAMES; i++)
+        zmsg_addmem (msg, "abcd", 4);
+    ck_assert_int_eq (route_stream_queue (out, msg), -SH_EINVAL);
+    ck_assert_uint_eq (route_stream_pending (out), 0);
+    zmsg_destroy (&msg);
+    route_stream_destroy (&out);
+}
+END_TEST
+
 static Suite *
 route_suite (void)
 {
@@ -484,6 +636,12 @@ route_suite (void)
     tcase_add_test (tc, test_ipv6_uris_keep_their_brackets);
     tcase_add_test (tc, test_bad_uris_are_refused);
     tcase_add_test (tc, test_endpoint_that_does_not_fit_the_buffer_is_refused);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("stream");
+    tcase_add_test (tc, test_stream_messages_round_trip_in_order_whatever_the_read_sizes);
+    tcase_add_test (tc, test_stream_counts_and_lengths_out_of_bounds_are_refused_before_allocating);
+    tcase_add_test (tc, test_stream_queue_refuses_empty_and_oversized_messages);
     suite_add_tcase (s, tc);
     return s;
 }
