@@ -191,8 +191,9 @@ typedef enum { S_I_LOCAL, S_I_TCP, S_I_TCP_MONITOR, S_I_ZAP, S_I_SUB, S_I_RAFT, 
 //  that routing id is queued on the connection (written once per turn).
 #define S_STREAM_MARK    0xff
 #define S_STREAM_ID_SIZE 9
-//  Local stream connections at most (one per gateway connection thread).
-#define S_STREAM_MAX     1024
+//  Local stream connections at most (one per gateway connection thread);
+//  the gateway's DEALERs carry what more connections would.
+#define S_STREAM_MAX     256
 
 typedef struct {
     uint64_t id;                    //  its routing id's number
@@ -233,6 +234,7 @@ typedef struct {
     size_t n_lconns;                //  entries used
     size_t cap_lconns;              //  entries allocated
     uint64_t next_lconn;            //  last connection id given
+    int64_t accept_after;           //  zclock_mono: no accept before (out of fds)
 } s_actor_t;
 
 //  --------------------------------------------------------------------------
@@ -1528,7 +1530,14 @@ s_on_accept (s_actor_t *self)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            return;                 //  EAGAIN, or out of fds: the next turn
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                //  Out of fds: the pending connection would wake every
+                //  turn; it waits for the next sweep instead.
+                S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: cannot accept a local stream"
+                                " connection: %s", strerror (errno));
+                self->accept_after = zclock_mono () + S_SWEEP_MS;
+            }
+            return;
         }
         if (self->n_lconns >= S_STREAM_MAX) {
             S_WARN_LIMITED (self, S_LIM_LOCAL, "p2p: refused a local stream connection:"
@@ -1883,7 +1892,7 @@ s_run (s_actor_t *self)
                 tags [n] = d;
                 n++;
             }
-        if (self->stream_fd >= 0) {
+        if (self->stream_fd >= 0 && zclock_mono () >= self->accept_after) {
             items [n] = (zmq_pollitem_t) { NULL, self->stream_fd, ZMQ_POLLIN, 0 };
             socks [n] = NULL;
             kinds [n] = S_I_ACCEPT;

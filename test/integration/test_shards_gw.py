@@ -11,8 +11,8 @@ Then the collection cluster endpoints (GET and POST
 /collections/{name}/cluster: info, Qdrant's validation, a move started and
 aborted, the moved replica's files removed by the supervisor), the refusal
 of DELETE /cluster/peer while the peer holds shards, a remote shard actor
-or the gateway's p2p actor killed under reads (an error naming the shard,
-then served again), and a
+or the gateway's p2p actor killed or a shard actor hung under reads (an
+error naming the shard, then served again), and a
 clear error naming the shard and the peer when a peer is down.
 
 Waits are conditions polled with a deadline, never sleeps; nothing asserts
@@ -20,6 +20,7 @@ how long anything took."""
 import math
 import os
 import random
+import signal
 import struct
 import sys
 import uuid
@@ -496,6 +497,39 @@ def test_reads_of_a_remote_shard_actor_killed_name_the_shard_or_wait_and_are_ser
     assert not harness.pid_alive(victim)
     hits = ok(a, "POST", f"/collections/{NAME}/points/search", search)
     check_hits(hits, data.truth(q), 10, "search after the shard actor's restart")
+
+
+@test
+def test_a_remote_shard_actor_that_hangs_is_a_timeout_naming_it_then_served_again():
+    """A remote shard actor stopped (SIGSTOP) with a read on its direct
+    connection: the read ends at its deadline with an error naming the
+    shard (a second one too, while the first still holds a connection),
+    and once the actor is killed and restarted every read is whole again."""
+    c, data = cluster()
+    a, _, d = c.nodes
+    victim = next(pid for pid in harness._pids_in(d.dir)
+                  if (harness.actor_role(pid) or "").startswith("shard:"))
+    sid = int(harness.actor_role(victim).split("/")[1])
+    ok(a, "POST", f"/collections/{NAME}/points/count", {"exact": True})
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=1",
+                                      {"exact": True}, timeout=60)
+            assert status in (408, 500, 503), (status, reply)
+            assert f"shard {sid} " in reply["status"]["error"], reply
+    finally:
+        os.kill(victim, signal.SIGKILL)
+
+    def whole():
+        status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=5",
+                                  {"exact": True}, timeout=60)
+        if status != 200:
+            assert status in (408, 500, 503), (status, reply)
+            assert f"shard {sid} " in reply["status"]["error"], reply
+            return None
+        return reply["result"]["count"] == len(data.ids) or None
+    wait_for(whole, what="counts whole again after the shard actor's restart")
 
 
 @test
