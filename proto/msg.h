@@ -195,7 +195,8 @@ typedef enum {
     //                  "payload_points": {field: points with a value, for
     //                  every field in the collection's payload_schema},
     //                  "transfer"?: {"to": peer, "transferred": n, "total": n}
-    //                  while this replica is the source of a running transfer}
+    //                  while this replica is the source of a running transfer,
+    //                  "transfer_records": true (it takes "records" batches)}
     //
     //  Shards across peers (cluster mode): a request for a replica on another
     //  peer goes through the p2p actors as [route kind request, dst peer,
@@ -208,7 +209,18 @@ typedef enum {
     //  ordinary write envelopes each with "transfer": {"seq": n (1, 2, ...),
     //  "from": source peer} added to its JSON:
     //    - record batches: SHARD_UPSERT of the next points in id order (whole
-    //      points: vectors and payload), read between the source's own writes;
+    //      points: vectors and payload), read between the source's own writes.
+    //      To a target whose SHARD_INFO says "transfer_records": true, a
+    //      batch is {"records": {"ids": [id...], "payloads": [obj|null...]
+    //      (one per id), "dense": [{"name": s, "dim": n, "missing": [i...]}]
+    //      (every dense vector of the collection; "missing": the indexes,
+    //      ascending, of the records without it), "blob"?: b, "sparse"?:
+    //      {name: [{"indices", "values"}|null...] (one per id)}}}, blob b
+    //      holding the dense rows record by record, each record's in the
+    //      order of "dense" (no vecref objects: one float frame, exactly as
+    //      long as the rows, read in place); a record replaces its whole
+    //      point. An older target gets {"points": [...]} as in an upsert.
+    //      "records" is refused without "transfer";
     //    - every write the source applies while the transfer runs, forwarded
     //      after it applied it locally (so the target sees the same order).
     //  The target applies them strictly in seq order (a gap or repeat is

@@ -93,6 +93,7 @@ typedef struct {
     zsock_t *raft;              //  source: DEALER to the raft actor (proposals)
     uint64_t probe_id;          //  source: probes sent
     uint64_t propose_id;        //  source: proposals sent
+    bool records;               //  source: the target takes "records" batches
     zlist_t *turn;              //  source: s_xitem_t of the writes applied this turn
     transfer_in_t in;           //  target: the order of the stream applied here
     bool lenient;               //  target: the write being applied came with "transfer"
@@ -135,6 +136,7 @@ typedef struct {
 //  Shard transfers (defined below, "Shard transfers").
 static void s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll);
 static void s_xfer_info (s_shard_t *self, json_t *json);
+static int s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply);
 static size_t s_xfer_keep_held (s_shard_t *self, pointid_t *ids, size_t n);
 static bool s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply);
 static bool s_xfer_after (s_shard_t *self, bool write, envelope_t **req_p, envelope_t *reply);
@@ -1567,6 +1569,8 @@ s_next_seq (s_shard_t *self, envelope_t *reply)
 static int
 s_on_upsert (s_shard_t *self, envelope_t *req, envelope_t *reply)
 {
+    if (json_object_get (envelope_json (req), "records"))
+        return s_xfer_apply_records (self, req, reply);
     s_batch_t batch;
     int rc = s_parse_points (self, req, reply, true, &batch);
     if (rc) {
@@ -2434,6 +2438,109 @@ s_xfer_tag (s_shard_t *self, uint64_t seq)
     return json_pack ("{sIsI}", "seq", (json_int_t) seq, "from", (json_int_t) self->peer_id);
 }
 
+//  Encodes a batch envelope (destroyed) and pushes it: 0, or -1 if the run
+//  did not take it.
+static int
+s_xfer_push_batch (s_shard_t *self, envelope_t *env, uint64_t seq, size_t used,
+                   size_t n_points)
+{
+    s_xitem_t *item = (s_xitem_t *) calloc (1, sizeof *item);
+    assert (item);
+    item->msg = s_xfer_routed (self, env);
+    envelope_destroy (&env);
+    size_t size = zmsg_content_size (item->msg);
+    if (transfer_push_batch (self->xfer.run, used, n_points, size, item) == 0)
+        return -1;
+    log_debug ("transfer to peer %" PRIu64 ": batch seq=%" PRIu64 " of %zu points "
+               "(%zu bytes)", self->xfer.run_to, seq, n_points, size);
+    return 0;
+}
+
+//  The next batch as "records" (proto/msg.h): ids, payloads and sparse
+//  vectors in lists, every dense row in one blob, point by point. Builds
+//  env's JSON; *used ids of the cursor read, *n_points of them still there.
+static void
+s_xfer_records (s_shard_t *self, envelope_t *env, const pointid_t *ids, size_t left,
+                const transfer_params_t *params, size_t *used_p, size_t *n_points_p)
+{
+    json_t *jids = json_array ();
+    json_t *payloads = json_array ();
+    json_t *sparse = NULL;
+    //  Per spec: the points of the batch without that vector (dense), or
+    //  its list of vectors (sparse).
+    json_t **per_spec = (json_t **) calloc (self->n_specs + 1, sizeof *per_spec);
+    assert (per_spec);
+    for (size_t k = 0; k < self->n_specs; k++)
+        per_spec [k] = json_array ();
+    int blob = -1;
+    size_t used = 0, n_points = 0, bytes = 0;
+    //  Ids deleted since the snapshot cost little, but a turn stays short.
+    size_t max_used = params->batch_points * 8;
+    while (used < left && used < max_used && n_points < params->batch_points
+           && bytes < params->batch_bytes) {
+        const pointid_t *id = &ids [used++];
+        segment_point_t point;
+        if (segment_get (self->segment, id, &point))
+            continue;               //  deleted since; its delete was forwarded
+        for (size_t k = 0; k < self->n_specs; k++) {
+            segment_vec_t v;
+            bool has = segment_get_vector (self->segment, id, self->specs [k].name, &v) == 0;
+            if (self->specs [k].sparse) {
+                json_t *entry = json_null ();
+                if (has) {
+                    json_t *indices = json_array ();
+                    json_t *values = json_array ();
+                    for (uint32_t j = 0; j < v.nnz; j++) {
+                        json_array_append_new (indices, json_integer (v.indices [j]));
+                        json_array_append_new (values, s_real (v.values [j]));
+                    }
+                    entry = json_pack ("{soso}", "indices", indices, "values", values);
+                    bytes += 24 * (size_t) v.nnz;
+                }
+                json_array_append_new (per_spec [k], entry);
+            }
+            else
+            if (has) {
+                if (blob < 0)
+                    blob = envelope_new_blob (env);
+                assert (blob >= 0);     //  the one blob of this envelope
+                envelope_append_floats (env, blob, v.dense, v.dim);
+                bytes += 4 * (size_t) v.dim;
+            }
+            else
+                json_array_append_new (per_spec [k], json_integer ((json_int_t) n_points));
+        }
+        //  The payload is shared, not copied: the envelope is encoded before
+        //  any write can touch the point (and writes copy on write).
+        json_array_append_new (payloads, point.payload ? json_incref ((json_t *) point.payload)
+                                                       : json_null ());
+        bytes += (point.payload ? s_xfer_json_size (point.payload) : 0) + 24;
+        json_array_append_new (jids, pointid_to_json (id));
+        n_points++;
+    }
+    json_t *dense = json_array ();
+    for (size_t k = 0; k < self->n_specs; k++) {
+        if (self->specs [k].sparse) {
+            if (!sparse)
+                sparse = json_object ();
+            json_object_set_new (sparse, self->specs [k].name, per_spec [k]);
+        }
+        else
+            json_array_append_new (dense, json_pack ("{sssIso}", "name", self->specs [k].name,
+                                                     "dim", (json_int_t) self->specs [k].dim,
+                                                     "missing", per_spec [k]));
+    }
+    free (per_spec);
+    json_t *records = json_pack ("{sososo}", "ids", jids, "payloads", payloads, "dense", dense);
+    if (blob >= 0)
+        json_object_set_new (records, "blob", json_integer (blob));
+    if (sparse)
+        json_object_set_new (records, "sparse", sparse);
+    json_object_set_new (envelope_json (env), "records", records);
+    *used_p = used;
+    *n_points_p = n_points;
+}
+
 //  Reads the next batch (whole points in id order) and pushes it. 0, or -1
 //  if nothing could be pushed.
 static int
@@ -2445,6 +2552,12 @@ s_xfer_batch (s_shard_t *self, uint64_t now)
     size_t left = transfer_cursor (run, &ids);
     uint64_t seq = transfer_next_seq (run);
     envelope_t *env = envelope_new (MSG_SHARD_UPSERT, seq, now + params->ack_timeout_ms);
+    if (self->xfer.records) {
+        size_t used = 0, n_points = 0;
+        s_xfer_records (self, env, ids, left, params, &used, &n_points);
+        json_object_set_new (envelope_json (env), "transfer", s_xfer_tag (self, seq));
+        return s_xfer_push_batch (self, env, seq, used, n_points);
+    }
     json_t *points = json_array ();
     int blob = -1;
     size_t used = 0, n_points = 0, bytes = 0;
@@ -2493,16 +2606,7 @@ s_xfer_batch (s_shard_t *self, uint64_t now)
     }
     json_t *json = json_pack ("{soso}", "points", points, "transfer", s_xfer_tag (self, seq));
     envelope_set_json (env, json);
-    s_xitem_t *item = (s_xitem_t *) calloc (1, sizeof *item);
-    assert (item);
-    item->msg = s_xfer_routed (self, env);
-    envelope_destroy (&env);
-    size_t size = zmsg_content_size (item->msg);
-    if (transfer_push_batch (run, used, n_points, size, item) == 0)
-        return -1;
-    log_debug ("transfer to peer %" PRIu64 ": batch seq=%" PRIu64 " of %zu points "
-               "(%zu bytes)", self->xfer.run_to, seq, n_points, size);
-    return 0;
+    return s_xfer_push_batch (self, env, seq, used, n_points);
 }
 
 //  The message that forwards a held write as seq (the request's JSON gets
@@ -2609,6 +2713,12 @@ s_xfer_recv (s_shard_t *self, uint64_t now)
             if (status)
                 log_debug ("transfer to peer %" PRIu64 ": the target is not there yet: %s",
                            x->run_to, envelope_error (env));
+            else
+            if (transfer_phase (x->run) == TRANSFER_CONNECTING)
+                //  Batches as "records" only to a target that says it takes
+                //  them (an older peer takes "points").
+                x->records = json_is_true (json_object_get (envelope_json (env),
+                                                            "transfer_records"));
             transfer_probe_reply (x->run, rid, status, now);
         }
         else {
@@ -2663,6 +2773,7 @@ s_xfer_start (s_shard_t *self, uint64_t now)
     transfer_params_t params;
     transfer_params_default (&params);
     x->run_to = x->want_to;
+    x->records = false;
     x->run = transfer_new (&params, x->run_to, now, s_xfer_release, self);
     x->logged = TRANSFER_CONNECTING;
     log_info ("transfer to peer %" PRIu64 ": starting (stream_records)", x->run_to);
@@ -2830,6 +2941,196 @@ s_xfer_flush (s_shard_t *self)
     }
 }
 
+//  One named vector of a "records" batch, as the target reads it.
+typedef struct {
+    const segment_vspec_t *spec;    //  its spec here
+    const json_t *list;             //  dense: "missing" (ascending point indexes);
+                                    //  sparse: one entry per point
+    size_t next;                    //  dense: the next entry of "missing" to meet
+} s_xrec_vec_t;
+
+static int
+s_xfer_records_error (envelope_t *reply, int rc, const char *what)
+{
+    envelope_set_error (reply, rc, "transfer records: %s", what);
+    return rc;
+}
+
+//  SHARD_UPSERT with "records" (a transfer batch, proto/msg.h): checked whole
+//  first, then applied as one write, each record replacing its whole point as
+//  an upsert does. Dense rows are read in place from the request's blob.
+static int
+s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply)
+{
+    if (!self->xfer.lenient)
+        return s_xfer_records_error (reply, -SH_EINVAL, "only in a transfer stream");
+    const json_t *records = json_object_get (envelope_json (req), "records");
+    const json_t *jids = json_object_get (records, "ids");
+    const json_t *payloads = json_object_get (records, "payloads");
+    const json_t *dense = json_object_get (records, "dense");
+    const json_t *sparse = json_object_get (records, "sparse");
+    const json_t *jblob = json_object_get (records, "blob");
+    if (!json_is_array (jids) || !json_is_array (payloads) || !json_is_array (dense)
+        || (sparse && !json_is_object (sparse)) || (jblob && !json_is_integer (jblob))
+        || json_array_size (payloads) != json_array_size (jids))
+        return s_xfer_records_error (reply, -SH_EPROTO, "\"ids\", \"payloads\" and "
+                                     "\"dense\" must be lists of one size, \"sparse\" a map");
+    size_t n = json_array_size (jids);
+    size_t n_vecs = json_array_size (dense) + (sparse ? json_object_size (sparse) : 0);
+    if (n_vecs > self->n_specs)
+        return s_xfer_records_error (reply, -SH_EINVAL, "more vectors than the collection has");
+    s_xrec_vec_t *vs = (s_xrec_vec_t *) calloc (n_vecs + 1, sizeof *vs);
+    pointid_t *ids = (pointid_t *) calloc (n + 1, sizeof *ids);
+    segment_vec_t *vecs = (segment_vec_t *) calloc (n_vecs + 1, sizeof *vecs);
+    assert (vs && ids && vecs);
+    s_batch_t batch;            //  holds the sparse arrays parsed
+    memset (&batch, 0, sizeof batch);
+    batch.allocs = zlist_new ();
+    segment_vec_t *sparse_vecs = NULL;
+    char err [S_ERRLEN] = "";
+    int rc = 0;
+    //  The dense vectors: name, dim, the points without one.
+    size_t rows = 0;            //  floats the blob must hold
+    size_t i;
+    const json_t *entry;
+    json_array_foreach (dense, i, entry) {
+        const char *name = json_string_value (json_object_get (entry, "name"));
+        const json_t *jdim = json_object_get (entry, "dim");
+        const json_t *missing = json_object_get (entry, "missing");
+        const segment_vspec_t *spec = name ? segment_vspec (self->segment, name) : NULL;
+        if (!spec || spec->sparse || !json_is_integer (jdim)
+            || json_integer_value (jdim) != (json_int_t) spec->dim || !json_is_array (missing)
+            || json_array_size (missing) > n) {
+            snprintf (err, sizeof err, "dense[%zu]: not a dense vector of this collection "
+                      "with its dim and a \"missing\" list", i);
+            rc = -SH_EINVAL;
+            break;
+        }
+        size_t k;
+        const json_t *m;
+        json_int_t last = -1;
+        json_array_foreach (missing, k, m) {
+            if (!json_is_integer (m) || json_integer_value (m) <= last
+                || json_integer_value (m) >= (json_int_t) n) {
+                snprintf (err, sizeof err, "dense[%zu]: \"missing\" must list ascending "
+                          "point indexes", i);
+                rc = -SH_EPROTO;
+                break;
+            }
+            last = json_integer_value (m);
+        }
+        if (rc)
+            break;
+        vs [i].spec = spec;
+        vs [i].list = missing;
+        rows += (n - json_array_size (missing)) * (size_t) spec->dim;
+    }
+    size_t n_dense = i;
+    //  The sparse vectors: one entry (null or {"indices", "values"}) per point.
+    if (rc == 0 && sparse) {
+        sparse_vecs = (segment_vec_t *) calloc (n * json_object_size (sparse) + 1,
+                                                sizeof *sparse_vecs);
+        assert (sparse_vecs);
+        const char *name;
+        const json_t *list;
+        size_t at = n_dense;
+        json_object_foreach ((json_t *) sparse, name, list) {
+            const segment_vspec_t *spec = segment_vspec (self->segment, name);
+            if (!spec || !spec->sparse || !json_is_array (list) || json_array_size (list) != n) {
+                snprintf (err, sizeof err, "sparse \"%.64s\": not a sparse vector of this "
+                          "collection with one entry per point", name);
+                rc = -SH_EINVAL;
+                break;
+            }
+            vs [at].spec = spec;
+            vs [at].list = list;
+            for (size_t p = 0; p < n && rc == 0; p++) {
+                const json_t *v = json_array_get (list, p);
+                segment_vec_t *out = &sparse_vecs [(at - n_dense) * n + p];
+                if (!json_is_null (v))
+                    rc = s_parse_vector (self, req, &batch, name, v, out, err, sizeof err);
+            }
+            at++;
+        }
+    }
+    //  No vector twice.
+    for (size_t a = 0; rc == 0 && a < n_vecs; a++)
+        for (size_t b = 0; b < a; b++)
+            if (vs [a].spec == vs [b].spec) {
+                snprintf (err, sizeof err, "vector \"%.64s\" given twice", vs [a].spec->name);
+                rc = -SH_EINVAL;
+            }
+    //  The blob holds every dense row, point by point, no more and no less.
+    const float *floats = NULL;
+    size_t n_floats = 0;
+    if (rc == 0 && rows) {
+        floats = jblob && json_integer_value (jblob) >= 0
+               ? envelope_floats (req, (size_t) json_integer_value (jblob), &n_floats) : NULL;
+        if (!floats || n_floats != rows) {
+            snprintf (err, sizeof err, "the blob does not hold the %zu floats of the dense "
+                      "vectors", rows);
+            rc = -SH_EPROTO;
+        }
+    }
+    json_array_foreach (jids, i, entry) {
+        if (rc)
+            break;
+        const json_t *payload = json_array_get (payloads, i);
+        if (pointid_from_json (entry, &ids [i])
+            || (!json_is_object (payload) && !json_is_null (payload))) {
+            snprintf (err, sizeof err, "record %zu: the id must be an unsigned integer or a "
+                      "UUID and the payload an object or null", i);
+            rc = -SH_EINVAL;
+        }
+    }
+    if (rc) {
+        envelope_set_error (reply, rc, "transfer records: %s", err);
+        goto done;
+    }
+    uint64_t seq = s_next_seq (self, reply);
+    size_t offset = 0;
+    for (size_t p = 0; p < n && rc == 0; p++) {
+        size_t used = 0;
+        for (size_t k = 0; k < n_dense; k++) {
+            const json_t *next = json_array_get (vs [k].list, vs [k].next);
+            if (next && json_integer_value (next) == (json_int_t) p) {
+                vs [k].next++;      //  this point has no such vector
+                continue;
+            }
+            segment_vec_t *v = &vecs [used++];
+            memset (v, 0, sizeof *v);
+            v->name = vs [k].spec->name;
+            v->dim = vs [k].spec->dim;
+            v->dense = floats + offset;
+            offset += v->dim;
+        }
+        for (size_t k = n_dense; k < n_vecs; k++) {
+            const segment_vec_t *v = &sparse_vecs [(k - n_dense) * n + p];
+            if (v->name)
+                vecs [used++] = *v;
+        }
+        json_t *payload = json_array_get (payloads, p);
+        rc = segment_upsert (self->segment, &ids [p], seq, vecs, used,
+                             json_is_object (payload) ? payload : NULL, err, sizeof err);
+        if (rc) {
+            char prefix [96];
+            s_point_prefix (p, &ids [p], prefix, sizeof prefix);
+            envelope_set_error (reply, rc, "transfer records: %s: %s", prefix,
+                                err [0] ? err : sh_strerror (rc));
+        }
+        else
+            s_mark_dirty (self, &ids [p]);
+    }
+    assert (rc || offset == rows);
+done:
+    s_batch_free (&batch);
+    free (sparse_vecs);
+    free (vecs);
+    free (ids);
+    free (vs);
+    return rc;
+}
+
 //  A forwarded write of points this replica does not hold yet skips them:
 //  a later batch carries them whole.
 static size_t
@@ -2844,10 +3145,12 @@ s_xfer_keep_held (s_shard_t *self, pointid_t *ids, size_t n)
     return out;
 }
 
-//  SHARD_INFO of a source: the run's progress.
+//  SHARD_INFO: that this replica takes "records" batches; of a source, the
+//  run's progress.
 static void
 s_xfer_info (s_shard_t *self, json_t *json)
 {
+    json_object_set_new (json, "transfer_records", json_true ());
     transfer_t *run = self->xfer.run;
     if (run && transfer_running (run))
         json_object_set_new (json, "transfer", json_pack (

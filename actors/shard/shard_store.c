@@ -23,6 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct {
+    uint8_t *data;      //  buffer
+    size_t len;         //  bytes written
+    size_t cap;         //  bytes allocated
+} s_buf_t;
+
 struct _shard_store_t {
     sqlite3 *db;                //  the open database
     char *path;                 //  its file path, for logs
@@ -37,6 +43,8 @@ struct _shard_store_t {
     bool in_tx;                 //  between begin and commit/rollback
     uint64_t seq;               //  last committed seq
     uint64_t staged_seq;        //  seq set in the open transaction
+    s_buf_t vectors;            //  put_point's vectors blob, reused point after point
+    jsonx_buf_t payload;        //  put_point's payload text, reused likewise
 };
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -44,12 +52,6 @@ struct _shard_store_t {
 #endif
 
 //  --- the vectors blob ------------------------------------------------------
-
-typedef struct {
-    uint8_t *data;      //  buffer
-    size_t len;         //  bytes written
-    size_t cap;         //  bytes allocated
-} s_buf_t;
 
 static void
 s_buf_put (s_buf_t *buf, const void *data, size_t len)
@@ -88,36 +90,49 @@ s_buf_u32 (s_buf_t *buf, uint32_t v)
     s_buf_put (buf, b, 4);
 }
 
+//  Encodes vecs into buf (emptied first, its memory kept).
+static int
+s_encode_vectors (s_buf_t *buf, const segment_vec_t *vecs, size_t n_vecs)
+{
+    buf->len = 0;
+    if (n_vecs > UINT32_MAX)
+        return -SH_EINVAL;
+    for (size_t i = 0; i < n_vecs; i++)
+        if (!vecs [i].name || strlen (vecs [i].name) > UINT16_MAX)
+            return -SH_EINVAL;
+    s_buf_u8 (buf, SHARD_STORE_VECTORS_VERSION);
+    s_buf_u32 (buf, (uint32_t) n_vecs);
+    for (size_t i = 0; i < n_vecs; i++) {
+        const segment_vec_t *v = &vecs [i];
+        size_t name_len = strlen (v->name);
+        s_buf_u8 (buf, v->dense ? 0 : 1);
+        s_buf_u16 (buf, (uint16_t) name_len);
+        s_buf_put (buf, v->name, name_len);
+        if (v->dense) {
+            s_buf_u32 (buf, v->dim);
+            s_buf_put (buf, v->dense, (size_t) v->dim * sizeof (float));
+        }
+        else {
+            s_buf_u32 (buf, v->nnz);
+            for (uint32_t k = 0; k < v->nnz; k++)
+                s_buf_u32 (buf, v->indices [k]);
+            s_buf_put (buf, v->values, (size_t) v->nnz * sizeof (float));
+        }
+    }
+    return 0;
+}
+
 int
 shard_store_encode_vectors (const segment_vec_t *vecs, size_t n_vecs, uint8_t **out,
                             size_t *len)
 {
     *out = NULL;
     *len = 0;
-    if (n_vecs > UINT32_MAX)
-        return -SH_EINVAL;
-    for (size_t i = 0; i < n_vecs; i++)
-        if (!vecs [i].name || strlen (vecs [i].name) > UINT16_MAX)
-            return -SH_EINVAL;
     s_buf_t buf = { 0 };
-    s_buf_u8 (&buf, SHARD_STORE_VECTORS_VERSION);
-    s_buf_u32 (&buf, (uint32_t) n_vecs);
-    for (size_t i = 0; i < n_vecs; i++) {
-        const segment_vec_t *v = &vecs [i];
-        size_t name_len = strlen (v->name);
-        s_buf_u8 (&buf, v->dense ? 0 : 1);
-        s_buf_u16 (&buf, (uint16_t) name_len);
-        s_buf_put (&buf, v->name, name_len);
-        if (v->dense) {
-            s_buf_u32 (&buf, v->dim);
-            s_buf_put (&buf, v->dense, (size_t) v->dim * sizeof (float));
-        }
-        else {
-            s_buf_u32 (&buf, v->nnz);
-            for (uint32_t k = 0; k < v->nnz; k++)
-                s_buf_u32 (&buf, v->indices [k]);
-            s_buf_put (&buf, v->values, (size_t) v->nnz * sizeof (float));
-        }
+    int rc = s_encode_vectors (&buf, vecs, n_vecs);
+    if (rc) {
+        free (buf.data);
+        return rc;
     }
     *out = buf.data;
     *len = buf.len;
@@ -460,6 +475,8 @@ shard_store_destroy (shard_store_t **self_p)
     if (self->db && sqlite3_close (self->db) != SQLITE_OK)
         log_error ("shard_store: closing %s: %s", self->path, sqlite3_errmsg (self->db));
     free (self->path);
+    free (self->vectors.data);
+    free (self->payload.data);
     free (self);
     *self_p = NULL;
 }
@@ -490,27 +507,29 @@ shard_store_put_point (shard_store_t *self, const pointid_t *id, uint64_t versio
         return -SH_EINVAL;
     uint8_t key [POINTID_KEY_SIZE];
     size_t key_len = pointid_key (id, key);
-    uint8_t *blob = NULL;
-    size_t blob_len = 0;
-    int rc = shard_store_encode_vectors (vecs, n_vecs, &blob, &blob_len);
+    //  Both encodings go into buffers kept from point to point: a batch of
+    //  thousands of points costs no allocation per point. The payload text
+    //  is jsonx's (what json_dumps writes, with reals exact but short when
+    //  they can be, and no printf per number), read back by jsonx_loadb.
+    int rc = s_encode_vectors (&self->vectors, vecs, n_vecs);
     if (rc)
         return rc;
-    char *text = payload ? json_dumps (payload, JSON_COMPACT) : NULL;
-    if (payload && !text) {
-        free (blob);
+    if (payload && !json_is_object (payload))
         return -SH_EINVAL;
-    }
+    self->payload.len = 0;
+    if (payload)
+        jsonx_write_exact (&self->payload, payload);
     sqlite3_bind_blob (self->put, 1, key, (int) key_len, SQLITE_STATIC);
     sqlite3_bind_int64 (self->put, 2, (sqlite3_int64) version);
-    sqlite3_bind_blob64 (self->put, 3, blob, blob_len, SQLITE_STATIC);
-    if (text)
-        sqlite3_bind_text64 (self->put, 4, text, strlen (text), SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_blob64 (self->put, 3, self->vectors.data ? (const void *) self->vectors.data
+                                                          : (const void *) "",
+                         self->vectors.len, SQLITE_STATIC);
+    if (payload)
+        sqlite3_bind_text64 (self->put, 4, self->payload.data, self->payload.len, SQLITE_STATIC,
+                             SQLITE_UTF8);
     else
         sqlite3_bind_null (self->put, 4);
-    rc = s_step_done (self, self->put, "writing a point");
-    free (blob);
-    free (text);
-    return rc;
+    return s_step_done (self, self->put, "writing a point");
 }
 
 int
