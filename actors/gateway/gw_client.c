@@ -403,6 +403,7 @@ typedef struct {
     bool direct;                        //  sent on a direct connection (not sock)
     int fd;                             //  that connection, when direct
     bool stream;                        //  remote, sent on the p2p stream (not sock)
+    bool deferred;                      //  local, sent once the remote ones are out
     s_leg_state_t state;                //  waiting, answered, or given up
     bool unanswered;                    //  given up while still waiting
     envelope_t *reply;                  //  the answer once in (owned)
@@ -433,6 +434,7 @@ typedef struct {
     const char *name;                   //  its name, or NULL
     uint64_t applied;                   //  the metadata's applied index
     uint64_t deadline;                  //  unix ms: the whole fan-out's bound
+    bool remote_first;                  //  first routing: local legs wait (deferred)
     s_slot_t *slots;                    //  one per request
     size_t n_slots;                     //  requests
     s_leg_t *legs;                      //  every send
@@ -621,6 +623,10 @@ s_leg_send (s_call_t *call, size_t index, uint64_t peer)
     s_leg_t *leg = &call->legs [call->n_legs++];
     *leg = (s_leg_t) { .slot = index, .peer = peer, .remote = peer != call->self_peer,
                        .state = S_LEG_PENDING, .id = conn->next_id++, .fd = -1 };
+    if (!leg->remote && call->remote_first) {
+        leg->deferred = true;
+        return;
+    }
     if (!leg->remote && s_direct_send (call, leg))
         return;
     s_leg_put (call, leg, true);
@@ -988,9 +994,26 @@ static void
 s_call_run (s_call_t *call)
 {
     uint64_t now = envelope_now_ms ();
+    //  The remote requests leave first: theirs is the longer way, and a
+    //  local shard's worker woken first would take a core from them.
+    call->remote_first = true;
     for (size_t i = 0; i < call->n_slots; i++)
         if (call->slots [i].request)
             s_slot_route (call, i, now);
+    call->remote_first = false;
+    if (call->conn->p2p_fd >= 0 && route_stream_pending (call->conn->p2p_stream)) {
+        int rc = route_stream_flush (call->conn->p2p_stream, call->conn->p2p_fd);
+        if (rc)
+            s_stream_lost (call, rc);
+    }
+    for (size_t k = 0; k < call->n_legs; k++) {
+        s_leg_t *leg = &call->legs [k];
+        if (!leg->deferred)
+            continue;
+        leg->deferred = false;
+        if (!s_direct_send (call, leg))
+            s_leg_put (call, leg, true);
+    }
     size_t cap_items = 4;
     zmq_pollitem_t *items = (zmq_pollitem_t *) calloc (cap_items, sizeof (zmq_pollitem_t));
     zsock_t **item_socks = (zsock_t **) calloc (cap_items, sizeof (zsock_t *));
