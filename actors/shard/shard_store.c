@@ -11,6 +11,21 @@
     few transactions; WAL still never leaves the database corrupt (the
     checkpoint fsyncs before it overwrites pages). The raft log, which must
     survive power loss to keep Raft's promises, uses FULL instead.
+
+    Checkpoints. SQLite's automatic checkpoint runs inside the COMMIT that
+    takes the WAL past 1000 pages: the committing thread copies the pages
+    into the database and waits for two fsyncs, so the shard actor's loop
+    stalls for as long (a shard move that streams 50 MB into a new replica
+    stalled like this every 16 MB). Here the COMMIT only notes the WAL's
+    size (a wal_hook, which replaces the automatic checkpoint), and a
+    thread of this store with its own connection runs PASSIVE checkpoints
+    past S_CKPT_PAGES, beside the writer (WAL lets a checkpoint run while a
+    writer appends). A PASSIVE checkpoint never waits for the writer, so
+    while writes keep coming it may not backfill the whole WAL and the WAL
+    cannot restart from its beginning; past S_CKPT_INLINE_PAGES the writer
+    checkpoints itself after its commit, as SQLite would, so the file stays
+    bounded. What a checkpoint does not copy stays in the WAL, which
+    recovery reads: a failed or skipped checkpoint loses nothing.
 */
 #include "actors/shard/shard_store.h"
 #include "common/err.h"
@@ -18,16 +33,35 @@
 #include "common/log.h"
 #include <assert.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  WAL pages after a commit that wake the checkpoint thread (SQLite's own
+//  automatic checkpoint threshold), and that make the writer checkpoint
+//  itself (the thread fell behind a steady stream of commits).
+#define S_CKPT_PAGES 1000
+#define S_CKPT_INLINE_PAGES 8000
 
 typedef struct {
     uint8_t *data;      //  buffer
     size_t len;         //  bytes written
     size_t cap;         //  bytes allocated
 } s_buf_t;
+
+//  The checkpoint thread and what it shares with the writer.
+typedef struct {
+    sqlite3 *db;                //  its own connection (used by the thread only)
+    pthread_t thread;           //  runs s_ckpt_main
+    bool started;               //  the thread runs (join it)
+    pthread_mutex_t mutex;      //  guards the three below
+    pthread_cond_t cv;          //  signals due or stopping
+    bool due;                   //  the WAL passed S_CKPT_PAGES: checkpoint
+    bool stopping;              //  leave
+    const char *path;           //  the store's path, for logs (the store's)
+} s_ckpt_t;
 
 struct _shard_store_t {
     sqlite3 *db;                //  the open database
@@ -45,6 +79,8 @@ struct _shard_store_t {
     uint64_t staged_seq;        //  seq set in the open transaction
     s_buf_t vectors;            //  put_point's vectors blob, reused point after point
     jsonx_buf_t payload;        //  put_point's payload text, reused likewise
+    s_ckpt_t ckpt;              //  the checkpoint thread (see the top)
+    int wal_pages;              //  WAL pages after the last commit (wal_hook)
 };
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -354,6 +390,103 @@ s_prepare (shard_store_t *self, sqlite3_stmt **stmt, const char *sql)
     return 0;
 }
 
+//  --- checkpoints (see the top) ----------------------------------------------
+
+//  sqlite3_wal_hook: runs in the writer's COMMIT, with the WAL's size.
+static int
+s_wal_hook (void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void) db;
+    (void) name;
+    shard_store_t *self = (shard_store_t *) arg;
+    self->wal_pages = pages;
+    if (pages >= S_CKPT_PAGES && self->ckpt.started) {
+        pthread_mutex_lock (&self->ckpt.mutex);
+        self->ckpt.due = true;
+        pthread_cond_signal (&self->ckpt.cv);
+        pthread_mutex_unlock (&self->ckpt.mutex);
+    }
+    return SQLITE_OK;
+}
+
+static void *
+s_ckpt_main (void *arg)
+{
+    s_ckpt_t *ckpt = (s_ckpt_t *) arg;
+    pthread_mutex_lock (&ckpt->mutex);
+    while (!ckpt->stopping) {
+        if (!ckpt->due) {
+            pthread_cond_wait (&ckpt->cv, &ckpt->mutex);
+            continue;
+        }
+        ckpt->due = false;
+        pthread_mutex_unlock (&ckpt->mutex);
+        int log_pages = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2 (ckpt->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                            &log_pages, &copied);
+        //  BUSY: the writer checkpoints itself right now; the next commit
+        //  past the threshold wakes us again.
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn ("shard_store: a checkpoint of %s failed: %s (the WAL keeps the "
+                      "data)", ckpt->path, sqlite3_errmsg (ckpt->db));
+        pthread_mutex_lock (&ckpt->mutex);
+    }
+    pthread_mutex_unlock (&ckpt->mutex);
+    return NULL;
+}
+
+//  Opens the thread's connection and starts it; without it (no thread, or
+//  the file cannot be opened twice) SQLite's automatic checkpoint stays.
+static void
+s_ckpt_start (shard_store_t *self)
+{
+    s_ckpt_t *ckpt = &self->ckpt;
+    ckpt->path = self->path;
+    if (sqlite3_open_v2 (self->path, &ckpt->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         NULL) != SQLITE_OK
+        || sqlite3_busy_timeout (ckpt->db, 5000) != SQLITE_OK
+        || sqlite3_exec (ckpt->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL)
+               != SQLITE_OK) {
+        log_warn ("shard_store: no checkpoint thread for %s (%s): commits checkpoint",
+                  self->path, ckpt->db ? sqlite3_errmsg (ckpt->db) : "cannot open");
+        sqlite3_close (ckpt->db);
+        ckpt->db = NULL;
+        return;
+    }
+    pthread_mutex_init (&ckpt->mutex, NULL);
+    pthread_cond_init (&ckpt->cv, NULL);
+    if (pthread_create (&ckpt->thread, NULL, s_ckpt_main, ckpt) != 0) {
+        log_warn ("shard_store: no checkpoint thread for %s: commits checkpoint",
+                  self->path);
+        pthread_mutex_destroy (&ckpt->mutex);
+        pthread_cond_destroy (&ckpt->cv);
+        sqlite3_close (ckpt->db);
+        ckpt->db = NULL;
+        return;
+    }
+    ckpt->started = true;
+    sqlite3_wal_hook (self->db, s_wal_hook, self);
+}
+
+static void
+s_ckpt_stop (shard_store_t *self)
+{
+    s_ckpt_t *ckpt = &self->ckpt;
+    if (!ckpt->started)
+        return;
+    sqlite3_wal_hook (self->db, NULL, NULL);
+    pthread_mutex_lock (&ckpt->mutex);
+    ckpt->stopping = true;
+    pthread_cond_signal (&ckpt->cv);
+    pthread_mutex_unlock (&ckpt->mutex);
+    pthread_join (ckpt->thread, NULL);
+    pthread_mutex_destroy (&ckpt->mutex);
+    pthread_cond_destroy (&ckpt->cv);
+    sqlite3_close (ckpt->db);
+    ckpt->db = NULL;
+    ckpt->started = false;
+}
+
 static int
 s_setup (shard_store_t *self)
 {
@@ -451,6 +584,7 @@ shard_store_open (const char *dir, shard_store_t **out)
         shard_store_destroy (&self);
         return -SH_EIO;
     }
+    s_ckpt_start (self);
     *out = self;
     return 0;
 }
@@ -464,6 +598,7 @@ shard_store_destroy (shard_store_t **self_p)
         return;
     if (self->in_tx)
         shard_store_rollback (self);
+    s_ckpt_stop (self);
     sqlite3_finalize (self->begin);
     sqlite3_finalize (self->commit);
     sqlite3_finalize (self->rollback);
@@ -562,6 +697,17 @@ shard_store_commit (shard_store_t *self)
         return -SH_EIO;
     self->in_tx = false;
     self->seq = self->staged_seq;
+    if (self->ckpt.started && self->wal_pages >= S_CKPT_INLINE_PAGES) {
+        //  The thread could not keep up (see the top): checkpoint here,
+        //  with no write in between, so the WAL restarts at the next one.
+        //  The commit is done whatever this says.
+        int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                            NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn ("shard_store: a checkpoint of %s failed: %s (the WAL keeps the data)",
+                      self->path, sqlite3_errmsg (self->db));
+        self->wal_pages = 0;
+    }
     return 0;
 }
 
