@@ -537,22 +537,27 @@ def test_reads_through_a_peer_whose_p2p_actor_was_killed_are_served_again():
     """The gateway sends remote requests to its p2p actor on a stream
     connection: with that actor killed, the connection breaks and what it
     carried goes again on the DEALER; every answer is whole or an error
-    naming a shard (never a hang), and reads are whole again once the
-    supervisor has restarted the actor."""
+    naming a shard (never a hang), and reads through every peer are whole
+    again once the supervisor has restarted the actor."""
     c, data = cluster()
     a = c.nodes[0]
     ok(a, "POST", f"/collections/{NAME}/points/count", {"exact": True})
     victim = next(pid for pid in harness._pids_in(a.dir) if harness.actor_role(pid) == "p2p")
     os.kill(victim, 9)
 
+    #  Through every peer: the others' links to this one reconnect too.
     def whole():
-        status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=5",
-                                  {"exact": True}, timeout=60)
-        if status != 200:
-            assert status in (408, 500, 503), (status, reply)
-            assert "shard" in reply["status"]["error"], reply
-            return None
-        return reply["result"]["count"] == len(data.ids) or None
+        for node in c.nodes:
+            status, reply = node.request("POST",
+                                         f"/collections/{NAME}/points/count?timeout=5",
+                                         {"exact": True}, timeout=60)
+            if status != 200:
+                assert status in (408, 500, 503), (status, reply)
+                assert "shard" in reply["status"]["error"], reply
+                return None
+            if reply["result"]["count"] != len(data.ids):
+                return None
+        return True
     wait_for(whole, what="counts whole again after the p2p actor's restart")
     assert not harness.pid_alive(victim)
     q = vec(random.Random("p2p-killed"), DIM_A)
