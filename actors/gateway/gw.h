@@ -291,8 +291,8 @@ int gw_points_check_filter (gw_req_t *req, const json_t *filter);
 int gw_points_check_with (gw_req_t *req, const gw_points_coll_t *coll,
                           const json_t *with_payload, const json_t *with_vector);
 
-//  A new request envelope of `type` with a fresh request id and the
-//  request's deadline.
+//  A new request envelope of `type` with the request's deadline, for
+//  gw_points_call / gw_call_shards (which give it its request id).
 envelope_t *gw_points_request (gw_req_t *req, int type);
 //  Sends requests[i] to shard_ids[i] of coll (all at once) and gathers the
 //  replies. Leftover requests are destroyed. On a timeout or any failed reply

@@ -25,7 +25,6 @@
 #include "proto/vecref.h"
 #include <inttypes.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -506,14 +505,9 @@ gw_points_check_with (gw_req_t *req, const gw_points_coll_t *coll,
 envelope_t *
 gw_points_request (gw_req_t *req, int type)
 {
-    //  Request ids only have to be unique among a connection's calls in
-    //  flight; random ones need no shared counter between threads.
-    uint64_t id = 0;
-    if (sodium_init () < 0)
-        id = (uint64_t) envelope_now_ms () ^ ((uint64_t) (uintptr_t) req << 20);
-    else
-        randombytes_buf (&id, sizeof (id));
-    envelope_t *env = envelope_new ((uint16_t) type, id, req->deadline_ms);
+    //  The id is left 0: gw_client numbers every call on the connection
+    //  itself (a random one cost a getrandom system call per request).
+    envelope_t *env = envelope_new ((uint16_t) type, 0, req->deadline_ms);
     assert (env);
     return env;
 }

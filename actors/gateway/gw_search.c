@@ -797,17 +797,6 @@ s_merge (const gw_points_coll_t *coll, const s_search_t *s, envelope_t **replies
     return out;
 }
 
-//  A request envelope of type with the request's deadline. Its id is left
-//  0: gw_client numbers every call on the connection itself (unlike
-//  gw_points_request's random id, no getrandom syscall per search).
-static envelope_t *
-s_request (gw_req_t *req, int type)
-{
-    envelope_t *env = envelope_new ((uint16_t) type, 0, req->deadline_ms);
-    assert (env);
-    return env;
-}
-
 static json_t *
 s_search_json (envelope_t *env, int blob, const s_search_t *s)
 {
@@ -840,7 +829,7 @@ s_run_scroll (gw_req_t *req, const gw_points_coll_t *coll, const s_search_t *s, 
     json_t **lists = calloc (n, sizeof (json_t *));
     assert (requests && replies && lists);
     for (size_t i = 0; i < n; i++) {
-        requests [i] = s_request (req, MSG_SHARD_SCROLL);
+        requests [i] = gw_points_request (req, MSG_SHARD_SCROLL);
         json_t *json = json_pack ("{sIsOsO}", "limit", s->offset + s->limit, "with_payload",
                                   s->with_payload, "with_vector", s->with_vector);
         if (s->filter)
@@ -881,7 +870,7 @@ s_run (gw_req_t *req, const gw_points_coll_t *coll, s_search_t *searches, size_t
         json_t **lists = calloc (ns, sizeof (json_t *));
         assert (requests && replies && lists);
         for (size_t r = 0; r < ns; r++) {
-            requests [r] = s_request (req, MSG_SHARD_SEARCH);
+            requests [r] = gw_points_request (req, MSG_SHARD_SEARCH);
             int blob = envelope_new_blob (requests [r]);
             json_t *list = json_array ();
             for (size_t i = 0; i < n; i++)
