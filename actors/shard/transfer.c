@@ -82,7 +82,7 @@ transfer_params_default (transfer_params_t *params)
     params->queue_bytes = 256u << 20;
     params->ack_timeout_ms = 20000;
     params->connect_timeout_ms = 30000;
-    params->probe_ms = 50;
+    params->probe_ms = 20;
     params->stall_ms = 1000;
     params->propose_timeout_ms = 10000;
     params->retry_ms = 1000;

@@ -105,8 +105,10 @@ typedef struct {
 //  two take turns; few enough that the target applies the stream in short
 //  turns and forwarded writes do not wait behind the whole shard), a queue
 //  of 4096 envelopes or 256 MiB, acks within 20 s, the target answering
-//  within 30 s, probes every 50 ms (the target's shard actor is usually up
-//  within a few: a longer gap is time the move waits), a stream probed after
+//  within 30 s, probes every 20 ms (the target's shard actor is up ~100 ms
+//  after the start_transfer: a longer gap is time the move waits, and a
+//  probe of a peer whose replica is not up yet costs its p2p actor next to
+//  nothing), a stream probed after
 //  1 s without answers, proposals with a 10 s
 //  deadline retried after 1 s, held writes failed 30 s after a stream that
 //  broke while its finish was being decided.
