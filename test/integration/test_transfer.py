@@ -13,16 +13,23 @@ their p2p actors (proto/msg.h, "Shard transfer, stream_records").
 - an operator's abort_transfer midway leaves the source serving every point;
 - kill -9 of the target's whole node (3 nodes, so consensus goes on) aborts
   the move, and the source keeps taking writes;
-- a move of an empty shard finishes.
+- a move of an empty shard finishes;
+- a batch in the "records" form sent to a shard outside a stream is
+  refused, applies nothing, and the shard goes on serving.
 """
+import json
 import math
 import os
 import re
+import struct
 import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import Cluster, main, test, wait_for  # noqa: E402
+
+zmq = harness.debian_module("zmq", __file__)
 
 DIM = 8
 
@@ -402,6 +409,42 @@ def an_empty_shard_moves():
         wait_moved((a, b), name, shard, dst)
         status, reply = a.request("POST", f"/collections/{name}/points/count", {"exact": True})
         assert status == 200 and reply["result"]["count"] == 0, reply
+
+
+@test
+def records_outside_a_stream_are_refused_and_apply_nothing():
+    """The "records" form of SHARD_UPSERT is a transfer batch: a shard takes it
+    only with "transfer" (the stream's order check), so a client that sends
+    one straight to the shard's socket gets an error and changes nothing."""
+    assert zmq is not None, "python3-zmq is needed (tools/deps installs it)"
+    name = "records"
+    c, a, b = two_nodes(name, {"vectors": {"size": DIM, "distance": "Dot"},
+                               "shard_number": 2})
+    with c:
+        status, reply = upsert(a, name, [{"id": i, "vector": vec(i)} for i in range(1, 41)])
+        assert status == 200, (status, reply)
+        ipc = os.path.join(a.storage, "ipc")
+        shard = sorted(f for f in os.listdir(ipc) if f.startswith("shard-"))[0]
+        records = {"ids": [1000, 1001], "payloads": [None, {"k": 1}],
+                   "dense": [{"name": "", "dim": DIM, "missing": [0, 1]}]}
+        ctx = zmq.Context()
+        try:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.RCVTIMEO, 10000)
+            dealer.connect("ipc://" + os.path.join(ipc, shard))
+            #  SHARD_UPSERT (20), request id 77 (proto/envelope.h's header).
+            head = b"SH" + bytes([1, 0]) + struct.pack("<HHiQQI", 20, 0, 0, 77, 0, 0)
+            dealer.send_multipart([head, json.dumps({"records": records}).encode()])
+            frames = dealer.recv_multipart()
+            msg_type, _, status, rid = struct.unpack("<HHiQ", frames[0][4:20])
+            assert (msg_type, rid) == (20, 77) and status < 0, frames
+            assert "transfer" in json.loads(frames[1])["error"], frames
+            dealer.close()
+        finally:
+            ctx.term()
+        status, reply = a.request("POST", f"/collections/{name}/points/count", {"exact": True})
+        assert status == 200 and reply["result"]["count"] == 40, reply
 
 
 if __name__ == "__main__":
