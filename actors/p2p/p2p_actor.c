@@ -547,15 +547,8 @@ s_loose_header (zmsg_t *msg, route_env_t *out)
 {
     memset (out, 0, sizeof *out);
     zframe_t *head = zmsg_first (msg);
-    if (!head || zframe_size (head) != ENVELOPE_HEADER_SIZE)
-        return false;
-    const uint8_t *h = zframe_data (head);
-    if (h [0] != 'S' || h [1] != 'H' || h [3] != 0)
-        return false;
-    out->type = (uint16_t) (h [4] | h [5] << 8);
-    for (int i = 7; i >= 0; i--)
-        out->request_id = out->request_id << 8 | h [12 + i];
-    return true;
+    return head && envelope_peek_request (zframe_data (head), zframe_size (head), &out->type,
+                                          &out->request_id, &out->deadline) == 0;
 }
 
 static void

@@ -2084,16 +2084,11 @@ static void
 s_answer_malformed (s_shard_t *self, zframe_t *routing, const uint8_t *head, size_t head_len,
                     const char *sample)
 {
-    if (!routing || head_len != ENVELOPE_HEADER_SIZE || head [0] != 'S' || head [1] != 'H'
-        || head [3] != 0) {
+    uint16_t type = 0;
+    uint64_t rid = 0, deadline = 0;
+    if (!routing || envelope_peek_request (head, head_len, &type, &rid, &deadline)) {
         log_info ("dropped a malformed message: %s", sample);
         return;
-    }
-    uint16_t type = (uint16_t) (head [4] | head [5] << 8);
-    uint64_t rid = 0, deadline = 0;
-    for (int i = 7; i >= 0; i--) {
-        rid = rid << 8 | head [12 + i];
-        deadline = deadline << 8 | head [20 + i];
     }
     log_info ("req=%" PRIu64 " %s: malformed envelope: %s", rid, msg_type_name (type), sample);
     envelope_t *request = envelope_new (type, rid, deadline);

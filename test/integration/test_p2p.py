@@ -22,19 +22,11 @@ import struct
 import sys
 import time
 
-try:
-    import zmq
-except ImportError:
-    zmq = None
-    _debian = "/usr/bin/python3"
-    if (os.path.realpath(sys.executable) != os.path.realpath(_debian)
-            and os.access(_debian, os.X_OK) and not os.environ.get("SHOAL_P2P_REEXEC")):
-        os.environ["SHOAL_P2P_REEXEC"] = "1"
-        os.execv(_debian, [_debian, os.path.abspath(__file__), *sys.argv[1:]])
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Node, run_shoal, test, wait_for  # noqa: E402
+
+zmq = harness.debian_module("zmq", __file__)
 
 CLUSTER = {"QDRANT__CLUSTER__ENABLED": "true"}
 
