@@ -9,6 +9,7 @@
 #include "proto/route.h"
 #include "proto/le.h"
 #include "common/err.h"
+#include "common/fdio.h"
 #include "proto/envelope.h"
 
 #include <arpa/inet.h>
@@ -413,23 +414,10 @@ int
 route_stream_flush (route_stream_t *self, int fd)
 {
     assert (self);
-    while (self->out.start < self->out.len) {
-        //  MSG_NOSIGNAL: a reader gone is -SH_EIO here, not a SIGPIPE.
-        ssize_t done = send (fd, self->out.data + self->out.start,
-                             self->out.len - self->out.start, MSG_NOSIGNAL);
-        if (done > 0)
-            self->out.start += (size_t) done;
-        else
-        if (done < 0 && errno == EINTR)
-            continue;
-        else
-        if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        else
-            return -SH_EIO;
-    }
-    self->out.start = self->out.len = 0;
-    return 0;
+    int rc = fdio_send_some (fd, self->out.data, self->out.len, &self->out.start);
+    if (rc == 0 && self->out.start == self->out.len)
+        self->out.start = self->out.len = 0;
+    return rc;
 }
 
 size_t

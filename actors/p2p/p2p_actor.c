@@ -52,6 +52,7 @@
 #include "actors/actors.h"
 #include "actors/p2p/p2p_peers.h"
 #include "common/err.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/paths.h"
 #include "proto/envelope.h"
@@ -848,22 +849,7 @@ s_direct_open (s_actor_t *self, s_shard_t *shard, s_direct_t *d)
 static int
 s_direct_flush (s_direct_t *d)
 {
-    while (d->out_pos < d->out_len) {
-        //  MSG_NOSIGNAL: a reader gone is an error here, not a SIGPIPE.
-        ssize_t n = send (d->fd, d->out + d->out_pos, d->out_len - d->out_pos,
-                          MSG_NOSIGNAL);
-        if (n > 0)
-            d->out_pos += (size_t) n;
-        else
-        if (n < 0 && errno == EINTR)
-            continue;
-        else
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        else
-            return -SH_EIO;
-    }
-    return 0;
+    return fdio_send_some (d->fd, d->out, d->out_len, &d->out_pos);
 }
 
 //  Sends a read request (envelope frames, kept; its id already the local

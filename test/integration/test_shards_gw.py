@@ -466,6 +466,20 @@ def test_removing_a_peer_that_holds_shards_is_refused():
     assert str(b.peer_id()) in {str(p) for p in a.cluster()["peers"]}
 
 
+def wait_counts_whole(node, data, sid):
+    """Until an exact count through node is whole again; until then each
+    answer is an error naming shard sid."""
+    def whole():
+        status, reply = node.request("POST", f"/collections/{NAME}/points/count?timeout=5",
+                                     {"exact": True}, timeout=60)
+        if status != 200:
+            assert status in (408, 500, 503), (status, reply)
+            assert f"shard {sid} " in reply["status"]["error"], reply
+            return None
+        return reply["result"]["count"] == len(data.ids) or None
+    wait_for(whole, what="counts whole again after the shard actor's restart")
+
+
 @test
 def test_reads_of_a_remote_shard_actor_killed_name_the_shard_or_wait_and_are_served_again():
     """Remote reads reach a shard through its peer's p2p actor and the
@@ -484,16 +498,7 @@ def test_reads_of_a_remote_shard_actor_killed_name_the_shard_or_wait_and_are_ser
     #  The connections are open and in use before the kill.
     ok(a, "POST", f"/collections/{NAME}/points/search", search)
     os.kill(victim, 9)
-
-    def whole():
-        status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=5",
-                                  {"exact": True}, timeout=60)
-        if status != 200:
-            assert status in (408, 500, 503), (status, reply)
-            assert f"shard {sid} " in reply["status"]["error"], reply
-            return None
-        return reply["result"]["count"] == len(data.ids) or None
-    wait_for(whole, what="counts whole again after the shard actor's restart")
+    wait_counts_whole(a, data, sid)
     assert not harness.pid_alive(victim)
     hits = ok(a, "POST", f"/collections/{NAME}/points/search", search)
     check_hits(hits, data.truth(q), 10, "search after the shard actor's restart")
@@ -520,16 +525,7 @@ def test_a_remote_shard_actor_that_hangs_is_a_timeout_naming_it_then_served_agai
             assert f"shard {sid} " in reply["status"]["error"], reply
     finally:
         os.kill(victim, signal.SIGKILL)
-
-    def whole():
-        status, reply = a.request("POST", f"/collections/{NAME}/points/count?timeout=5",
-                                  {"exact": True}, timeout=60)
-        if status != 200:
-            assert status in (408, 500, 503), (status, reply)
-            assert f"shard {sid} " in reply["status"]["error"], reply
-            return None
-        return reply["result"]["count"] == len(data.ids) or None
-    wait_for(whole, what="counts whole again after the shard actor's restart")
+    wait_counts_whole(a, data, sid)
 
 
 @test

@@ -1,0 +1,26 @@
+/*  fdio: see fdio.h. */
+#include "common/fdio.h"
+#include "common/err.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+int
+fdio_send_some (int fd, const void *data, size_t len, size_t *pos)
+{
+    const char *bytes = (const char *) data;
+    while (*pos < len) {
+        ssize_t done = send (fd, bytes + *pos, len - *pos, MSG_NOSIGNAL);
+        if (done > 0)
+            *pos += (size_t) done;
+        else
+        if (done < 0 && errno == EINTR)
+            continue;
+        else
+        if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        else
+            return -SH_EIO;
+    }
+    return 0;
+}
