@@ -2291,6 +2291,13 @@ s_run (s_shard_t *self)
 //  Target side: a write with "transfer" is applied only in seq order
 //  (transfer_in_check); seq 1 empties a replica that is not Active first;
 //  updates of points not held yet are skipped; the reply carries "seq".
+//
+//  Batches travel as "records" (proto/msg.h) to a target whose SHARD_INFO
+//  says it takes them (the first probe's answer tells): ids and payloads in
+//  two lists and every dense row in one float frame that the target reads
+//  in place, so neither side builds, writes, parses or frees a JSON object
+//  and a vecref per point (that was most of the source's CPU in a move and
+//  much of the target's).
 
 //  Top bit of a probe's request id: the stream's envelopes use their seq.
 #define S_XFER_PROBE_BIT (1ull << 63)
