@@ -3,7 +3,9 @@
 #include "common/err.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 int
 fdio_send_some (int fd, const void *data, size_t len, size_t *pos)
@@ -23,4 +25,19 @@ fdio_send_some (int fd, const void *data, size_t len, size_t *pos)
             return -SH_EIO;
     }
     return 0;
+}
+
+long
+fdio_recv_some (int fd, void *buf, size_t room)
+{
+    while (true) {
+        ssize_t got = read (fd, buf, room);
+        if (got > 0)
+            return (long) got;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -SH_EIO;             //  closed (0) or failed
+    }
 }

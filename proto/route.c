@@ -352,16 +352,10 @@ route_stream_read (route_stream_t *self, int fd)
             want = (size_t) (self->in_total - have) < 2 * self->in.cap + S_STREAM_CHUNK
                  ? (size_t) (self->in_total - have) : 2 * self->in.cap + S_STREAM_CHUNK;
         s_buf_room (&self->in, want);
-        ssize_t got = read (fd, self->in.data + self->in.len, self->in.cap - self->in.len);
-        if (got == 0)
-            return -SH_EIO;
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -SH_EIO;
-        }
+        long got = fdio_recv_some (fd, self->in.data + self->in.len,
+                                   self->in.cap - self->in.len);
+        if (got <= 0)
+            return (int) got;
         self->in.len += (size_t) got;
     }
 }

@@ -1149,16 +1149,9 @@ s_direct_read (s_direct_t *d)
             assert (d->in);
             d->in_cap = cap;
         }
-        ssize_t got = read (d->fd, d->in + d->in_len, d->in_cap - d->in_len);
-        if (got == 0)
-            return -SH_EIO;
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -SH_EIO;
-        }
+        long got = fdio_recv_some (d->fd, d->in + d->in_len, d->in_cap - d->in_len);
+        if (got <= 0)
+            return (int) got;
         d->in_len += (size_t) got;
         if (!d->in_total && d->in_len >= 4) {
             uint32_t n = le_get_u32 (d->in);
