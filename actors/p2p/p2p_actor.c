@@ -85,6 +85,9 @@
 #define S_SHARD_IDLE_MS      60000
 //  Queue bounds on the node-local sockets.
 #define S_LOCAL_HWM          10000
+//  How soon a local shard's socket tries again to reach an actor that is
+//  not bound yet (ms).
+#define S_LOCAL_RECONNECT_MS 10
 //  Frames a message may have: routing id, route, envelope header and JSON,
 //  and the envelope's blobs. More is malformed.
 #define S_MAX_FRAMES         (4 + ENVELOPE_MAX_BLOBS)
@@ -790,7 +793,10 @@ s_shard_get (s_actor_t *self, uint64_t uid, uint32_t shard_id)
     s_set_int (shard->dealer, ZMQ_SNDTIMEO, 0);
     s_set_int (shard->dealer, ZMQ_SNDHWM, S_LOCAL_HWM);
     //  No ZMQ_IMMEDIATE: a shard actor being (re)started gets what was
-    //  queued for it once it binds.
+    //  queued for it once it binds, S_LOCAL_RECONNECT_MS after at most (not
+    //  zmq's 100 ms: the first request to a shard placed here by a move
+    //  usually comes before the new actor binds, and waited that long).
+    s_set_int (shard->dealer, ZMQ_RECONNECT_IVL, S_LOCAL_RECONNECT_MS);
     if (zsock_connect (shard->dealer, "%s", endpoint)) {
         zsock_destroy (&shard->dealer);
         free (shard);
