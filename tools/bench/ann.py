@@ -95,13 +95,12 @@ def parse_lines(text):
     return out
 
 
-def run_cmd(cmd, env=None):
+def run_cmd(cmd):
     """Runs one bench program: its parsed lines, or an error."""
     if not os.path.exists(cmd[0]):
         return {"error": f"{cmd[0]} not found"}
     print(f"ann: {' '.join(cmd)}", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=dict(os.environ, **env) if env else None)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
         return {"error": last[:120]}
@@ -112,10 +111,7 @@ def run(engine, args, node=None):
     """One run of one engine: its key/value lines as a dict, or an error."""
     if engine == "rest":
         return run_rest(args, node)
-    #  shoal's graph in-process with the malloc set-up a node's actors get
-    #  from the supervisor (huge pages for large blocks).
-    env = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"} if engine == "shoal" else None
-    return run_cmd(command(engine, args), env)
+    return run_cmd(command(engine, args))
 
 
 #  --- the REST engine --------------------------------------------------------
