@@ -472,61 +472,27 @@ s_remove_shard_dir (supervisor_t *self, uint64_t uid, uint32_t shard)
                   "moved off this peer)", uid, shard, dir);
 }
 
-//  glibc's malloc tunable that backs its large blocks with transparent huge
-//  pages (glibc 2.35+; ignored by older ones). A shard grows arrays of
-//  millions of rows, and on a VM each fresh 4 KB page is a dear fault:
-//  with it a 100,000-point shard move ran at 48-59 MB/s against 42-44.
-#define S_TUNABLE_HUGETLB "glibc.malloc.hugetlb=1"
-
-//  Builds environ with SHOAL_RUN_CONFIG replaced and S_TUNABLE_HUGETLB put
-//  first in GLIBC_TUNABLES unless that says glibc.malloc.hugetlb already
-//  (yours to set to 0). (glibc 2.36 cuts the variable's original text at
-//  the first tunable it parses, so /proc/<pid>/environ shows the first
-//  one only.) Done before fork, because between fork and exec the child
-//  may only make async-signal-safe calls. The last two entries are ours
-//  (s_child_env_free).
+//  Builds environ with SHOAL_RUN_CONFIG replaced: done before fork, because
+//  between fork and exec the child may only make async-signal-safe calls.
 static char **
 s_child_env (const char *run_config)
 {
     size_t count = 0;
     while (environ [count])
         count++;
-    char **envp = (char **) calloc (count + 3, sizeof (char *));
+    char **envp = (char **) calloc (count + 2, sizeof (char *));
     assert (envp);
     size_t prefix = strlen (SUPERVISOR_RUN_CONFIG_ENV);
-    const char *tunables = "";
     size_t n = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (strncmp (environ [i], "GLIBC_TUNABLES=", 15) == 0)
-            tunables = environ [i] + 15;
-        else
+    for (size_t i = 0; i < count; i++)
         if (strncmp (environ [i], SUPERVISOR_RUN_CONFIG_ENV, prefix) != 0
         ||  environ [i][prefix] != '=')
             envp [n++] = environ [i];
-    }
-    bool ours = !strstr (tunables, "glibc.malloc.hugetlb");
-    size_t len = 15 + strlen (tunables) + 1 + strlen (S_TUNABLE_HUGETLB) + 1;
-    envp [n] = (char *) malloc (len);
-    assert (envp [n]);
-    snprintf (envp [n], len, "GLIBC_TUNABLES=%s%s%s", ours ? S_TUNABLE_HUGETLB : "",
-              ours && *tunables ? ":" : "", tunables);
-    n++;
-    len = prefix + 1 + strlen (run_config) + 1;
+    size_t len = prefix + 1 + strlen (run_config) + 1;
     envp [n] = (char *) malloc (len);
     assert (envp [n]);
     snprintf (envp [n], len, "%s=%s", SUPERVISOR_RUN_CONFIG_ENV, run_config);
     return envp;
-}
-
-static void
-s_child_env_free (char **envp)
-{
-    size_t last = 0;
-    while (envp [last])
-        last++;
-    free (envp [last - 1]);
-    free (envp [last - 2]);
-    free (envp);
 }
 
 //  The delay before a child's next start; doubles the next one, up to the cap.
@@ -587,7 +553,11 @@ s_spawn (supervisor_t *self, s_child_t *child)
         execve ("/proc/self/exe", argv, envp);
         _exit (127);
     }
-    s_child_env_free (envp);
+    size_t last = 0;
+    while (envp [last])
+        last++;
+    free (envp [last - 1]);     //  our SHOAL_RUN_CONFIG string
+    free (envp);
 
     int64_t now = zclock_mono ();
     if (pid < 0) {

@@ -61,34 +61,6 @@ def test_node_runs_one_supervisor_with_raft_and_gateway():
             harness._cmdline(node.actors("raft")[0]))
 
 
-def tunables(pid):
-    """GLIBC_TUNABLES in an actor's environment, or None: its first tunable
-    only (glibc 2.36 cuts the rest off the original text as it parses)."""
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        for entry in f.read().split(b"\0"):
-            if entry.startswith(b"GLIBC_TUNABLES="):
-                return entry.split(b"=", 1)[1].decode()
-    return None
-
-
-@test
-def test_actors_get_malloc_huge_pages_unless_the_environment_says_otherwise():
-    """The supervisor starts its actors with glibc's malloc backing large
-    blocks with huge pages; a GLIBC_TUNABLES of the user's keeps its other
-    tunables (after ours: the last one set wins), and one that sets
-    glibc.malloc.hugetlb itself is left as it is."""
-    cases = [({}, "glibc.malloc.hugetlb=1"),
-             ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, "glibc.malloc.hugetlb=1"),
-             ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "glibc.malloc.hugetlb=0")]
-    for env, want in cases:
-        with Node(env=env) as node:
-            wait_for(lambda: sorted(node.children().values()) == ["gateway", "raft"],
-                     what="a raft actor and a gateway")
-            for pid in node.children():
-                got = tunables(pid) or ""
-                assert got.split(":")[0] == want, (env, pid, got)
-
-
 @test
 def test_collection_shards_get_one_actor_each_and_delete_removes_them_and_files():
     with Node() as node:
