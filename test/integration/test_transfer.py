@@ -115,6 +115,39 @@ def shard_on(node, name, peer):
     return next(s for s, replicas in sorted(placed.items()) if peer in replicas)
 
 
+class Writer:
+    """A thread that upserts `size` new points at a time through node, ids
+    from 100000 up, until stopped: acked holds every id of an upsert
+    answered 200, errors the other answers."""
+
+    def __init__(self, node, name, size=10, payload=False):
+        self.acked = set()
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(node, name, size, payload))
+
+    def _run(self, node, name, size, payload):
+        i = 100000
+        while not self._stop.is_set():
+            pts = [{"id": i + k, "vector": vec(i + k), **({"payload": {"n": i + k}}
+                                                           if payload else {})}
+                   for k in range(size)]
+            status, reply = upsert(node, name, pts)
+            if status == 200:
+                self.acked.update(p["id"] for p in pts)
+            else:
+                self.errors.append((status, reply))
+            i += size
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 @test
 def move_while_writing_keeps_every_acknowledged_point_once():
     name = "moving"
@@ -129,33 +162,13 @@ def move_while_writing_keeps_every_acknowledged_point_once():
         src, dst = b.peer_id(), a.peer_id()
         shard = shard_on(a, name, src)
 
-        acked = set()
-        errors = []
-        stop = threading.Event()
-
-        def writer():
-            i = 100000
-            while not stop.is_set():
-                pts = [{"id": i + k, "vector": vec(i + k), "payload": {"n": i + k}}
-                       for k in range(20)]
-                status, reply = upsert(a, name, pts)
-                if status == 200:
-                    acked.update(p["id"] for p in pts)
-                else:
-                    errors.append((status, reply))
-                i += 20
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        try:
+        with Writer(a, name, size=20, payload=True) as w:
+            acked, errors = w.acked, w.errors
             wait_for(lambda: len(acked) >= 200, what="the writer to get going")
             move(a, name, shard, src, dst)
             wait_moved((a, b), name, shard, dst)
             before = len(acked)
             wait_for(lambda: len(acked) >= before + 200, what="writes after the move")
-        finally:
-            stop.set()
-            thread.join()
         #  Writes refused while the shard switched peers are not
         #  acknowledged (the client retries those); everything acknowledged
         #  is there.
@@ -258,21 +271,8 @@ def crash_during_move(kill_source):
         shard = shard_on(a, name, src)
         victim_node = b if kill_source else a
         victim = shard_actor(victim_node, shard) if kill_source else None
-        acked = set()
-        stop = threading.Event()
-
-        def writer():
-            i = 100000
-            while not stop.is_set():
-                pts = [{"id": i + k, "vector": vec(i + k)} for k in range(10)]
-                status, _ = upsert(a, name, pts)
-                if status == 200:
-                    acked.update(p["id"] for p in pts)
-                i += 10
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        try:
+        with Writer(a, name) as w:
+            acked = w.acked
             move(a, name, shard, src, dst)
             #  Once records flow (or the move is over already), so that a
             #  stream is cut midway when the timing allows it.
@@ -287,9 +287,6 @@ def crash_during_move(kill_source):
             assert len(placed[shard]) == 1 and "Active" in placed[shard].values(), placed
             before = len(acked)
             wait_for(lambda: len(acked) >= before + 100, what="writes after the move")
-        finally:
-            stop.set()
-            thread.join()
         expected = set(range(20000)) | acked
         for node in (a, b):
             ids = [p["id"] for p in scroll_all(node, name)]
@@ -359,21 +356,8 @@ def a_target_node_killed_during_a_move_aborts_and_the_source_keeps_serving():
             assert status == 200, (status, reply)
         src = api.peer_id() if api.peer_id() in holders else next(iter(holders))
         shard = shard_on(api, name, src)
-        acked = set()
-        stop = threading.Event()
-
-        def writer():
-            i = 100000
-            while not stop.is_set():
-                pts = [{"id": i + k, "vector": vec(i + k)} for k in range(10)]
-                status, _ = upsert(api, name, pts)
-                if status == 200:
-                    acked.update(p["id"] for p in pts)
-                i += 10
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        try:
+        with Writer(api, name) as w:
+            acked = w.acked
             move(api, name, shard, src, empty.peer_id())
             wait_for(lambda: streaming(api, name), what="records to flow")
             empty.crash()
@@ -387,9 +371,6 @@ def a_target_node_killed_during_a_move_aborts_and_the_source_keeps_serving():
             else:
                 #  The move was over before the crash: bring the shard back.
                 empty.restart()
-        finally:
-            stop.set()
-            thread.join()
         ids = [p["id"] for p in scroll_all(api, name)]
         assert len(ids) == len(set(ids)), "a point is there twice"
         missing = (set(range(20000)) | acked) - set(ids)
