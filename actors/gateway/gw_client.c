@@ -73,29 +73,20 @@
 //  again after this long (ms); the DEALER carries remote requests meanwhile.
 #define S_STREAM_RETRY_MS 1000
 
+//  What a connection keeps for one local shard actor.
 typedef struct {
     uint64_t uid;                       //  collection uid
     uint32_t shard;                     //  shard id
-    zsock_t *sock;                      //  DEALER to its actor
+    zsock_t *sock;                      //  DEALER to its actor, or NULL
+    int fd;                             //  direct read connection, or -1
     uint64_t used;                      //  conn->clock at last use (LRU)
-} s_shard_sock_t;
-
-//  A direct read connection to a local shard actor.
-typedef struct {
-    uint64_t uid;                       //  collection uid
-    uint32_t shard;                     //  shard id
-    int fd;                             //  the unix stream socket
-    uint64_t used;                      //  conn->clock at last use (LRU)
-} s_direct_t;
+} s_shard_conn_t;
 
 struct _gw_conn_t {
     gw_t *gw;                           //  for the storage path (endpoints)
-    s_direct_t *directs;                //  direct read connections
-    size_t n_directs;                   //  entries in use
-    size_t cap_directs;                 //  entries allocated
     zsock_t *raft;                      //  DEALER to the raft actor, or NULL
     zsock_t *p2p;                       //  DEALER to the p2p actor (remote replicas)
-    s_shard_sock_t *shards;             //  shard socket cache
+    s_shard_conn_t *shards;             //  local shard actors' sockets (LRU)
     size_t n_shards;                    //  entries in use
     size_t cap_shards;                  //  entries allocated
     uint64_t next_id;                   //  next request id on this connection
@@ -125,12 +116,12 @@ gw_conn_destroy (gw_conn_t **self_p)
         return;
     zsock_destroy (&self->raft);
     zsock_destroy (&self->p2p);
-    for (size_t i = 0; i < self->n_shards; i++)
+    for (size_t i = 0; i < self->n_shards; i++) {
         zsock_destroy (&self->shards [i].sock);
+        if (self->shards [i].fd >= 0)
+            close (self->shards [i].fd);
+    }
     free (self->shards);
-    for (size_t i = 0; i < self->n_directs; i++)
-        close (self->directs [i].fd);
-    free (self->directs);
     if (self->p2p_fd >= 0)
         close (self->p2p_fd);
     route_stream_destroy (&self->p2p_stream);
@@ -167,23 +158,16 @@ s_raft_sock (gw_conn_t *self)
     return self->raft;
 }
 
-//  The cached socket for (uid, shard), made on first use. Evicts the least
-//  recently used socket not used by the current call (used < clock) when
-//  the cache is full.
-static zsock_t *
-s_shard_sock (gw_conn_t *self, uint64_t uid, uint32_t shard)
+//  The entry of (uid, shard), made on first use. When the cache is full
+//  the least recently used entry not used by the current call (used <
+//  clock) goes, its sockets closed; when every one is in use it grows.
+static s_shard_conn_t *
+s_shard_conn (gw_conn_t *self, uint64_t uid, uint32_t shard)
 {
     for (size_t i = 0; i < self->n_shards; i++)
         if (self->shards [i].uid == uid && self->shards [i].shard == shard) {
-            if (!self->shards [i].sock) {
-                char endpoint [PATHS_MAX];
-                if (paths_shard_endpoint (gw_config (self->gw)->storage_path, uid, shard,
-                                          endpoint))
-                    return NULL;
-                self->shards [i].sock = s_dealer (endpoint);
-            }
             self->shards [i].used = self->clock;
-            return self->shards [i].sock;
+            return &self->shards [i];
         }
     if (self->n_shards >= S_SHARD_CACHE) {
         size_t victim = SIZE_MAX;
@@ -193,25 +177,35 @@ s_shard_sock (gw_conn_t *self, uint64_t uid, uint32_t shard)
                 victim = i;
         if (victim != SIZE_MAX) {
             zsock_destroy (&self->shards [victim].sock);
+            if (self->shards [victim].fd >= 0)
+                close (self->shards [victim].fd);
             self->shards [victim] = self->shards [--self->n_shards];
         }
     }
-    char endpoint [PATHS_MAX];
-    if (paths_shard_endpoint (gw_config (self->gw)->storage_path, uid, shard, endpoint))
-        return NULL;
-    zsock_t *sock = s_dealer (endpoint);
-    if (!sock)
-        return NULL;
     if (self->n_shards == self->cap_shards) {
         self->cap_shards = self->cap_shards ? self->cap_shards * 2 : 8;
-        self->shards = (s_shard_sock_t *) realloc (self->shards,
-                                                   self->cap_shards * sizeof (s_shard_sock_t));
+        self->shards = (s_shard_conn_t *) realloc (self->shards,
+                                                   self->cap_shards * sizeof (s_shard_conn_t));
         assert (self->shards);
     }
-    self->shards [self->n_shards++] = (s_shard_sock_t) {
-        .uid = uid, .shard = shard, .sock = sock, .used = self->clock
+    self->shards [self->n_shards] = (s_shard_conn_t) {
+        .uid = uid, .shard = shard, .fd = -1, .used = self->clock
     };
-    return sock;
+    return &self->shards [self->n_shards++];
+}
+
+//  The DEALER to the actor of (uid, shard), connected on first use, or NULL.
+static zsock_t *
+s_shard_sock (gw_conn_t *self, uint64_t uid, uint32_t shard)
+{
+    s_shard_conn_t *entry = s_shard_conn (self, uid, shard);
+    if (!entry->sock) {
+        char endpoint [PATHS_MAX];
+        if (paths_shard_endpoint (gw_config (self->gw)->storage_path, uid, shard, endpoint))
+            return NULL;
+        entry->sock = s_dealer (endpoint);
+    }
+    return entry->sock;
 }
 
 //  Closes a socket whose call timed out (see the file comment).
@@ -266,42 +260,15 @@ s_direct_connect (gw_conn_t *self, uint64_t uid, uint32_t shard)
     return fd;
 }
 
-//  The cached direct connection of (uid, shard), made if need be: its fd,
-//  or -1 when the shard has no direct socket (yet).
+//  The direct connection of (uid, shard), made if need be: its fd, or -1
+//  when the shard has no direct socket (yet).
 static int
 s_direct_fd (gw_conn_t *self, uint64_t uid, uint32_t shard)
 {
-    for (size_t i = 0; i < self->n_directs; i++)
-        if (self->directs [i].uid == uid && self->directs [i].shard == shard) {
-            self->directs [i].used = self->clock;
-            return self->directs [i].fd;
-        }
-    int fd = s_direct_connect (self, uid, shard);
-    if (fd < 0)
-        return -1;
-    if (self->n_directs >= S_SHARD_CACHE) {
-        size_t victim = SIZE_MAX;
-        for (size_t i = 0; i < self->n_directs; i++)
-            if (self->directs [i].used < self->clock
-                && (victim == SIZE_MAX || self->directs [i].used < self->directs [victim].used))
-                victim = i;
-        if (victim == SIZE_MAX) {
-            close (fd);                 //  all in use by this call: the DEALER will do
-            return -1;
-        }
-        close (self->directs [victim].fd);
-        self->directs [victim] = self->directs [--self->n_directs];
-    }
-    if (self->n_directs == self->cap_directs) {
-        self->cap_directs = self->cap_directs ? self->cap_directs * 2 : 8;
-        self->directs = (s_direct_t *) realloc (self->directs,
-                                                self->cap_directs * sizeof (s_direct_t));
-        assert (self->directs);
-    }
-    self->directs [self->n_directs++] = (s_direct_t) {
-        .uid = uid, .shard = shard, .fd = fd, .used = self->clock
-    };
-    return fd;
+    s_shard_conn_t *entry = s_shard_conn (self, uid, shard);
+    if (entry->fd < 0)
+        entry->fd = s_direct_connect (self, uid, shard);
+    return entry->fd;
 }
 
 //  Closes a direct connection (broken, or a read on it given up on, whose
@@ -309,10 +276,10 @@ s_direct_fd (gw_conn_t *self, uint64_t uid, uint32_t shard)
 static void
 s_direct_drop (gw_conn_t *self, int fd)
 {
-    for (size_t i = 0; i < self->n_directs; i++)
-        if (self->directs [i].fd == fd) {
+    for (size_t i = 0; i < self->n_shards; i++)
+        if (self->shards [i].fd == fd) {
             close (fd);
-            self->directs [i] = self->directs [--self->n_directs];
+            self->shards [i].fd = -1;
             return;
         }
 }
