@@ -195,8 +195,7 @@ typedef enum {
     //                  "payload_points": {field: points with a value, for
     //                  every field in the collection's payload_schema},
     //                  "transfer"?: {"to": peer, "transferred": n, "total": n}
-    //                  while this replica is the source of a running transfer,
-    //                  "transfer_records": true (it takes "records" batches)}
+    //                  while this replica is the source of a running transfer}
     //
     //  Shards across peers (cluster mode): a request for a replica on another
     //  peer goes through the p2p actors as [route kind request, dst peer,
@@ -210,8 +209,7 @@ typedef enum {
     //  "from": source peer} added to its JSON:
     //    - record batches: SHARD_UPSERT of the next points in id order (whole
     //      points: vectors and payload), read between the source's own writes.
-    //      To a target whose SHARD_INFO says "transfer_records": true, a
-    //      batch is {"records": {"ids": [id...], "payloads": [obj|null...]
+    //      A batch is {"records": {"ids": [id...], "payloads": [obj|null...]
     //      (one per id), "dense": [{"name": s, "dim": n, "missing": [i...]}]
     //      (every dense vector of the collection; "missing": the indexes,
     //      ascending, of the records without it), "blob"?: b, "sparse"?:
@@ -219,8 +217,7 @@ typedef enum {
     //      holding the dense rows record by record, each record's in the
     //      order of "dense" (no vecref objects: one float frame, exactly as
     //      long as the rows, read in place); a record replaces its whole
-    //      point. An older target gets {"points": [...]} as in an upsert.
-    //      "records" is refused without "transfer";
+    //      point. "records" is refused without "transfer";
     //    - every write the source applies while the transfer runs, forwarded
     //      after it applied it locally (so the target sees the same order).
     //  The target applies them strictly in seq order (a gap or repeat is

@@ -93,7 +93,6 @@ typedef struct {
     zsock_t *raft;              //  source: DEALER to the raft actor (proposals)
     uint64_t probe_id;          //  source: probes sent
     uint64_t propose_id;        //  source: proposals sent
-    bool records;               //  source: the target takes "records" batches
     zlist_t *turn;              //  source: s_xitem_t of the writes applied this turn
     transfer_in_t in;           //  target: the order of the stream applied here
     bool lenient;               //  target: the write being applied came with "transfer"
@@ -2458,6 +2457,26 @@ s_xfer_push_batch (s_shard_t *self, envelope_t *env, uint64_t seq, size_t used,
     return 0;
 }
 
+//  The cursor's next point still held, read into *point: its id, or NULL
+//  once the batch is full (n_points, bytes) or the turn is over. *used
+//  counts the cursor's ids read, held or not.
+static const pointid_t *
+s_xfer_next (s_shard_t *self, const pointid_t *ids, size_t left,
+             const transfer_params_t *params, size_t *used, size_t n_points, size_t bytes,
+             segment_point_t *point)
+{
+    //  Ids deleted since the snapshot cost little, but a turn stays short.
+    size_t max_used = params->batch_points * 8;
+    while (*used < left && *used < max_used && n_points < params->batch_points
+           && bytes < params->batch_bytes) {
+        const pointid_t *id = &ids [(*used)++];
+        if (segment_get (self->segment, id, point) == 0)
+            return id;
+        //  Deleted since: its delete was forwarded.
+    }
+    return NULL;
+}
+
 //  The next batch as "records" (proto/msg.h): ids, payloads and sparse
 //  vectors in lists, every dense row in one blob, point by point. Builds
 //  env's JSON; *used ids of the cursor read, *n_points of them still there.
@@ -2476,14 +2495,9 @@ s_xfer_records (s_shard_t *self, envelope_t *env, const pointid_t *ids, size_t l
         per_spec [k] = json_array ();
     int blob = -1;
     size_t used = 0, n_points = 0, bytes = 0;
-    //  Ids deleted since the snapshot cost little, but a turn stays short.
-    size_t max_used = params->batch_points * 8;
-    while (used < left && used < max_used && n_points < params->batch_points
-           && bytes < params->batch_bytes) {
-        const pointid_t *id = &ids [used++];
-        segment_point_t point;
-        if (segment_get (self->segment, id, &point))
-            continue;               //  deleted since; its delete was forwarded
+    const pointid_t *id;
+    segment_point_t point;
+    while ((id = s_xfer_next (self, ids, left, params, &used, n_points, bytes, &point))) {
         for (size_t k = 0; k < self->n_specs; k++) {
             segment_vec_t v;
             bool has = segment_get_vector (self->segment, id, self->specs [k].name, &v) == 0;
@@ -2554,60 +2568,9 @@ s_xfer_batch (s_shard_t *self, uint64_t now)
     size_t left = transfer_cursor (run, &ids);
     uint64_t seq = transfer_next_seq (run);
     envelope_t *env = envelope_new (MSG_SHARD_UPSERT, seq, now + params->ack_timeout_ms);
-    if (self->xfer.records) {
-        size_t used = 0, n_points = 0;
-        s_xfer_records (self, env, ids, left, params, &used, &n_points);
-        json_object_set_new (envelope_json (env), "transfer", s_xfer_tag (self, seq));
-        return s_xfer_push_batch (self, env, seq, used, n_points);
-    }
-    json_t *points = json_array ();
-    int blob = -1;
-    size_t used = 0, n_points = 0, bytes = 0;
-    //  Ids deleted since the snapshot cost little, but a turn stays short.
-    size_t max_used = params->batch_points * 8;
-    while (used < left && used < max_used && n_points < params->batch_points
-           && bytes < params->batch_bytes) {
-        const pointid_t *id = &ids [used++];
-        segment_point_t point;
-        if (segment_get (self->segment, id, &point))
-            continue;               //  deleted since; its delete was forwarded
-        json_t *vectors = json_object ();
-        for (size_t k = 0; k < self->n_specs; k++) {
-            segment_vec_t v;
-            if (segment_get_vector (self->segment, id, self->specs [k].name, &v))
-                continue;
-            if (v.dense) {
-                if (blob < 0)
-                    blob = envelope_new_blob (env);
-                assert (blob >= 0);     //  the one blob of this envelope
-                json_object_set_new (vectors, self->specs [k].name,
-                                     vecref_put (env, blob, v.dense, v.dim));
-                bytes += 4 * (size_t) v.dim + 32;
-            }
-            else {
-                json_t *indices = json_array ();
-                json_t *values = json_array ();
-                for (uint32_t j = 0; j < v.nnz; j++) {
-                    json_array_append_new (indices, json_integer (v.indices [j]));
-                    json_array_append_new (values, s_real (v.values [j]));
-                }
-                json_object_set_new (vectors, self->specs [k].name,
-                                     json_pack ("{soso}", "indices", indices, "values",
-                                                values));
-                bytes += 24 * (size_t) v.nnz + 48;
-            }
-        }
-        //  The payload is shared, not copied: the envelope is encoded below,
-        //  before any write can touch the point (and writes copy on write).
-        json_t *payload = point.payload ? json_incref ((json_t *) point.payload)
-                                        : json_null ();
-        bytes += s_xfer_json_size (payload) + 48;
-        json_array_append_new (points, json_pack ("{sososo}", "id", pointid_to_json (id),
-                                                  "vectors", vectors, "payload", payload));
-        n_points++;
-    }
-    json_t *json = json_pack ("{soso}", "points", points, "transfer", s_xfer_tag (self, seq));
-    envelope_set_json (env, json);
+    size_t used = 0, n_points = 0;
+    s_xfer_records (self, env, ids, left, params, &used, &n_points);
+    json_object_set_new (envelope_json (env), "transfer", s_xfer_tag (self, seq));
     return s_xfer_push_batch (self, env, seq, used, n_points);
 }
 
@@ -2715,12 +2678,6 @@ s_xfer_recv (s_shard_t *self, uint64_t now)
             if (status)
                 log_debug ("transfer to peer %" PRIu64 ": the target is not there yet: %s",
                            x->run_to, envelope_error (env));
-            else
-            if (transfer_phase (x->run) == TRANSFER_CONNECTING)
-                //  Batches as "records" only to a target that says it takes
-                //  them (an older peer takes "points").
-                x->records = json_is_true (json_object_get (envelope_json (env),
-                                                            "transfer_records"));
             transfer_probe_reply (x->run, rid, status, now);
         }
         else {
@@ -2775,7 +2732,6 @@ s_xfer_start (s_shard_t *self, uint64_t now)
     transfer_params_t params;
     transfer_params_default (&params);
     x->run_to = x->want_to;
-    x->records = false;
     x->run = transfer_new (&params, x->run_to, now, s_xfer_release, self);
     x->logged = TRANSFER_CONNECTING;
     log_info ("transfer to peer %" PRIu64 ": starting (stream_records)", x->run_to);
@@ -3147,12 +3103,10 @@ s_xfer_keep_held (s_shard_t *self, pointid_t *ids, size_t n)
     return out;
 }
 
-//  SHARD_INFO: that this replica takes "records" batches; of a source, the
-//  run's progress.
+//  SHARD_INFO of a source: the run's progress.
 static void
 s_xfer_info (s_shard_t *self, json_t *json)
 {
-    json_object_set_new (json, "transfer_records", json_true ());
     transfer_t *run = self->xfer.run;
     if (run && transfer_running (run))
         json_object_set_new (json, "transfer", json_pack (
