@@ -65,6 +65,12 @@ def debian_module(name, script):
         return None
 
 
+def id_key(pid):
+    """Qdrant's scroll order of point ids: unsigned integers first, then
+    UUIDs (as strings)."""
+    return (0, pid, "") if isinstance(pid, int) else (1, 0, pid)
+
+
 def free_ports(count):
     """count distinct loopback ports the kernel says are free right now."""
     socks = []

@@ -166,11 +166,6 @@ def dot(a, b):
     return sum(map(operator.mul, a, b))
 
 
-def id_key(pid):
-    """Scroll order: unsigned integers first, then UUIDs."""
-    return (0, pid, "") if isinstance(pid, int) else (1, 0, pid)
-
-
 class Data:
     """The points the cluster should hold: {id: vector}, {id: payload}."""
 
@@ -316,13 +311,15 @@ def count(node):
 def check_whole(nodes, data, scroll_through):
     """Every node counts exactly data's points, and a scroll through
     scroll_through returns each of them once, in id order."""
-    want = sorted(data.vectors, key=id_key)
+    want = sorted(data.vectors, key=harness.id_key)
     got = [p["id"] for p in scroll_all(scroll_through)]
     assert len(got) == len(set(got)), "a point is there twice"
     missing = set(want) - set(got)
     extra = set(got) - set(want)
-    assert not missing and not extra, (f"{len(missing)} points missing, e.g. {sorted(missing, key=id_key)[:5]};"
-                                       f" {len(extra)} unexpected, e.g. {sorted(extra, key=id_key)[:5]}")
+    some_missing = sorted(missing, key=harness.id_key)[:5]
+    some_extra = sorted(extra, key=harness.id_key)[:5]
+    assert not missing and not extra, (f"{len(missing)} points missing, e.g. {some_missing};"
+                                       f" {len(extra)} unexpected, e.g. {some_extra}")
     assert got == want, "scroll is not in id order"
     for node in nodes:
         assert count(node) == len(want), (node.peer_id(), count(node), len(want))

@@ -60,11 +60,6 @@ def ok(node, method, path, body=None):
     return answer["result"]
 
 
-def id_key(pid):
-    """Scroll order: unsigned integers first, then UUIDs."""
-    return (0, pid, "") if isinstance(pid, int) else (1, 0, pid)
-
-
 class Data:
     """What the test wrote: {id: {"a": [...], "b": [...]}} and payloads."""
 
@@ -228,7 +223,7 @@ def test_search_batch_recommend_and_query_through_every_peer_equal_brute_force()
 @test
 def test_scroll_count_and_retrieve_through_every_peer():
     c, data = cluster()
-    want = sorted(data.ids, key=id_key)
+    want = sorted(data.ids, key=harness.id_key)
     for node in c.nodes:
         points = scroll_all(node)
         assert [p["id"] for p in points] == want, node.peer_id()
@@ -335,7 +330,7 @@ def test_writes_through_one_peer_are_seen_through_the_others():
     for node in c.nodes:
         assert ok(node, "POST", f"/collections/{NAME}/points/count",
                   {"exact": True}) == {"count": len(data.ids)}, node.peer_id()
-        assert [p["id"] for p in scroll_all(node)] == sorted(data.ids, key=id_key)
+        assert [p["id"] for p in scroll_all(node)] == sorted(data.ids, key=harness.id_key)
         assert ok(node, "GET", f"/collections/{NAME}")["points_count"] == len(data.ids)
 
 
