@@ -517,9 +517,13 @@ main (int argc, char **argv)
             roots [c] = root;
             ones [c] = one;
         }
-        printf ("floor gw1 %.0f gwN %.0f shard1 %.0f shardN %.0f\n",
-                s_throughput (roots, 1, 1, seconds), s_throughput (roots, clients, clients, seconds),
-                s_throughput (ones, 1, 1, seconds), s_throughput (ones, clients, clients, seconds));
+        //  One after another in this order (printf's arguments would run in
+        //  any order).
+        double gw1 = s_throughput (roots, 1, 1, seconds);
+        double gwn = s_throughput (roots, clients, clients, seconds);
+        double shard1 = s_throughput (ones, 1, 1, seconds);
+        double shardn = s_throughput (ones, clients, clients, seconds);
+        printf ("floor gw1 %.0f gwN %.0f shard1 %.0f shardN %.0f\n", gw1, gwn, shard1, shardn);
         fflush (stdout);
         free (root.text);
         free (one.text);
