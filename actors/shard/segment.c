@@ -43,6 +43,7 @@
 */
 #include "actors/shard/segment.h"
 #include "common/err.h"
+#include "common/vmarr.h"
 
 #include <assert.h>
 #include <math.h>
@@ -61,8 +62,7 @@
 //  Storage of one vector spec.
 typedef struct {
     segment_vspec_t spec;       //  copy of the spec
-    float *dense;               //  dense: cap rows of stride floats, 64-byte aligned
-    void *dense_raw;            //  dense: the allocation dense lies in
+    float *dense;               //  dense: cap rows of stride floats (vmarr)
     size_t stride;              //  dense: floats from a row to the next (>= dim)
     uint32_t **sp_idx;          //  sparse: per slot, sorted indices (malloc'd)
     float **sp_val;             //  sparse: per slot, values in the same order
@@ -121,14 +121,15 @@ s_words (size_t slots)
     return (slots + 63) / 64;
 }
 
+//  The per-slot arrays live in their own mappings (common/vmarr.h): they
+//  grow without a copy and come zeroed.
 static void *
 s_realloc_zero (void *ptr, size_t old_n, size_t new_n, size_t elem)
 {
     if (new_n == 0)
         return ptr;
-    void *p = realloc (ptr, new_n * elem);
+    void *p = vmarr_resize (ptr, old_n * elem, new_n * elem);
     assert (p);
-    memset ((char *) p + old_n * elem, 0, (new_n - old_n) * elem);
     return p;
 }
 
@@ -186,26 +187,13 @@ s_stride (uint32_t dim)
     return stride;
 }
 
-//  Grows the dense array from old_cap to new_cap rows, zeroed, keeping it
-//  on a 64-byte boundary. realloc, not aligned_alloc and a copy: a large
-//  array then grows in place or by remapping, without two copies in memory
-//  at once; if the block comes back at another offset from a line, the
-//  rows move within it.
+//  Grows the dense array from old_cap to new_cap rows, zeroed. Its mapping
+//  starts on a page, so every row is on a 64-byte boundary.
 static void
 s_dense_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
 {
-    size_t old_bytes = old_cap * vs->stride * sizeof (float);
-    size_t new_bytes = new_cap * vs->stride * sizeof (float);
-    size_t old_off = vs->dense_raw ? (size_t) ((char *) vs->dense - (char *) vs->dense_raw)
-                                   : 0;
-    char *raw = realloc (vs->dense_raw, new_bytes + 64);
-    assert (raw);
-    size_t off = (64 - (uintptr_t) raw % 64) % 64;
-    if (off != old_off && old_bytes)
-        memmove (raw + off, raw + old_off, old_bytes);
-    memset (raw + off + old_bytes, 0, new_bytes - old_bytes);
-    vs->dense_raw = raw;
-    vs->dense = (float *) (raw + off);
+    vs->dense = (float *) s_realloc_zero (vs->dense, old_cap, new_cap,
+                                          vs->stride * sizeof (float));
 }
 
 //  Row of slot in a dense store.
@@ -235,19 +223,19 @@ s_vstore_grow (vstore_t *vs, size_t old_cap, size_t new_cap)
 }
 
 static void
-s_vstore_fini (vstore_t *vs, size_t n_slots)
+s_vstore_fini (vstore_t *vs, size_t n_slots, size_t cap)
 {
     if (vs->sp_idx)
         for (size_t i = 0; i < n_slots; i++) {
             free (vs->sp_idx [i]);
             free (vs->sp_val [i]);
         }
-    free (vs->sp_idx);
-    free (vs->sp_val);
-    free (vs->sp_nnz);
-    free (vs->dense_raw);
-    free (vs->indexed);
-    free (vs->present);
+    vmarr_free (vs->sp_idx, cap * sizeof (uint32_t *));
+    vmarr_free (vs->sp_val, cap * sizeof (float *));
+    vmarr_free (vs->sp_nnz, cap * sizeof (uint32_t));
+    vmarr_free (vs->dense, cap * vs->stride * sizeof (float));
+    vmarr_free (vs->indexed, s_words (cap) * sizeof (uint64_t));
+    vmarr_free (vs->present, s_words (cap) * sizeof (uint64_t));
 }
 
 //  Removes slot's vector from vs (if it has one).
@@ -421,16 +409,16 @@ segment_destroy (segment_t **self_p)
     if (!self)
         return;
     for (size_t i = 0; i < self->n_vs; i++)
-        s_vstore_fini (&self->vs [i], self->n_slots);
+        s_vstore_fini (&self->vs [i], self->n_slots, self->cap);
     free (self->vs);
     for (size_t i = 0; i < self->n_slots; i++)
         json_decref (self->payloads [i]);
-    free (self->ids);
-    free (self->versions);
-    free (self->payloads);
-    free (self->live);
-    free (self->holes);
-    free (self->free);
+    vmarr_free (self->ids, self->cap * sizeof (pointid_t));
+    vmarr_free (self->versions, self->cap * sizeof (uint64_t));
+    vmarr_free (self->payloads, self->cap * sizeof (json_t *));
+    vmarr_free (self->live, s_words (self->cap) * sizeof (uint64_t));
+    vmarr_free (self->holes, s_words (self->cap) * sizeof (uint64_t));
+    vmarr_free (self->free, self->cap * sizeof (uint32_t));
     free (self->table);
     free (self);
     *self_p = NULL;
@@ -580,8 +568,7 @@ s_grow (segment_t *self)
     self->payloads = s_realloc_zero (self->payloads, old, cap, sizeof (json_t *));
     self->live = s_realloc_zero (self->live, s_words (old), s_words (cap), sizeof (uint64_t));
     self->holes = s_realloc_zero (self->holes, s_words (old), s_words (cap), sizeof (uint64_t));
-    self->free = realloc (self->free, cap * sizeof (uint32_t));
-    assert (self->free);
+    self->free = s_realloc_zero (self->free, old, cap, sizeof (uint32_t));
     for (size_t i = 0; i < self->n_vs; i++)
         s_vstore_grow (&self->vs [i], old, cap);
     self->cap = cap;
