@@ -6,7 +6,8 @@
     writes the save's files without it; a rebuilt
     graph is swapped in and filled payload indexes are published under the
     gate's write side. Rounds repeat while work is left; then the thread
-    sleeps until kicked or a second has passed (periodic saves).
+    sleeps until kicked or a second has passed (periodic saves). While the
+    graphs are held, rounds leave vindex alone.
 */
 #include "actors/shard/optimizer.h"
 #include "common/log.h"
@@ -28,6 +29,7 @@ struct _optimizer_t {
     pthread_cond_t cv;          //  signalled by kicks and the stop
     bool kicked;                //  work may be waiting
     bool stopping;              //  atomic: leave as soon as possible
+    bool hold;                  //  graphs held (under mutex)
     pindex_t *pindex;           //  payload indexes to fill, or NULL (under mutex)
     pindex_payload_fn *payload_of;  //  their payload reader (under mutex)
     void *payload_arg;          //  its argument (under mutex)
@@ -52,16 +54,19 @@ s_rounds (optimizer_t *self)
     pthread_mutex_unlock (&self->mutex);
     bool more = true;
     while (more && !__atomic_load_n (&self->stopping, __ATOMIC_RELAXED)) {
+        pthread_mutex_lock (&self->mutex);
+        bool hold = self->hold;
+        pthread_mutex_unlock (&self->mutex);
         if (!rwgate_read_lock (self->gate))
             return false;
-        more = vindex_work (self->vindex, s_should_yield, self);
+        more = !hold && vindex_work (self->vindex, s_should_yield, self);
         //  A step at least even when a writer waits, so a payload index
         //  build moves on under a steady stream of writes.
         if (pindex && pindex_build_work (pindex, payload_of, payload_arg, s_should_yield,
                                          self))
             more = true;
         bool publish = pindex && pindex_publish_due (pindex);
-        bool swap = vindex_swap_due (self->vindex);
+        bool swap = !hold && vindex_swap_due (self->vindex);
         vindex_save_t *save = NULL;
         if (!more && !swap && !publish && vindex_save_due (self->vindex, false))
             save = vindex_save_begin (self->vindex);
@@ -168,6 +173,18 @@ optimizer_set_pindex (optimizer_t *self, pindex_t *pindex, pindex_payload_fn *pa
     self->payload_arg = arg;
     self->kicked = true;
     pthread_cond_signal (&self->cv);
+    pthread_mutex_unlock (&self->mutex);
+}
+
+void
+optimizer_hold_graphs (optimizer_t *self, bool hold)
+{
+    pthread_mutex_lock (&self->mutex);
+    if (self->hold && !hold) {
+        self->kicked = true;
+        pthread_cond_signal (&self->cv);
+    }
+    self->hold = hold;
     pthread_mutex_unlock (&self->mutex);
 }
 

@@ -17,6 +17,8 @@
 #include "actors/shard/rwgate.h"
 #include "actors/shard/vindex.h"
 
+#include <stdbool.h>
+
 typedef struct _optimizer_t optimizer_t;
 
 //  Starts the thread over vindex and gate (both borrowed, outliving it).
@@ -27,6 +29,11 @@ optimizer_t *optimizer_new (vindex_t *vindex, rwgate_t *gate);
 void optimizer_destroy (optimizer_t **self_p);
 //  Tells the thread there may be work.
 void optimizer_kick (optimizer_t *self);
+//  While held, the graphs are neither built nor updated (payload indexes
+//  and saves go on): a replica that receives a shard transfer serves no
+//  reads, and the stream needs the cores. Releasing kicks the thread, which
+//  then indexes everything that arrived.
+void optimizer_hold_graphs (optimizer_t *self, bool hold);
 //  Also fills pindex's building fields (borrowed, outliving the optimizer),
 //  reading the points' payloads with payload_of (arg), and publishes them.
 void optimizer_set_pindex (optimizer_t *self, pindex_t *pindex,

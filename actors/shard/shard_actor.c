@@ -97,6 +97,8 @@ typedef struct {
     transfer_in_t in;           //  target: the order of the stream applied here
     bool lenient;               //  target: the write being applied came with "transfer"
     uint64_t in_seq;            //  target: its seq
+    bool hold;                  //  target: a transfer fills this replica, its
+                                //  graphs wait (optimizer_hold_graphs)
 } s_xfer_t;
 
 typedef struct {
@@ -2374,11 +2376,15 @@ s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll)
         x->listed = mine != NULL;
         x->active = json_is_string (mine) && strcmp (json_string_value (mine), "Active") == 0;
     }
+    bool receiving = false;
     json_array_foreach (json_object_get (coll, "transfers"), i, transfer) {
         const json_t *id = json_object_get (transfer, "shard_id");
         const char *method = json_string_value (json_object_get (transfer, "method"));
-        if (!json_is_integer (id) || json_integer_value (id) != (json_int_t) self->shard_id
-            || s_xfer_u64 (transfer, "from") != self->peer_id)
+        if (!json_is_integer (id) || json_integer_value (id) != (json_int_t) self->shard_id)
+            continue;
+        if (s_xfer_u64 (transfer, "to") == self->peer_id)
+            receiving = true;
+        if (s_xfer_u64 (transfer, "from") != self->peer_id)
             continue;
         if (method && strcmp (method, "stream_records") != 0) {
             log_debug ("transfer to peer %" PRIu64 ": method %.32s is not ours to drive",
@@ -2389,6 +2395,12 @@ s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll)
     }
     if (x->run)
         transfer_on_state (x->run, x->want_to == x->run_to, x->listed, envelope_now_ms ());
+    //  A replica being filled by a transfer serves no reads: its graphs wait
+    //  for the stream's end (the move finishes sooner, the build costs the
+    //  same after it), and it serves searches exactly until they are built.
+    x->hold = receiving && !x->active;
+    if (self->optimizer)
+        optimizer_hold_graphs (self->optimizer, x->hold);
 }
 
 //  [route to the target's replica of this shard][env] (env kept).
@@ -3294,6 +3306,7 @@ s_start (s_shard_t *self, int *exit_code)
     self->optimizer = optimizer_new (self->vindex, self->gate);
     if (!self->optimizer)
         return 1;
+    optimizer_hold_graphs (self->optimizer, self->xfer.hold);
     optimizer_set_pindex (self->optimizer, self->pindex, s_payload_of, self->segment);
     self->poller = zpoller_new (self->router, self->sub, self->results, NULL);
     self->pending = zlist_new ();

@@ -2,7 +2,8 @@
     write), lets a writer in while it builds, and saves the graphs when it
     stops, so a new vindex loads them with every vector current. It fills a
     payload index begun over many points while writes and filtered reads go
-    on, and publishes it. Waiting is polling a condition with a deadline,
+    on, and publishes it. Graphs held stay untouched while payload indexes
+    are filled, and are built once released. Waiting is polling a condition with a deadline,
     never a fixed sleep.
 */
 #include "actors/shard/optimizer.h"
@@ -298,6 +299,61 @@ START_TEST (test_fills_a_new_payload_index_beside_writes_and_reads)
 }
 END_TEST
 
+//  Held graphs (a replica receiving a transfer): rounds still run (a payload
+//  index is filled and published), the graph is not touched; released, it
+//  is built over everything written meanwhile.
+START_TEST (test_held_graphs_wait_while_payload_indexes_go_on)
+{
+    char dir [] = "/tmp/test_optimizer.XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    segment_t *seg = s_segment ();
+    rwgate_t *gate = rwgate_new ();
+    vindex_t *vi = vindex_new (seg, dir);
+    vindex_params_t p = { .m = 8, .ef_construct = 32, .full_scan_kb = 0, .indexing_kb = 1 };
+    vindex_configure (vi, "", &p);
+    pindex_t *pindex = pindex_new ();
+    segment_set_observer (seg, s_on_payload, pindex);
+    optimizer_t *opt = optimizer_new (vi, gate);
+    ck_assert_ptr_nonnull (opt);
+    optimizer_hold_graphs (opt, true);
+    optimizer_set_pindex (opt, pindex, s_payload_of, seg);
+    rwgate_write_lock (gate);
+    for (uint64_t i = 0; i < 3000; i++)
+        s_put_tagged (seg, i, (unsigned) (i % 4), 1);
+    vindex_after_writes (vi, 1);
+    json_t *schema = json_string ("keyword");
+    char err [128];
+    ck_assert_int_eq (pindex_begin_field (pindex, "tag", schema, err, sizeof err), 0);
+    json_decref (schema);
+    rwgate_write_unlock (gate);
+    optimizer_kick (opt);
+
+    time_t deadline = time (NULL) + 60;
+    for (bool ready = false; !ready; ) {
+        ck_assert_msg (time (NULL) < deadline, "the payload index was never published");
+        ck_assert (rwgate_read_lock (gate));
+        ready = pindex_field_ready (pindex, "tag");
+        rwgate_read_unlock (gate);
+        if (!ready)
+            nanosleep (&(struct timespec) { 0, 1000000 }, NULL);
+    }
+    ck_assert (rwgate_read_lock (gate));
+    ck_assert_uint_eq (vindex_indexed_count (vi), 0);
+    ck_assert (vindex_behind (vi));
+    rwgate_read_unlock (gate);
+
+    optimizer_hold_graphs (opt, false);
+    s_wait_caught_up (vi, gate, 3000);
+    optimizer_destroy (&opt);
+    segment_set_observer (seg, NULL, NULL);
+    pindex_destroy (&pindex);
+    vindex_destroy (&vi);
+    segment_destroy (&seg);
+    rwgate_destroy (&gate);
+    paths_remove_tree (dir);
+}
+END_TEST
+
 //  --- stress: the writer, searches and the optimizer all make progress ----
 
 typedef struct {
@@ -473,6 +529,7 @@ optimizer_suite (void)
     tcase_add_test (tc, test_indexes_in_the_background_and_saves_on_stop);
     tcase_add_test (tc, test_a_closed_gate_stops_it_without_a_save);
     tcase_add_test (tc, test_fills_a_new_payload_index_beside_writes_and_reads);
+    tcase_add_test (tc, test_held_graphs_wait_while_payload_indexes_go_on);
     tcase_add_test (tc, test_stress_writes_searches_and_optimizer_all_progress);
     suite_add_tcase (s, tc);
     return s;
