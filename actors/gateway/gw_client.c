@@ -792,6 +792,31 @@ s_slot_route (s_call_t *call, size_t index, uint64_t now)
     s_slot_settle (call, index, n, now);
 }
 
+//  A slot sent to a named replica (not routed) whose replica the metadata
+//  no longer lists (a move finished, the replica was dropped): that actor
+//  stops without answering, so the slot is answered "unavailable" now
+//  rather than at its deadline.
+static void
+s_slot_check_named (s_call_t *call, size_t index)
+{
+    s_slot_t *slot = &call->slots [index];
+    if (slot->reply || slot->routed || !call->coll
+        || gw_replicas_state (call->coll, slot->shard, slot->peer)
+        || !s_legs_in (call, index, S_LEG_PENDING))
+        return;
+    for (size_t k = 0; k < call->n_legs; k++) {
+        s_leg_t *leg = &call->legs [k];
+        if (leg->slot == index && leg->state == S_LEG_PENDING) {
+            leg->state = S_LEG_ABANDONED;
+            leg->unanswered = true;
+        }
+    }
+    char shard [300];
+    s_shard_name (call, slot, shard, sizeof shard);
+    s_slot_finish (slot, s_slot_error (slot, -SH_EUNAVAIL, "Service unavailable: %s is no "
+                                       "longer on peer %" PRIu64, shard, slot->peer));
+}
+
 //  A leg's answer. "Unavailable" from a replica the gateway chose (it is
 //  stopping, moved off its peer, or its peer cannot be reached) is not the
 //  end while re-routes are left: the slot waits a grace for the metadata to
@@ -1006,7 +1031,7 @@ s_call_run (s_call_t *call)
             if (!slot->request || slot->reply)
                 continue;
             open = true;
-            if (slot->routed)
+            if (call->coll)
                 wake = next_check < wake ? next_check : wake;
             if (slot->wait_until && slot->wait_until < wake)
                 wake = slot->wait_until;
@@ -1022,6 +1047,8 @@ s_call_run (s_call_t *call)
                 for (size_t i = 0; i < call->n_slots; i++)
                     if (call->slots [i].request && call->slots [i].routed)
                         s_slot_route (call, i, now);
+                    else if (call->slots [i].request)
+                        s_slot_check_named (call, i);
             }
         }
         for (size_t i = 0; i < call->n_slots; i++) {

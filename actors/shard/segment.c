@@ -19,7 +19,8 @@
 
     An open-addressing hash table (linear probing, backward-shift deletion so
     there are no tombstones, load <= 1/2) maps an id to its slot through
-    pointid_hash.
+    pointid_hash; a cell keeps part of the hash beside the slot, so probes
+    and rehashes rarely read the ids.
 
     Payloads are jansson objects held by reference: upsert takes a reference
     to the caller's object, reads hand out borrowed pointers. So every payload
@@ -86,7 +87,7 @@ struct _segment_t {
     uint32_t *free;             //  slots freed by deletes, reused LIFO
     size_t n_free;              //  entries in free
     size_t size;                //  live points
-    uint32_t *table;            //  hash table cells: slot or S_EMPTY
+    uint64_t *table;            //  hash table cells (s_cell) or S_FREE_CELL
     size_t table_cap;           //  cells, a power of two
     uint64_t *holes;            //  bitmap over slots: reserved, not live, not free
     size_t n_holes;             //  bits set in holes
@@ -305,27 +306,53 @@ s_sparse_sorted (const uint32_t *indices, const float *values, uint32_t nnz,
 //  --------------------------------------------------------------------------
 //  Id -> slot hash table
 
+//  A cell holds a slot in its low 32 bits and the low 32 bits of the slot's
+//  id hash above them: probes compare the hash before they read the id (a
+//  cache miss into ids), and a rehash or a backward shift finds a cell's
+//  home without it. S_FREE_CELL (slot S_EMPTY) is an empty cell.
+#define S_FREE_CELL UINT64_MAX
+
+static inline uint64_t
+s_cell (uint64_t hash, uint32_t slot)
+{
+    return (hash << 32) | slot;
+}
+
+static inline uint32_t
+s_cell_slot (uint64_t cell)
+{
+    return (uint32_t) cell;
+}
+
+static inline size_t
+s_cell_home (uint64_t cell, size_t mask)
+{
+    return (size_t) (cell >> 32) & mask;
+}
+
 static uint32_t
 s_lookup (const segment_t *self, const pointid_t *id)
 {
     size_t mask = self->table_cap - 1;
-    size_t i = pointid_hash (id) & mask;
-    while (self->table [i] != S_EMPTY) {
-        if (pointid_eq (&self->ids [self->table [i]], id))
-            return self->table [i];
+    uint64_t hash = pointid_hash (id) & 0xffffffffULL;
+    size_t i = (size_t) hash & mask;
+    uint64_t cell;
+    while ((cell = self->table [i]) != S_FREE_CELL) {
+        if ((cell >> 32) == hash && pointid_eq (&self->ids [s_cell_slot (cell)], id))
+            return s_cell_slot (cell);
         i = (i + 1) & mask;
     }
     return S_EMPTY;
 }
 
 static void
-s_table_put (uint32_t *table, size_t cap, const pointid_t *ids, uint32_t slot)
+s_table_put (uint64_t *table, size_t cap, uint64_t cell)
 {
     size_t mask = cap - 1;
-    size_t i = pointid_hash (&ids [slot]) & mask;
-    while (table [i] != S_EMPTY)
+    size_t i = s_cell_home (cell, mask);
+    while (table [i] != S_FREE_CELL)
         i = (i + 1) & mask;
-    table [i] = slot;
+    table [i] = cell;
 }
 
 static void
@@ -334,26 +361,26 @@ s_table_insert (segment_t *self, uint32_t slot)
     //  Keep the load at most 1/2 so probes stay short.
     if ((self->size + 1) * 2 > self->table_cap) {
         size_t cap = self->table_cap * 2;
-        uint32_t *table = malloc (cap * sizeof (uint32_t));
+        uint64_t *table = malloc (cap * sizeof (uint64_t));
         assert (table);
-        memset (table, 0xff, cap * sizeof (uint32_t));
+        memset (table, 0xff, cap * sizeof (uint64_t));
         for (size_t i = 0; i < self->table_cap; i++)
-            if (self->table [i] != S_EMPTY)
-                s_table_put (table, cap, self->ids, self->table [i]);
+            if (self->table [i] != S_FREE_CELL)
+                s_table_put (table, cap, self->table [i]);
         free (self->table);
         self->table = table;
         self->table_cap = cap;
     }
-    s_table_put (self->table, self->table_cap, self->ids, slot);
+    s_table_put (self->table, self->table_cap, s_cell (pointid_hash (&self->ids [slot]), slot));
 }
 
 static void
 s_table_remove (segment_t *self, uint32_t slot)
 {
     size_t mask = self->table_cap - 1;
-    size_t i = pointid_hash (&self->ids [slot]) & mask;
-    while (self->table [i] != slot) {
-        assert (self->table [i] != S_EMPTY);
+    size_t i = (size_t) pointid_hash (&self->ids [slot]) & mask;
+    while (s_cell_slot (self->table [i]) != slot) {
+        assert (self->table [i] != S_FREE_CELL);
         i = (i + 1) & mask;
     }
     //  Backward shift: pull later entries of the probe run into the hole
@@ -361,16 +388,16 @@ s_table_remove (segment_t *self, uint32_t slot)
     size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
-        if (self->table [j] == S_EMPTY)
+        if (self->table [j] == S_FREE_CELL)
             break;
-        size_t home = pointid_hash (&self->ids [self->table [j]]) & mask;
+        size_t home = s_cell_home (self->table [j], mask);
         bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (stays)
             continue;
         self->table [i] = self->table [j];
         i = j;
     }
-    self->table [i] = S_EMPTY;
+    self->table [i] = S_FREE_CELL;
 }
 
 //  --------------------------------------------------------------------------
@@ -391,9 +418,9 @@ segment_new (const segment_vspec_t *specs, size_t n_specs)
     segment_t *self = calloc (1, sizeof (segment_t));
     assert (self);
     self->table_cap = 16;
-    self->table = malloc (self->table_cap * sizeof (uint32_t));
+    self->table = malloc (self->table_cap * sizeof (uint64_t));
     assert (self->table);
-    memset (self->table, 0xff, self->table_cap * sizeof (uint32_t));
+    memset (self->table, 0xff, self->table_cap * sizeof (uint64_t));
     for (size_t i = 0; i < n_specs; i++) {
         int rc = segment_add_vspec (self, &specs [i]);
         assert (rc == 0);
