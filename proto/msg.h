@@ -227,6 +227,11 @@ typedef enum {
     //  (re)starts a stream: a target that is not Active first drops every
     //  point it holds, so a source that restarted streams again from seq 1
     //  (a target that restarted expects seq 1 and refuses the rest). The
+    //  source's batch that ends its snapshot has "last": true in its tag: the
+    //  target answers the batches before it (into a replica not Active) as
+    //  soon as they are applied, committing them behind the replies, and
+    //  makes all of them durable before it answers the last; every other
+    //  write is answered after its commit. The
     //  source asks the target SHARD_INFO through p2p until it answers before
     //  seq 1, and again when the stream goes unanswered (the path is first
     //  in, first out). The source keeps a bounded window of unacknowledged

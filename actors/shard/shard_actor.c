@@ -99,6 +99,12 @@ typedef struct {
     uint64_t in_seq;            //  target: its seq
     bool hold;                  //  target: a transfer fills this replica, its
                                 //  graphs wait (optimizer_hold_graphs)
+    bool turn_batches;          //  target: this turn applied stream batches
+    bool turn_sync;             //  this turn holds a write whose reply must
+                                //  wait for its commit (anything but a batch
+                                //  before the last into a replica not Active)
+    uint64_t deferred_seq;      //  target: seq of the last turn handed to the
+                                //  store's deferred writer
 } s_xfer_t;
 
 typedef struct {
@@ -2145,11 +2151,18 @@ s_recv_state (s_shard_t *self)
     envelope_destroy (&env);
 }
 
-//  Writes the points this turn changed, as the segment now has them.
+//  Writes the points this turn changed, as the segment now has them: in a
+//  transaction of its own, or handed to the store's deferred writer (defer:
+//  a turn of stream batches into a replica not Active, see s_xfer_before).
+//  A turn that is not deferred first waits for the deferred ones.
 static int
-s_stage_dirty (s_shard_t *self)
+s_stage_dirty (s_shard_t *self, bool defer)
 {
-    int rc = shard_store_begin (self->store);
+    int rc = 0;
+    if (!defer && shard_store_deferring (self->store))
+        rc = shard_store_defer_sync (self->store);
+    if (rc == 0 && !defer)
+        rc = shard_store_begin (self->store);
     segment_vec_t *vecs = (segment_vec_t *) calloc (self->n_specs + 1, sizeof *vecs);
     assert (vecs);
     size_t n = s_unique_ids (self->dirty, self->n_dirty);
@@ -2157,7 +2170,8 @@ s_stage_dirty (s_shard_t *self)
         const pointid_t *id = &self->dirty [i];
         segment_point_t point;
         if (segment_get (self->segment, id, &point)) {
-            rc = shard_store_delete_point (self->store, id);
+            rc = defer ? shard_store_defer_delete (self->store, id)
+                       : shard_store_delete_point (self->store, id);
             continue;
         }
         size_t n_vecs = 0;
@@ -2167,10 +2181,19 @@ s_stage_dirty (s_shard_t *self)
                 vecs [n_vecs].name = self->specs [k].name;
                 n_vecs++;
             }
-        rc = shard_store_put_point (self->store, id, point.version, vecs, n_vecs,
-                                    point.payload);
+        rc = defer ? shard_store_defer_put (self->store, id, point.version, vecs, n_vecs,
+                                            point.payload)
+                   : shard_store_put_point (self->store, id, point.version, vecs, n_vecs,
+                                            point.payload);
     }
     free (vecs);
+    if (defer) {
+        if (rc == 0)
+            rc = shard_store_defer_turn (self->store, self->last_seq);
+        if (rc == 0)
+            self->xfer.deferred_seq = self->last_seq;
+        return rc;
+    }
     if (rc == 0)
         rc = shard_store_set_seq (self->store, self->last_seq);
     if (rc == 0)
@@ -2186,9 +2209,14 @@ s_flush (s_shard_t *self)
 {
     //  After a failed commit nothing more is written: the restart reloads
     //  what is durable, and a later commit must not seal a half-lost turn.
+    s_xfer_t *x = &self->xfer;
+    bool defer = x->turn_batches && !x->turn_sync;
+    bool deferring = shard_store_deferring (self->store);
+    uint64_t stored = deferring ? x->deferred_seq : shard_store_seq (self->store);
+    x->turn_batches = x->turn_sync = false;
     if (!self->store_failed
-        && (self->n_dirty || self->last_seq != shard_store_seq (self->store))) {
-        int rc = s_stage_dirty (self);
+        && (self->n_dirty || self->last_seq != stored)) {
+        int rc = s_stage_dirty (self, defer);
         self->n_dirty = 0;
         if (rc) {
             //  Memory is now ahead of disk: refuse this turn's replies and
@@ -2582,7 +2610,12 @@ s_xfer_batch (s_shard_t *self, uint64_t now)
     envelope_t *env = envelope_new (MSG_SHARD_UPSERT, seq, now + params->ack_timeout_ms);
     size_t used = 0, n_points = 0;
     s_xfer_records (self, env, ids, left, params, &used, &n_points);
-    json_object_set_new (envelope_json (env), "transfer", s_xfer_tag (self, seq));
+    json_t *tag = s_xfer_tag (self, seq);
+    //  The target makes the batches before it durable before it answers
+    //  this one (s_xfer_before).
+    if (used >= left)
+        json_object_set_new (tag, "last", json_true ());
+    json_object_set_new (envelope_json (env), "transfer", tag);
     return s_xfer_push_batch (self, env, seq, used, n_points);
 }
 
@@ -2837,6 +2870,14 @@ s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply)
         return false;
     }
     const json_t *tag = json_object_get (envelope_json (req), "transfer");
+    //  Batches before the stream's last, into a replica that is not Active,
+    //  are committed behind the replies (shard_store_defer_put); anything
+    //  else waits for its commit, and for the deferred ones before it.
+    if (tag && !x->active && json_object_get (envelope_json (req), "records")
+        && !json_is_true (json_object_get (tag, "last")))
+        x->turn_batches = true;
+    else
+        x->turn_sync = true;
     if (!tag)
         return true;
     uint64_t seq = s_xfer_u64 (tag, "seq"), from = s_xfer_u64 (tag, "from");

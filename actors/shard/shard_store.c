@@ -44,6 +44,12 @@
 //  itself (the thread fell behind a steady stream of commits).
 #define S_CKPT_PAGES 1000
 #define S_CKPT_INLINE_PAGES 8000
+//  Deferred writes queued past this many bytes make the actor wait.
+#define S_DEFER_MAX_BYTES (64u << 20)
+//  Deferred op kinds, and the payload length that stands for none.
+#define S_OP_PUT 1
+#define S_OP_DELETE 2
+#define S_NO_PAYLOAD UINT32_MAX
 
 typedef struct {
     uint8_t *data;      //  buffer
@@ -63,6 +69,31 @@ typedef struct {
     const char *path;           //  the store's path, for logs (the store's)
 } s_ckpt_t;
 
+//  One turn of deferred writes: ops are records of
+//    u8 kind (S_OP_PUT, S_OP_DELETE), u8 key length, the key bytes, and for
+//    a put: u64 version, u32 length + the vectors blob, u32 length + the
+//    payload text (S_NO_PAYLOAD: none)
+//  in host byte order (they never leave the process).
+typedef struct s_turn_t {
+    struct s_turn_t *next;      //  the next queued turn
+    s_buf_t ops;                //  its writes, in order
+    uint64_t seq;               //  the seq it commits
+} s_turn_t;
+
+//  The deferred writer thread and what it shares with the actor.
+typedef struct {
+    pthread_t thread;           //  runs s_defer_main
+    bool started;               //  the thread runs (the actor's view)
+    pthread_mutex_t mutex;      //  guards everything below but open
+    pthread_cond_t cv;          //  work queued, room made, or stopping
+    s_turn_t *head;             //  queued turns, oldest first
+    s_turn_t *tail;             //  the newest
+    size_t queued;              //  bytes of ops queued or being written
+    bool stopping;              //  write what is queued, then leave
+    int error;                  //  the first failure (sticky), 0 if none
+    s_turn_t *open;             //  the turn being filled (actor only)
+} s_defer_t;
+
 struct _shard_store_t {
     sqlite3 *db;                //  the open database
     char *path;                 //  its file path, for logs
@@ -81,6 +112,7 @@ struct _shard_store_t {
     jsonx_buf_t payload;        //  put_point's payload text, reused likewise
     s_ckpt_t ckpt;              //  the checkpoint thread (see the top)
     int wal_pages;              //  WAL pages after the last commit (wal_hook)
+    s_defer_t defer;            //  the deferred writer (see the header)
 };
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -596,6 +628,8 @@ shard_store_destroy (shard_store_t **self_p)
     shard_store_t *self = *self_p;
     if (!self)
         return;
+    //  What was deferred is written before the handle goes.
+    shard_store_defer_sync (self);
     if (self->in_tx)
         shard_store_rollback (self);
     s_ckpt_stop (self);
@@ -619,11 +653,12 @@ shard_store_destroy (shard_store_t **self_p)
 uint64_t
 shard_store_seq (const shard_store_t *self)
 {
-    return self->seq;
+    //  The deferred writer moves it on its thread.
+    return __atomic_load_n (&self->seq, __ATOMIC_ACQUIRE);
 }
 
-int
-shard_store_begin (shard_store_t *self)
+static int
+s_begin (shard_store_t *self)
 {
     assert (!self->in_tx);
     if (s_step_done (self, self->begin, "BEGIN"))
@@ -634,18 +669,23 @@ shard_store_begin (shard_store_t *self)
 }
 
 int
-shard_store_put_point (shard_store_t *self, const pointid_t *id, uint64_t version,
-                       const segment_vec_t *vecs, size_t n_vecs, const json_t *payload)
+shard_store_begin (shard_store_t *self)
 {
-    assert (self->in_tx);
+    assert (!self->defer.started);
+    return s_begin (self);
+}
+
+//  Encodes a point's vectors and payload into self->vectors and
+//  self->payload (buffers kept from point to point: a batch of thousands of
+//  points costs no allocation per point). The payload text is jsonx's (what
+//  json_dumps writes, with reals exact but short when they can be, and no
+//  printf per number), read back by jsonx_loadb.
+static int
+s_encode_point (shard_store_t *self, uint64_t version, const segment_vec_t *vecs,
+                size_t n_vecs, const json_t *payload)
+{
     if (version > INT64_MAX)
         return -SH_EINVAL;
-    uint8_t key [POINTID_KEY_SIZE];
-    size_t key_len = pointid_key (id, key);
-    //  Both encodings go into buffers kept from point to point: a batch of
-    //  thousands of points costs no allocation per point. The payload text
-    //  is jsonx's (what json_dumps writes, with reals exact but short when
-    //  they can be, and no printf per number), read back by jsonx_loadb.
     int rc = s_encode_vectors (&self->vectors, vecs, n_vecs);
     if (rc)
         return rc;
@@ -654,17 +694,37 @@ shard_store_put_point (shard_store_t *self, const pointid_t *id, uint64_t versio
     self->payload.len = 0;
     if (payload)
         jsonx_write_exact (&self->payload, payload);
+    return 0;
+}
+
+//  INSERT OR REPLACE of one encoded point (payload NULL: none).
+static int
+s_put_row (shard_store_t *self, const uint8_t *key, size_t key_len, uint64_t version,
+           const void *vectors, size_t vectors_len, const char *payload, size_t payload_len)
+{
     sqlite3_bind_blob (self->put, 1, key, (int) key_len, SQLITE_STATIC);
     sqlite3_bind_int64 (self->put, 2, (sqlite3_int64) version);
-    sqlite3_bind_blob64 (self->put, 3, self->vectors.data ? (const void *) self->vectors.data
-                                                          : (const void *) "",
-                         self->vectors.len, SQLITE_STATIC);
+    sqlite3_bind_blob64 (self->put, 3, vectors_len ? vectors : (const void *) "", vectors_len,
+                         SQLITE_STATIC);
     if (payload)
-        sqlite3_bind_text64 (self->put, 4, self->payload.data, self->payload.len, SQLITE_STATIC,
-                             SQLITE_UTF8);
+        sqlite3_bind_text64 (self->put, 4, payload, payload_len, SQLITE_STATIC, SQLITE_UTF8);
     else
         sqlite3_bind_null (self->put, 4);
     return s_step_done (self, self->put, "writing a point");
+}
+
+int
+shard_store_put_point (shard_store_t *self, const pointid_t *id, uint64_t version,
+                       const segment_vec_t *vecs, size_t n_vecs, const json_t *payload)
+{
+    assert (self->in_tx && !self->defer.started);
+    uint8_t key [POINTID_KEY_SIZE];
+    size_t key_len = pointid_key (id, key);
+    int rc = s_encode_point (self, version, vecs, n_vecs, payload);
+    if (rc)
+        return rc;
+    return s_put_row (self, key, key_len, version, self->vectors.data, self->vectors.len,
+                      payload ? self->payload.data : NULL, self->payload.len);
 }
 
 int
@@ -696,7 +756,7 @@ shard_store_commit (shard_store_t *self)
     if (s_step_done (self, self->commit, "COMMIT"))
         return -SH_EIO;
     self->in_tx = false;
-    self->seq = self->staged_seq;
+    __atomic_store_n (&self->seq, self->staged_seq, __ATOMIC_RELEASE);
     if (self->ckpt.started && self->wal_pages >= S_CKPT_INLINE_PAGES) {
         //  The thread could not keep up (see the top): checkpoint here,
         //  with no write in between, so the WAL restarts at the next one.
@@ -721,6 +781,219 @@ shard_store_rollback (shard_store_t *self)
     if (!sqlite3_get_autocommit (self->db))
         s_step_done (self, self->rollback, "ROLLBACK");
     self->in_tx = false;
+}
+
+//  --- deferred writes ---------------------------------------------------------
+
+static void
+s_turn_destroy (s_turn_t **turn_p)
+{
+    if (*turn_p) {
+        free ((*turn_p)->ops.data);
+        free (*turn_p);
+        *turn_p = NULL;
+    }
+}
+
+//  Writes turns (a list, taken) in one transaction. 0 or -SH_EIO.
+static int
+s_defer_write (shard_store_t *self, s_turn_t *turns)
+{
+    int rc = s_begin (self);
+    uint64_t seq = 0;
+    for (s_turn_t *turn = turns; turn && rc == 0; turn = turn->next) {
+        const uint8_t *at = turn->ops.data, *end = at + turn->ops.len;
+        while (at < end && rc == 0) {
+            uint8_t kind = at [0], key_len = at [1];
+            const uint8_t *key = at + 2;
+            at = key + key_len;
+            if (kind == S_OP_DELETE) {
+                sqlite3_bind_blob (self->del, 1, key, (int) key_len, SQLITE_STATIC);
+                rc = s_step_done (self, self->del, "deleting a point");
+                continue;
+            }
+            uint64_t version;
+            uint32_t vectors_len, payload_len;
+            memcpy (&version, at, 8);
+            memcpy (&vectors_len, at + 8, 4);
+            const uint8_t *vectors = at + 12;
+            memcpy (&payload_len, vectors + vectors_len, 4);
+            const char *payload = (const char *) vectors + vectors_len + 4;
+            at = (const uint8_t *) payload + (payload_len == S_NO_PAYLOAD ? 0 : payload_len);
+            rc = s_put_row (self, key, key_len, version, vectors, vectors_len,
+                            payload_len == S_NO_PAYLOAD ? NULL : payload,
+                            payload_len == S_NO_PAYLOAD ? 0 : payload_len);
+        }
+        seq = turn->seq;
+    }
+    if (rc == 0)
+        rc = shard_store_set_seq (self, seq);
+    if (rc == 0)
+        rc = shard_store_commit (self);
+    if (rc)
+        shard_store_rollback (self);
+    return rc ? -SH_EIO : 0;
+}
+
+//  The writer: takes every queued turn, writes them as one transaction,
+//  until stopped with nothing queued. After a failure it drops what comes.
+static void *
+s_defer_main (void *arg)
+{
+    shard_store_t *self = (shard_store_t *) arg;
+    s_defer_t *d = &self->defer;
+    pthread_mutex_lock (&d->mutex);
+    for (;;) {
+        while (!d->head && !d->stopping)
+            pthread_cond_wait (&d->cv, &d->mutex);
+        if (!d->head)
+            break;
+        s_turn_t *turns = d->head;
+        d->head = d->tail = NULL;
+        bool failed = d->error != 0;
+        pthread_mutex_unlock (&d->mutex);
+        int rc = failed ? 0 : s_defer_write (self, turns);
+        size_t bytes = 0;
+        while (turns) {
+            s_turn_t *next = turns->next;
+            bytes += turns->ops.len;
+            s_turn_destroy (&turns);
+            turns = next;
+        }
+        pthread_mutex_lock (&d->mutex);
+        if (rc && !d->error)
+            d->error = rc;
+        d->queued -= bytes;
+        pthread_cond_broadcast (&d->cv);
+    }
+    pthread_mutex_unlock (&d->mutex);
+    return NULL;
+}
+
+//  The turn being filled, the writer started first if need be. NULL if the
+//  thread cannot start.
+static s_turn_t *
+s_defer_open (shard_store_t *self)
+{
+    s_defer_t *d = &self->defer;
+    if (!d->started) {
+        //  (Once it runs, the transaction is the writer's.)
+        assert (!self->in_tx);
+        pthread_mutex_init (&d->mutex, NULL);
+        pthread_cond_init (&d->cv, NULL);
+        d->stopping = false;
+        d->error = 0;
+        if (pthread_create (&d->thread, NULL, s_defer_main, self) != 0) {
+            log_error ("shard_store: %s: cannot start the deferred writer", self->path);
+            pthread_mutex_destroy (&d->mutex);
+            pthread_cond_destroy (&d->cv);
+            return NULL;
+        }
+        d->started = true;
+    }
+    if (!d->open) {
+        d->open = (s_turn_t *) calloc (1, sizeof (s_turn_t));
+        assert (d->open);
+    }
+    return d->open;
+}
+
+static void
+s_defer_key (s_turn_t *turn, uint8_t kind, const pointid_t *id)
+{
+    uint8_t key [POINTID_KEY_SIZE];
+    size_t key_len = pointid_key (id, key);
+    s_buf_u8 (&turn->ops, kind);
+    s_buf_u8 (&turn->ops, (uint8_t) key_len);
+    s_buf_put (&turn->ops, key, key_len);
+}
+
+int
+shard_store_defer_put (shard_store_t *self, const pointid_t *id, uint64_t version,
+                       const segment_vec_t *vecs, size_t n_vecs, const json_t *payload)
+{
+    s_turn_t *turn = s_defer_open (self);
+    if (!turn)
+        return -SH_EIO;
+    int rc = s_encode_point (self, version, vecs, n_vecs, payload);
+    if (rc)
+        return rc;
+    if (self->vectors.len >= S_NO_PAYLOAD || self->payload.len >= S_NO_PAYLOAD)
+        return -SH_ETOOBIG;
+    uint32_t vectors_len = (uint32_t) self->vectors.len;
+    uint32_t payload_len = payload ? (uint32_t) self->payload.len : S_NO_PAYLOAD;
+    s_defer_key (turn, S_OP_PUT, id);
+    s_buf_put (&turn->ops, &version, 8);
+    s_buf_put (&turn->ops, &vectors_len, 4);
+    s_buf_put (&turn->ops, self->vectors.data, vectors_len);
+    s_buf_put (&turn->ops, &payload_len, 4);
+    if (payload)
+        s_buf_put (&turn->ops, self->payload.data, self->payload.len);
+    return 0;
+}
+
+int
+shard_store_defer_delete (shard_store_t *self, const pointid_t *id)
+{
+    s_turn_t *turn = s_defer_open (self);
+    if (!turn)
+        return -SH_EIO;
+    s_defer_key (turn, S_OP_DELETE, id);
+    return 0;
+}
+
+int
+shard_store_defer_turn (shard_store_t *self, uint64_t seq)
+{
+    if (seq > INT64_MAX)
+        return -SH_EINVAL;
+    s_turn_t *turn = s_defer_open (self);
+    if (!turn)
+        return -SH_EIO;
+    s_defer_t *d = &self->defer;
+    d->open = NULL;
+    turn->seq = seq;
+    pthread_mutex_lock (&d->mutex);
+    if (d->tail)
+        d->tail->next = turn;
+    else
+        d->head = turn;
+    d->tail = turn;
+    d->queued += turn->ops.len;
+    pthread_cond_broadcast (&d->cv);
+    while (d->queued > S_DEFER_MAX_BYTES && !d->error)
+        pthread_cond_wait (&d->cv, &d->mutex);
+    int rc = d->error;
+    pthread_mutex_unlock (&d->mutex);
+    return rc;
+}
+
+bool
+shard_store_deferring (const shard_store_t *self)
+{
+    return self->defer.started;
+}
+
+int
+shard_store_defer_sync (shard_store_t *self)
+{
+    s_defer_t *d = &self->defer;
+    if (!d->started)
+        return 0;
+    //  A turn filled but not handed over is not written (as a transaction
+    //  that is not committed).
+    s_turn_destroy (&d->open);
+    pthread_mutex_lock (&d->mutex);
+    d->stopping = true;
+    pthread_cond_broadcast (&d->cv);
+    pthread_mutex_unlock (&d->mutex);
+    pthread_join (d->thread, NULL);
+    int rc = d->error;
+    pthread_mutex_destroy (&d->mutex);
+    pthread_cond_destroy (&d->cv);
+    d->started = false;
+    d->queued = 0;
+    return rc;
 }
 
 //  Decodes one row of the load query; -SH_EIO (logged) if it is corrupt.

@@ -31,6 +31,7 @@
 #include "actors/shard/segment.h"
 #include "common/pointid.h"
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,31 @@ int shard_store_set_seq (shard_store_t *self, uint64_t seq);
 int shard_store_commit (shard_store_t *self);
 //  Abandons the transaction; NULL-safe, harmless when none is open.
 void shard_store_rollback (shard_store_t *self);
+
+//  --- deferred writes --------------------------------------------------------
+//  A replica being filled by a shard transfer need not make each batch
+//  durable before acknowledging it: a target that restarts has the stream
+//  start over (or the transfer aborted), and only the end of the stream
+//  hands it the shard. So its turns go to a writer thread of this store,
+//  which commits them (several queued turns in one transaction) while the
+//  actor applies the next ones. While deferring, use only the calls below
+//  (the others assert): puts and deletes fill a turn, defer_turn hands it
+//  over. defer_sync waits until every handed-over turn is committed and
+//  stops the writer; then the synchronous calls may be used again.
+//  Each returns 0, -SH_EINVAL / -SH_ETOOBIG for a point that cannot be
+//  stored, or the writer's first failure (-SH_EIO, sticky until the sync).
+int shard_store_defer_put (shard_store_t *self, const pointid_t *id, uint64_t version,
+                           const segment_vec_t *vecs, size_t n_vecs,
+                           const json_t *payload);
+int shard_store_defer_delete (shard_store_t *self, const pointid_t *id);
+//  Hands the turn over with the seq it commits; waits while more than
+//  S_DEFER_MAX_BYTES (shard_store.c) of turns are queued.
+int shard_store_defer_turn (shard_store_t *self, uint64_t seq);
+//  Writes everything handed over, then stops the writer. 0 when nothing
+//  was deferred. Called by shard_store_destroy too.
+int shard_store_defer_sync (shard_store_t *self);
+//  The writer runs (turns were deferred since the last sync).
+bool shard_store_deferring (const shard_store_t *self);
 
 //  --- load -----------------------------------------------------------------
 //  One stored point as shard_store_load hands it over: everything is

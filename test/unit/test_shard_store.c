@@ -1,6 +1,8 @@
 /*  test_shard_store: the shard's SQLite store: points survive a reopen with
     their versions, vectors and payloads; deletes and rollbacks stick; the
     vectors blob round-trips and a corrupt one is caught, never read past.
+    Deferred turns are written in order by the writer thread and are all
+    durable after the sync or the close.
 */
 #include "actors/shard/shard_store.h"
 #include "common/err.h"
@@ -376,6 +378,107 @@ START_TEST (test_rollback_and_close_without_commit_discard_writes)
 }
 END_TEST
 
+//  Deferred turns (a transfer target's batches): written in order by the
+//  writer, several turns to a transaction, durable after the sync, with the
+//  last turn's seq; synchronous writes work again after it.
+START_TEST (test_deferred_turns_are_written_in_order_and_survive_a_reopen)
+{
+    shard_store_t *store = NULL;
+    ck_assert_int_eq (shard_store_open (s_dir, &store), 0);
+    s_write_three (store);
+    ck_assert (!shard_store_deferring (store));
+    segment_vec_t vecs [2];
+    s_two_vectors (vecs);
+    json_t *payload = json_pack ("{sb}", "new", 1);
+    pointid_t a = s_num (42), c = s_num (1), p500 = s_num (500), p600 = s_num (600),
+              p700 = s_num (700);
+    ck_assert_int_eq (shard_store_defer_put (store, &a, 4, NULL, 0, payload), 0);
+    ck_assert (shard_store_deferring (store));
+    ck_assert_int_eq (shard_store_defer_delete (store, &c), 0);
+    ck_assert_int_eq (shard_store_defer_turn (store, 4), 0);
+    ck_assert_int_eq (shard_store_defer_put (store, &p500, 5, vecs, 2, NULL), 0);
+    ck_assert_int_eq (shard_store_defer_turn (store, 5), 0);
+    ck_assert_int_eq (shard_store_defer_delete (store, &p500), 0);
+    ck_assert_int_eq (shard_store_defer_put (store, &p600, 6, vecs, 1, payload), 0);
+    ck_assert_int_eq (shard_store_defer_turn (store, 6), 0);
+    //  A turn with no writes still moves the seq on.
+    ck_assert_int_eq (shard_store_defer_turn (store, 7), 0);
+    //  A point that cannot be stored is refused and queues nothing.
+    json_t *not_object = json_integer (3);
+    ck_assert_int_eq (shard_store_defer_put (store, &p700, 8, NULL, 0, not_object),
+                      -SH_EINVAL);
+    json_decref (not_object);
+    ck_assert_int_eq (shard_store_defer_sync (store), 0);
+    ck_assert (!shard_store_deferring (store));
+    ck_assert_uint_eq (shard_store_seq (store), 7);
+    ck_assert_int_eq (shard_store_defer_sync (store), 0);      //  nothing deferred
+    ck_assert_int_eq (shard_store_begin (store), 0);
+    ck_assert_int_eq (shard_store_put_point (store, &p700, 8, NULL, 0, NULL), 0);
+    ck_assert_int_eq (shard_store_set_seq (store, 8), 0);
+    ck_assert_int_eq (shard_store_commit (store), 0);
+    json_decref (payload);
+    shard_store_destroy (&store);
+
+    ck_assert_int_eq (shard_store_open (s_dir, &store), 0);
+    ck_assert_uint_eq (shard_store_seq (store), 8);
+    s_loaded_t loaded = { .count = 0 };
+    ck_assert_int_eq (shard_store_load (store, s_collect, &loaded, NULL), 0);
+    ck_assert_uint_eq (loaded.count, 4);
+    ck_assert_uint_eq (loaded.points [0].id.num, 42);
+    ck_assert_uint_eq (loaded.points [0].version, 4);
+    ck_assert_str_eq (loaded.points [0].payload, "{\"new\":true}");
+    ck_assert_uint_eq (loaded.points [1].id.num, 600);
+    ck_assert_uint_eq (loaded.points [1].version, 6);
+    ck_assert_uint_eq (loaded.points [1].n_vecs, 1);
+    ck_assert_float_eq (loaded.points [1].first [0], 1.5f);
+    ck_assert_uint_eq (loaded.points [2].id.num, 700);
+    ck_assert (loaded.points [3].id.is_uuid);
+    s_loaded_free (&loaded);
+    shard_store_destroy (&store);
+}
+END_TEST
+
+static int
+s_count (const shard_store_point_t *point, void *arg)
+{
+    (*(size_t *) arg)++;
+    return 0;
+}
+
+//  Closing the store writes what was handed over (a turn still being
+//  filled is dropped, as an uncommitted transaction is); many turns queued
+//  faster than they are written all arrive.
+START_TEST (test_destroy_writes_every_turn_handed_over)
+{
+    shard_store_t *store = NULL;
+    ck_assert_int_eq (shard_store_open (s_dir, &store), 0);
+    float row [128];
+    for (int d = 0; d < 128; d++)
+        row [d] = (float) d;
+    segment_vec_t vec = { .name = "", .dense = row, .dim = 128 };
+    json_t *payload = json_pack ("{si}", "sel", 5);
+    uint64_t next = 1;
+    for (uint64_t turn = 1; turn <= 200; turn++) {
+        for (int i = 0; i < 100; i++) {
+            pointid_t id = s_num (next++);
+            ck_assert_int_eq (shard_store_defer_put (store, &id, turn, &vec, 1, payload), 0);
+        }
+        ck_assert_int_eq (shard_store_defer_turn (store, turn), 0);
+    }
+    pointid_t dropped = s_num (next);
+    ck_assert_int_eq (shard_store_defer_put (store, &dropped, 201, &vec, 1, payload), 0);
+    json_decref (payload);
+    shard_store_destroy (&store);
+
+    ck_assert_int_eq (shard_store_open (s_dir, &store), 0);
+    ck_assert_uint_eq (shard_store_seq (store), 200);
+    size_t count = 0;
+    ck_assert_int_eq (shard_store_load (store, s_count, &count, NULL), 0);
+    ck_assert_uint_eq (count, 20000);
+    shard_store_destroy (&store);
+}
+END_TEST
+
 //  Runs one SQL statement on the store's file behind its back.
 static void
 s_tamper (const char *sql)
@@ -494,6 +597,8 @@ shard_store_suite (void)
     tcase_add_test (db, test_open_refuses_a_newer_format);
     tcase_add_test (db, test_open_refuses_a_file_that_is_not_a_database);
     tcase_add_test (db, test_open_fails_cleanly_on_a_missing_dir);
+    tcase_add_test (db, test_deferred_turns_are_written_in_order_and_survive_a_reopen);
+    tcase_add_test (db, test_destroy_writes_every_turn_handed_over);
     suite_add_tcase (s, db);
     return s;
 }
