@@ -149,15 +149,63 @@ s_scan_list (s_prescan_t *pre, const char *p, const char *end, const char **afte
     }
 }
 
-//  Scans text for the arrays of the pack keys. false when it cannot tell
-//  (an unterminated string, or a key with escapes, which YAJL would decode
-//  to something the raw text does not say): then nothing is pre-scanned.
+//  The pack matching key (len bytes) in an object at depth, or NULL.
+static const jsonx_pack_t *
+s_pack_match (const jsonx_pack_t *packs, const char *key, size_t len, size_t depth)
+{
+    for (const jsonx_pack_t *pack = packs; pack && pack->key; pack++)
+        if ((pack->depth == 0 || (size_t) pack->depth == depth)
+            && strlen (pack->key) == len && memcmp (pack->key, key, len) == 0)
+            return pack;
+    return NULL;
+}
+
+//  Takes one list of numbers at p (its '['), registered as the next packed
+//  array: its numbers taken and blanked when it is a plain list. *after is
+//  past its ']' when it was taken, else p + 1.
+static void
+s_prescan_array (s_prescan_t *pre, const char *text, size_t len, const char *p,
+                 const char *end, const char **after)
+{
+    if (pre->n == pre->cap) {
+        pre->cap = pre->cap ? pre->cap * 2 : 8;
+        pre->arrays = (s_pre_array_t *) realloc (pre->arrays, pre->cap * sizeof (s_pre_array_t));
+        assert (pre->arrays);
+    }
+    s_pre_array_t *array = &pre->arrays [pre->n++];
+    *array = (s_pre_array_t) { .first = pre->n_floats };
+    if (s_scan_list (pre, p + 1, end, after)) {
+        array->parsed = true;
+        array->count = pre->n_floats - array->first;
+        if (!pre->text) {
+            pre->text = (char *) malloc (len);
+            assert (pre->text);
+            memcpy (pre->text, text, len);
+        }
+        //  Blank what is between the brackets: YAJL sees [ ... ].
+        memset (pre->text + (p + 1 - text), ' ', (size_t) (*after - 1 - (p + 1)));
+    }
+    else
+        *after = p + 1;
+}
+
+//  Scans text for the arrays the packs name, in document order, as the
+//  builder meets them (s_packs_here). false when it cannot tell: an
+//  unterminated string, a key with escapes (YAJL would decode it to
+//  something the raw text does not say), or a nested pack's array holding
+//  anything but lists of numbers; then nothing is pre-scanned.
 static bool
-s_prescan (const char *text, size_t len, const char *const *keys, s_prescan_t *pre)
+s_prescan (const char *text, size_t len, const jsonx_pack_t *packs, s_prescan_t *pre)
 {
     const char *p = text, *end = text + len;
+    size_t depth = 0;                   //  containers open at p
     while (p < end) {
         if (*p != '"') {
+            if (*p == '{' || *p == '[')
+                depth++;
+            else
+            if ((*p == '}' || *p == ']') && depth > 0)
+                depth--;
             p++;
             continue;
         }
@@ -179,36 +227,42 @@ s_prescan (const char *text, size_t len, const char *const *keys, s_prescan_t *p
             continue;                   //  a string value, not a key
         if (escaped)
             return false;
-        bool packs = false;
-        for (const char *const *k = keys; *k && !packs; k++)
-            packs = strlen (*k) == key_len && memcmp (*k, key, key_len) == 0;
+        const jsonx_pack_t *pack = s_pack_match (packs, key, key_len, depth);
         const char *value = s_skip_ws (colon + 1, end);
         p = value;
-        if (!packs || value == end || *value != '[')
-            continue;
-        if (pre->n == pre->cap) {
-            pre->cap = pre->cap ? pre->cap * 2 : 8;
-            pre->arrays = (s_pre_array_t *) realloc (pre->arrays,
-                                                     pre->cap * sizeof (s_pre_array_t));
-            assert (pre->arrays);
-        }
-        s_pre_array_t *array = &pre->arrays [pre->n++];
-        *array = (s_pre_array_t) { .first = pre->n_floats };
-        const char *after = NULL;
-        if (s_scan_list (pre, value + 1, end, &after)) {
-            array->parsed = true;
-            array->count = pre->n_floats - array->first;
-            if (!pre->text) {
-                pre->text = (char *) malloc (len);
-                assert (pre->text);
-                memcpy (pre->text, text, len);
-            }
-            //  Blank what is between the brackets: YAJL sees [ ... ].
-            memset (pre->text + (value + 1 - text), ' ', (size_t) (after - 1 - (value + 1)));
+        if (!pack || value == end || *value != '[')
+            continue;                   //  the loop counts what opens there
+        if (!pack->nested) {
+            const char *after;
+            s_prescan_array (pre, text, len, value, end, &after);
+            if (after == value + 1)
+                depth++;                //  not taken: scanned on, it may hold keys
             p = after;
+            continue;
         }
-        else
-            p = value + 1;              //  scanned on: it may hold keys
+        //  A column: every element a list of numbers, or no pre-scan.
+        const char *q = s_skip_ws (value + 1, end);
+        if (q < end && *q == ']') {
+            p = q + 1;
+            continue;
+        }
+        for (;;) {
+            if (q == end || *q != '[')
+                return false;
+            const char *after;
+            s_prescan_array (pre, text, len, q, end, &after);
+            if (after == q + 1)
+                return false;
+            q = s_skip_ws (after, end);
+            if (q < end && *q == ',') {
+                q = s_skip_ws (q + 1, end);
+                continue;
+            }
+            if (q < end && *q == ']')
+                break;
+            return false;
+        }
+        p = q + 1;
     }
     return true;
 }
@@ -230,6 +284,8 @@ struct _jsonx_packed_t {
     s_packed_item_t *items;             //  one per packed array
     size_t n;                           //  items used
     size_t cap;                         //  items allocated
+    size_t next;                        //  where the next find starts (readers
+                                        //  go in document order)
 };
 
 typedef struct {
@@ -239,7 +295,7 @@ typedef struct {
     json_t *root;                       //  the finished top-level value
     const char *error;                  //  our own error (not YAJL's), or NULL
     int flags;                          //  JSONX_* given to jsonx_loadb
-    const char *const *pack_keys;       //  keys whose number arrays are packed, or NULL
+    const jsonx_pack_t *packs;          //  where number arrays are packed, or NULL
     jsonx_packed_t *packed;             //  what was packed so far, or NULL
     bool packing;                       //  inside an array that may still be packed
     const struct _s_prescan_t *pre;     //  arrays the pre-scan parsed, or NULL
@@ -601,16 +657,26 @@ s_on_end (void *ctx)
     return s_close (self);
 }
 
-//  True when the value about to start is that of a key to pack.
+//  True when the array about to start is one to pack: the value of a pack's
+//  key in an object at its depth, or, for a nested pack, an element of the
+//  array that is that value. (An array being packed is not on the stack;
+//  a column's array is, with its key still pending in its object.)
 static bool
 s_packs_here (s_builder_t *self)
 {
-    if (!self->pack_keys || self->depth == 0 || !self->keys [self->depth - 1])
+    if (!self->packs || self->depth == 0)
         return false;
-    for (const char *const *key = self->pack_keys; *key; key++)
-        if (strcmp (*key, self->keys [self->depth - 1]) == 0)
-            return true;
-    return false;
+    size_t d = self->depth;
+    const char *key = self->keys [d - 1];
+    if (key) {
+        const jsonx_pack_t *pack = s_pack_match (self->packs, key, strlen (key), d);
+        return pack && !pack->nested;
+    }
+    if (d < 2 || !json_is_array (self->stack [d - 1]) || !self->keys [d - 2])
+        return false;
+    key = self->keys [d - 2];
+    const jsonx_pack_t *pack = s_pack_match (self->packs, key, strlen (key), d - 1);
+    return pack && pack->nested;
 }
 
 static int
@@ -637,14 +703,14 @@ static const yajl_callbacks s_callbacks = {
 };
 
 static json_t *
-s_load_with (const char *text, size_t len, int flags, const char *const *keys,
+s_load_with (const char *text, size_t len, int flags, const jsonx_pack_t *packs,
              const s_prescan_t *pre, jsonx_packed_t **packed, char *err, size_t errlen,
              bool *mismatch)
 {
     s_builder_t *self = (s_builder_t *) calloc (1, sizeof (s_builder_t));
     assert (self);
     self->flags = flags;
-    self->pack_keys = keys;
+    self->packs = packs;
     self->pre = pre;
     yajl_handle parser = yajl_alloc (&s_callbacks, NULL, self);
     assert (parser);
@@ -693,23 +759,22 @@ s_load_with (const char *text, size_t len, int flags, const char *const *keys,
 }
 
 static json_t *
-s_load (const char *text, size_t len, int flags, const char *const *keys,
+s_load (const char *text, size_t len, int flags, const jsonx_pack_t *packs,
         jsonx_packed_t **packed, char *err, size_t errlen)
 {
     s_prescan_t pre = { 0 };
-    if (keys && !s_prescan (text, len, keys, &pre))
+    if (packs && !s_prescan (text, len, packs, &pre))
         s_prescan_free (&pre);
     bool mismatch = false;
-    json_t *result = s_load_with (pre.text ? pre.text : text, len, flags, keys,
+    json_t *result = s_load_with (pre.text ? pre.text : text, len, flags, packs,
                                   pre.text ? &pre : NULL, packed, err, errlen, &mismatch);
     s_prescan_free (&pre);
     //  Not seen on valid or invalid input; should the scan and YAJL ever
     //  disagree, the text is parsed again without the scan.
     if (mismatch)
-        result = s_load_with (text, len, flags, keys, NULL, packed, err, errlen, &mismatch);
+        result = s_load_with (text, len, flags, packs, NULL, packed, err, errlen, &mismatch);
     return result;
 }
-
 
 json_t *
 jsonx_loadb (const char *text, size_t len, int flags, char *err, size_t errlen)
@@ -718,24 +783,47 @@ jsonx_loadb (const char *text, size_t len, int flags, char *err, size_t errlen)
 }
 
 json_t *
-jsonx_loadb_packed (const char *text, size_t len, int flags, const char *const *keys,
-                    jsonx_packed_t **packed, char *err, size_t errlen)
+jsonx_loadb_packs (const char *text, size_t len, int flags, const jsonx_pack_t *packs,
+                   jsonx_packed_t **packed, char *err, size_t errlen)
 {
     assert (packed);
     *packed = NULL;
-    return s_load (text, len, flags, keys, packed, err, errlen);
+    return s_load (text, len, flags, packs, packed, err, errlen);
+}
+
+json_t *
+jsonx_loadb_packed (const char *text, size_t len, int flags, const char *const *keys,
+                    jsonx_packed_t **packed, char *err, size_t errlen)
+{
+    size_t n = 0;
+    while (keys && keys [n])
+        n++;
+    jsonx_pack_t *packs = (jsonx_pack_t *) calloc (n + 1, sizeof (jsonx_pack_t));
+    assert (packs);
+    for (size_t i = 0; i < n; i++)
+        packs [i].key = keys [i];
+    json_t *result = jsonx_loadb_packs (text, len, flags, packs, packed, err, errlen);
+    free (packs);
+    return result;
 }
 
 const float *
 jsonx_packed_find (const jsonx_packed_t *self, const json_t *value, size_t *count)
 {
-    if (!self || !value)
+    if (!self || !value || self->n == 0)
         return NULL;
-    for (size_t i = 0; i < self->n; i++)
+    //  From the last one found, around: a column of a thousand vectors read
+    //  in order (each maybe twice) costs a compare or two each, not a walk.
+    jsonx_packed_t *cursor = (jsonx_packed_t *) self;
+    size_t start = self->next ? self->next - 1 : 0;
+    for (size_t k = 0; k < self->n; k++) {
+        size_t i = (start + k) % self->n;
         if (self->items [i].holder == value) {
+            cursor->next = i + 1;
             *count = self->items [i].count;
             return self->items [i].values;
         }
+    }
     return NULL;
 }
 

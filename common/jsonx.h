@@ -24,12 +24,14 @@
     array's place; jsonx_packed_find turns that object (by identity, so a
     user's own {} is never mistaken for one) into the floats. An array
     under such a key that holds anything but numbers, and an empty one, is
-    built as usual.
+    built as usual. jsonx_loadb_packs also says at which depth a key counts
+    and takes columns of vectors (an upsert's "batch" "vectors").
 */
 #ifndef SH_JSONX_H
 #define SH_JSONX_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 //  Deepest nesting accepted (arrays and objects).
@@ -52,6 +54,21 @@ typedef struct _jsonx_packed_t jsonx_packed_t;
 json_t *jsonx_loadb_packed (const char *text, size_t len, int flags,
                             const char *const *keys, jsonx_packed_t **packed,
                             char *err, size_t errlen);
+//  Where jsonx_loadb_packs packs, a list ended by a NULL key: the arrays of
+//  numbers that are the value of key in an object at depth (1: the
+//  top-level object; 0: at any depth) or, nested, the arrays of numbers
+//  that are the elements of the array that is that value (a column of
+//  vectors: {"batch": {"vectors": [[...], [...]]}}). A depth keeps user
+//  data (a payload's own "vector" key) out of reach.
+typedef struct {
+    const char *key;                //  object key
+    int depth;                      //  depth of its object, 0 = any
+    bool nested;                    //  its value is a column of number arrays
+} jsonx_pack_t;
+//  As jsonx_loadb_packed, with packs saying where.
+json_t *jsonx_loadb_packs (const char *text, size_t len, int flags,
+                           const jsonx_pack_t *packs, jsonx_packed_t **packed,
+                           char *err, size_t errlen);
 //  The float32 values (borrowed, *count of them) that placeholder value
 //  stands for, or NULL when value is not one of self's placeholders.
 //  NULL-safe: a NULL self has none.

@@ -43,7 +43,8 @@ typedef struct {
     const char *params [GW_MAX_PARAMS];  //  {placeholders} of the route, in order
     json_t *body;                   //  parsed JSON body, or NULL if empty
     jsonx_packed_t *packed;         //  the body's number arrays taken to floats
-                                    //  (gw_search_vectors), or NULL
+                                    //  (gw_search_vectors, gw_points_vectors),
+                                    //  or NULL
     void *http;                     //  struct MHD_Connection *, for gw_query
     uint64_t deadline_ms;           //  from ?timeout= (seconds) or the default
     //  the response, filled by gw_ok / gw_fail / gw_text:
@@ -148,11 +149,13 @@ void gw_service_routes (void (*add) (const gw_route_t *route, void *arg), void *
 void gw_collections_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
 void gw_points_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
 void gw_search_routes (void (*add) (const gw_route_t *route, void *arg), void *arg);
-//  The object keys (NULL-terminated) whose arrays of numbers in the body of
-//  handler's requests are parsed straight to float32 (common/jsonx.h), to be
+//  Where the arrays of numbers in the body of handler's requests are parsed
+//  straight to float32 (common/jsonx.h: packs ended by a NULL key), to be
 //  read with gw_body_floats, or NULL for a handler that reads its body as
-//  plain JSON.
-const char *const *gw_search_vectors (gw_handler_fn *handler);
+//  plain JSON: gw_search_vectors for the search handlers, gw_points_vectors
+//  for the point writes.
+const jsonx_pack_t *gw_search_vectors (gw_handler_fn *handler);
+const jsonx_pack_t *gw_points_vectors (gw_handler_fn *handler);
 
 //  --- helpers shared by the point and search handlers (gw_records.c) -------
 //  Looks up the collection of req->params[0]; on failure answers 404 and

@@ -783,10 +783,13 @@ s_finish (s_request_t *r, struct MHD_Connection *connection)
 
     if (r->body_len && !s_all_space (r->body, r->body_len)) {
         char error [256];
-        const char *const *keys = gw_search_vectors (r->route->route.handler);
-        json_t *body = keys ? jsonx_loadb_packed (r->body, r->body_len, 0, keys,
+        gw_handler_fn *handler = r->route->route.handler;
+        const jsonx_pack_t *packs = gw_search_vectors (handler);
+        if (!packs)
+            packs = gw_points_vectors (handler);
+        json_t *body = packs ? jsonx_loadb_packs (r->body, r->body_len, 0, packs,
                                                   &req->packed, error, sizeof error)
-                            : jsonx_loadb (r->body, r->body_len, 0, error, sizeof error);
+                             : jsonx_loadb (r->body, r->body_len, 0, error, sizeof error);
         if (!body)
             return s_respond_error (r, connection, 400, "Format error in JSON body: %s",
                                     error);

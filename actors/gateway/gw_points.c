@@ -350,7 +350,30 @@ gw_points_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *na
     int http = 400;
     int rc = -SH_EINVAL;
     const gw_points_vspec_t *spec = gw_points_vspec (coll, name);
+    size_t n_packed = 0;
+    const float *packed = gw_body_floats (req, value, &n_packed);
 
+    if (packed) {
+        //  A list of numbers the body parser took to floats (gw_points_vectors).
+        if (!spec)
+            snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s",
+                      name);
+        else
+        if (spec->sparse)
+            snprintf (err, sizeof (err), "Wrong input: Wrong usage of sparse vectors");
+        else
+        if (n_packed != spec->dim)
+            snprintf (err, sizeof (err), "Wrong input: Vector dimension error: expected dim: "
+                      "%" PRIu32 ", got %zu", spec->dim, n_packed);
+        else {
+            out->dense = malloc (n_packed * sizeof (float));
+            assert (out->dense);
+            memcpy (out->dense, packed, n_packed * sizeof (float));
+            out->dim = (uint32_t) n_packed;
+            rc = 0;
+        }
+    }
+    else
     if (json_is_array (value)) {
         size_t n = json_array_size (value);
         if (!spec)
@@ -812,7 +835,8 @@ s_vectors_json (gw_req_t *req, const gw_points_coll_t *coll, const json_t *vstru
     *out = NULL;
     json_t *map = json_object ();
     char path [256];
-    if (json_is_array (vstruct)) {
+    size_t n_packed = 0;
+    if (json_is_array (vstruct) || gw_body_floats (req, vstruct, &n_packed)) {
         gw_points_vec_t vec;
         if (gw_points_vec_parse (req, coll, "", vstruct, where, &vec)) {
             json_decref (map);
@@ -1701,4 +1725,17 @@ gw_points_routes (void (*add) (const gw_route_t *route, void *arg), void *arg)
     };
     for (size_t i = 0; i < sizeof (routes) / sizeof (routes [0]); i++)
         add (&routes [i], arg);
+}
+
+const jsonx_pack_t *
+gw_points_vectors (gw_handler_fn *handler)
+{
+    //  An upsert's vectors: a point's unnamed "vector" ({"points": [{...}]},
+    //  objects at depth 3) and a batch's column of unnamed vectors
+    //  ({"batch": {"vectors": [[...], ...]}}, depth 2). Payloads lie deeper
+    //  and keep their own "vector" keys as JSON.
+    static const jsonx_pack_t upsert [] = {
+        { "vector", 3, false }, { "vectors", 2, true }, { NULL, 0, false }
+    };
+    return handler == s_upsert ? upsert : NULL;
 }

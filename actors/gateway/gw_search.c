@@ -1008,14 +1008,16 @@ gw_search_routes (void (*add) (const gw_route_t *route, void *arg), void *arg)
         add (&routes [i], arg);
 }
 
-const char *const *
+const jsonx_pack_t *
 gw_search_vectors (gw_handler_fn *handler)
 {
     //  The keys whose number arrays s_vec_parse reads as floats: a search's
     //  "vector" (also inside a NamedVector), a query's "query" or
     //  {"nearest": ...}. Recommend examples stay JSON (arrays of arrays).
-    static const char *const search_keys [] = { "vector", NULL };
-    static const char *const query_keys [] = { "query", "nearest", NULL };
+    static const jsonx_pack_t search_keys [] = { { "vector", 0, false }, { NULL, 0, false } };
+    static const jsonx_pack_t query_keys [] = {
+        { "query", 0, false }, { "nearest", 0, false }, { NULL, 0, false }
+    };
     if (handler == s_search || handler == s_search_batch)
         return search_keys;
     if (handler == s_query || handler == s_query_batch)

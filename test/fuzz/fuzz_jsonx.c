@@ -3,7 +3,8 @@
     parser (number arrays under given keys to floats, with its pre-scan)
     must accept exactly what the plain one does, with the same message when
     it refuses, and a tree that is the plain one's with each packed array
-    replaced by its placeholder holding the same numbers; and what jsonx
+    replaced by its placeholder holding the same numbers (also with packs
+    at a depth and columns of vectors); and what jsonx
     writes must read back as the same tree.
 */
 #include "common/jsonx.h"
@@ -14,6 +15,13 @@
 #include <string.h>
 
 static const char *const s_keys [] = { "vector", "query", "v", NULL };
+//  Packs at a depth and a column (the gateway's upsert), and one at any
+//  depth: the pre-scan's depth count and the column walk must agree with
+//  the builder's, array for array.
+static const jsonx_pack_t s_packs [] = {
+    { "vector", 3, false }, { "vectors", 2, true }, { "v", 0, true }, { "w", 1, false },
+    { NULL, 0, false }
+};
 
 //  True when got (packed) is plain with packed arrays as placeholders.
 static bool
@@ -62,6 +70,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     jsonx_packed_t *packed = NULL;
     json_t *pgot = jsonx_loadb_packed ((const char *) data, size, 0, s_keys, &packed, err2,
                                        sizeof err2);
+    assert (!got == !pgot);
+    if (!got)
+        assert (strcmp (err, err2) == 0 && !packed);
+    else
+        assert (s_same (got, pgot, packed));
+    json_decref (pgot);
+    jsonx_packed_destroy (&packed);
+    pgot = jsonx_loadb_packs ((const char *) data, size, 0, s_packs, &packed, err2,
+                              sizeof err2);
     assert (!got == !pgot);
     if (!got)
         assert (strcmp (err, err2) == 0 && !packed);

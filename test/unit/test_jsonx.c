@@ -378,6 +378,101 @@ START_TEST (test_lists_the_scan_declines_get_the_loaders_answers)
 }
 END_TEST
 
+//  An upsert's packs: a point's "vector" (depth 3) and a batch's column of
+//  vectors (depth 2, nested).
+static const jsonx_pack_t s_upsert_packs [] = {
+    { "vector", 3, false }, { "vectors", 2, true }, { NULL, 0, false }
+};
+
+//  Parses text with s_upsert_packs: want_n arrays packed, and the tree is
+//  the plain one with each packed array a placeholder of its numbers.
+static void
+s_check_packed (const char *text, size_t want_n)
+{
+    {
+        char err [256];
+        jsonx_packed_t *packed = NULL;
+        json_t *got = jsonx_loadb_packs (text, strlen (text), 0, s_upsert_packs, &packed, err,
+                                         sizeof err);
+        ck_assert_msg (got, "refused %s: %s", text, err);
+        json_t *plain = jsonx_loadb (text, strlen (text), 0, err, sizeof err);
+        ck_assert (plain);
+        //  Every placeholder in got, walked in document order, replaced by
+        //  an array of its floats: then the trees are equal (the numbers
+        //  here are all exact in float32).
+        size_t found = 0;
+        json_t *stack [64];
+        size_t depth = 0;
+        stack [depth++] = got;
+        while (depth) {
+            json_t *node = stack [--depth];
+            if (json_is_object (node)) {
+                const char *key;
+                json_t *value;
+                void *tmp;
+                json_object_foreach_safe (node, tmp, key, value) {
+                    size_t n = 0;
+                    const float *f = jsonx_packed_find (packed, value, &n);
+                    if (f) {
+                        json_t *array = json_array ();
+                        for (size_t i = 0; i < n; i++)
+                            json_array_append_new (array, json_integer ((json_int_t) f [i]));
+                        json_object_set_new (node, key, array);
+                        found++;
+                    }
+                    else
+                        stack [depth++] = value;
+                }
+            }
+            else
+            if (json_is_array (node))
+                for (size_t i = 0; i < json_array_size (node); i++) {
+                    json_t *value = json_array_get (node, i);
+                    size_t n = 0;
+                    const float *f = jsonx_packed_find (packed, value, &n);
+                    if (f) {
+                        json_t *array = json_array ();
+                        for (size_t k = 0; k < n; k++)
+                            json_array_append_new (array, json_integer ((json_int_t) f [k]));
+                        json_array_set_new (node, i, array);
+                        found++;
+                    }
+                    else
+                        stack [depth++] = value;
+                }
+        }
+        ck_assert_msg (found == want_n, "%s: %zu packed, want %zu", text, found, want_n);
+        ck_assert_msg (json_equal (plain, got), "trees differ for %s", text);
+        json_decref (plain);
+        json_decref (got);
+        jsonx_packed_destroy (&packed);
+    }
+}
+
+START_TEST (test_packs_take_columns_and_keys_at_their_depth_only)
+{
+    //  A batch's column: every element packed; payloads' own "vector" and
+    //  "vectors" keys (deeper) left alone.
+    s_check_packed ("{\"batch\": {\"ids\": [1, 2, 3], \"vectors\": [[1, 2], [3, 4], [5, 6]],"
+                    " \"payloads\": [{\"vector\": [7, 8]}, {\"vectors\": [[9]]}, null]}}", 3);
+    //  Points: each point's "vector"; a payload's is not.
+    s_check_packed ("{\"points\": [{\"id\": 1, \"vector\": [1, 2], \"payload\": {\"vector\":"
+                    " [3]}}, {\"id\": 2, \"vector\": [4, 5]}]}", 2);
+    //  Named vectors (an object) and a named column stay as they are.
+    s_check_packed ("{\"points\": [{\"id\": 1, \"vector\": {\"a\": [1, 2]}}]}", 0);
+    s_check_packed ("{\"batch\": {\"ids\": [1], \"vectors\": {\"a\": [[1, 2]]}}}", 0);
+    //  A column holding something else: the arrays in it still pack, the
+    //  rest is built (the pre-scan declines, the loader decides).
+    s_check_packed ("{\"batch\": {\"ids\": [1, 2, 3], \"vectors\": [[1, 2], {\"indices\":"
+                    " [1], \"values\": [2]}, [3, 4]]}}", 2);
+    s_check_packed ("{\"batch\": {\"ids\": [1, 2], \"vectors\": [[[1], [2]], [3, 4]]}}", 1);
+    s_check_packed ("{\"batch\": {\"ids\": [], \"vectors\": []}}", 0);
+    s_check_packed ("{\"batch\": {\"ids\": [1], \"vectors\": [[]]}}", 0);
+    //  A top-level "vectors" (depth 1) is not a column here.
+    s_check_packed ("{\"vectors\": [[1, 2]], \"x\": {\"vectors\": [[3]]}}", 1);
+}
+END_TEST
+
 static Suite *
 jsonx_suite (void)
 {
@@ -395,6 +490,7 @@ jsonx_suite (void)
     tcase_add_test (tc, test_write_matches_json_dumps_but_reals_are_short);
     tcase_add_test (tc, test_packed_numbers_are_those_of_the_tree_whatever_their_spelling);
     tcase_add_test (tc, test_lists_the_scan_declines_get_the_loaders_answers);
+    tcase_add_test (tc, test_packs_take_columns_and_keys_at_their_depth_only);
     suite_add_tcase (s, tc);
     return s;
 }
