@@ -3,7 +3,8 @@
 
 Starts a node (build/shoal, free loopback ports, a temp storage dir) unless
 --url names a running one, upserts N random points through REST in batches
-with wait=true, runs exact searches, waits for the HNSW index to be built
+with wait=true (one stream, then --upload-clients streams into a new
+collection), runs exact searches, waits for the HNSW index to be built
 (collection status green), runs searches through the index at a few
 hnsw_ef values with their recall@10 against the exact answers, and prints a
 table:
@@ -129,6 +130,9 @@ def main():
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--data", help="dir of an fvecs data set (with --name)")
     ap.add_argument("--name", help="data set name, e.g. gmm-100k-128-euclidean")
+    ap.add_argument("--bulk", action="store_true",
+                    help="upload with indexing off (optimizers_config.indexing_threshold 0, "
+                         "as Qdrant's docs advise for bulk loads), then turn it on")
     ap.add_argument("--ef", default="default,64,128",
                     help="hnsw_ef values for the index rows (default = ef_construct)")
     args = ap.parse_args()
@@ -158,8 +162,11 @@ def main():
             conn.call("DELETE", f"/collections/{name}")
         except RuntimeError:
             pass
-        conn.call("PUT", f"/collections/{name}",
-                  {"vectors": {"size": args.dim, "distance": args.distance}, "shard_number": args.shards})
+        config = {"vectors": {"size": args.dim, "distance": args.distance},
+                  "shard_number": args.shards}
+        if args.bulk:
+            config["optimizers_config"] = {"indexing_threshold": 0}
+        conn.call("PUT", f"/collections/{name}", config)
 
         rng = random.Random(42)
         bodies = []
@@ -181,9 +188,14 @@ def main():
                 c.call("PUT", f"/collections/{name}/points?wait=true", body)
 
         #  One stream first (the latency a single client sees), then the
-        #  same points again over several streams (re-upserting replaces).
+        #  same points over several streams, each into a new collection: an
+        #  upload of 100k points, not a re-upsert racing the index build the
+        #  first upload started.
         upserts = []
-        for clients in sorted({1, args.upload_clients}):
+        for k, clients in enumerate(sorted({1, args.upload_clients})):
+            if k:
+                conn.call("DELETE", f"/collections/{name}")
+                conn.call("PUT", f"/collections/{name}", config)
             t0 = time.perf_counter()
             ts = [threading.Thread(target=upload, args=(bodies[i::clients],)) for i in range(clients)]
             for t in ts:
@@ -191,6 +203,10 @@ def main():
             for t in ts:
                 t.join()
             upserts.append((clients, time.perf_counter() - t0, len(bodies)))
+        if args.bulk:
+            #  Indexing back on (shoal's default threshold): the index builds now.
+            conn.call("PATCH", f"/collections/{name}",
+                      {"optimizers_config": {"indexing_threshold": 10000}})
         count = conn.call("POST", f"/collections/{name}/points/count", {"exact": True})["result"]["count"]
         assert count == args.points, f"count {count} != {args.points}"
 
