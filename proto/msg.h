@@ -160,6 +160,9 @@ typedef enum {
     //  Writes: reply {"operation_id": seq} once durable (SQLite committed).
     //  Every write selects points by "ids": [id...] or "filter": <filter>.
     //  SHARD_UPSERT   {"points": [{"id", "vectors": <map>, "payload": obj|null}]}
+    //                 or {"records": ...} (the layout of a transfer's batches,
+    //                 below: ids and payloads as lists, the dense rows in one
+    //                 blob), which the gateway sends
     //                 replaces each whole point (vectors and payload)
     //  SHARD_DELETE   {"ids"|"filter"}
     //  SHARD_SET_PAYLOAD       {"payload": obj, "key"?: path, "ids"|"filter"}
@@ -217,7 +220,7 @@ typedef enum {
     //      holding the dense rows record by record, each record's in the
     //      order of "dense" (no vecref objects: one float frame, exactly as
     //      long as the rows, read in place); a record replaces its whole
-    //      point. "records" is refused without "transfer";
+    //      point; the tag of a batch has "batch": true;
     //    - every write the source applies while the transfer runs, forwarded
     //      after it applied it locally (so the target sees the same order).
     //  The target applies them strictly in seq order (a gap or repeat is

@@ -826,54 +826,76 @@ s_parse_id (gw_req_t *req, const json_t *json, const char *where, size_t index,
 }
 
 //  A VectorStruct (an array for the unnamed vector, or a map name -> vector)
-//  into a shard "vectors" map whose dense vectors go into blob of env.
+//  parsed and checked: *vecs (yours: reset each, free the array) and *n.
+//  On failure answers the request and returns -SH_EINVAL.
+static int
+s_vectors_parse (gw_req_t *req, const gw_points_coll_t *coll, const json_t *vstruct,
+                 const char *where, gw_points_vec_t **vecs, size_t *n)
+{
+    *vecs = NULL;
+    *n = 0;
+    char path [256];
+    size_t n_packed = 0;
+    if (json_is_array (vstruct) || gw_body_floats (req, vstruct, &n_packed)) {
+        *vecs = (gw_points_vec_t *) calloc (1, sizeof (gw_points_vec_t));
+        assert (*vecs);
+        if (gw_points_vec_parse (req, coll, "", vstruct, where, &(*vecs) [0])) {
+            free (*vecs);
+            *vecs = NULL;
+            return -SH_EINVAL;
+        }
+        *n = 1;
+        return 0;
+    }
+    if (s_is_inference_object (vstruct)) {
+        gw_fail_http (req, 400, "Bad request: %s: inference objects (Document, Image, "
+                      "InferenceObject) are not supported, give the vector itself", where);
+        return -SH_EINVAL;
+    }
+    if (!json_is_object (vstruct)) {
+        gw_fail_http (req, 400, "Format error in JSON body: %s: data did not match any "
+                      "variant of untagged enum VectorStruct", where);
+        return -SH_EINVAL;
+    }
+    *vecs = (gw_points_vec_t *) calloc (json_object_size (vstruct) + 1,
+                                        sizeof (gw_points_vec_t));
+    assert (*vecs);
+    const char *name;
+    json_t *value;
+    json_object_foreach ((json_t *) vstruct, name, value) {
+        snprintf (path, sizeof (path), "%s.%s", where, name);
+        if (gw_points_vec_parse (req, coll, name, value, path, &(*vecs) [*n])) {
+            for (size_t i = 0; i < *n; i++)
+                gw_points_vec_reset (&(*vecs) [i]);
+            free (*vecs);
+            *vecs = NULL;
+            *n = 0;
+            return -SH_EINVAL;
+        }
+        (*n)++;
+    }
+    return 0;
+}
+
+//  A VectorStruct into a shard "vectors" map whose dense vectors go into
+//  blob of env.
 static int
 s_vectors_json (gw_req_t *req, const gw_points_coll_t *coll, const json_t *vstruct,
                 const char *where, envelope_t *env, int (*blob) (void *), void *blob_arg,
                 json_t **out)
 {
     *out = NULL;
+    gw_points_vec_t *vecs;
+    size_t n;
+    if (s_vectors_parse (req, coll, vstruct, where, &vecs, &n))
+        return -SH_EINVAL;
     json_t *map = json_object ();
-    char path [256];
-    size_t n_packed = 0;
-    if (json_is_array (vstruct) || gw_body_floats (req, vstruct, &n_packed)) {
-        gw_points_vec_t vec;
-        if (gw_points_vec_parse (req, coll, "", vstruct, where, &vec)) {
-            json_decref (map);
-            return -SH_EINVAL;
-        }
-        json_object_set_new (map, "", gw_points_vec_json (env, blob (blob_arg), &vec));
-        gw_points_vec_reset (&vec);
+    for (size_t i = 0; i < n; i++) {
+        int index = vecs [i].sparse ? -1 : blob (blob_arg);
+        json_object_set_new (map, vecs [i].name, gw_points_vec_json (env, index, &vecs [i]));
+        gw_points_vec_reset (&vecs [i]);
     }
-    else
-    if (json_is_object (vstruct) && !s_is_inference_object (vstruct)) {
-        const char *name;
-        json_t *value;
-        json_object_foreach ((json_t *) vstruct, name, value) {
-            snprintf (path, sizeof (path), "%s.%s", where, name);
-            gw_points_vec_t vec;
-            if (gw_points_vec_parse (req, coll, name, value, path, &vec)) {
-                json_decref (map);
-                return -SH_EINVAL;
-            }
-            int index = vec.sparse ? -1 : blob (blob_arg);
-            json_object_set_new (map, name, gw_points_vec_json (env, index, &vec));
-            gw_points_vec_reset (&vec);
-        }
-    }
-    else
-    if (s_is_inference_object (vstruct)) {
-        gw_fail_http (req, 400, "Bad request: %s: inference objects (Document, Image, "
-                      "InferenceObject) are not supported, give the vector itself", where);
-        json_decref (map);
-        return -SH_EINVAL;
-    }
-    else {
-        gw_fail_http (req, 400, "Format error in JSON body: %s: data did not match any "
-                      "variant of untagged enum VectorStruct", where);
-        json_decref (map);
-        return -SH_EINVAL;
-    }
+    free (vecs);
     *out = map;
     return 0;
 }
@@ -890,21 +912,21 @@ s_blob_of (void *arg)
     return s_plan_blob (a->plan, a->pos);
 }
 
-//  Adds one point to its shard's "points" list: {"id", "vectors", "payload"?}.
-//  with_payload false: an update_vectors point (no payload field).
+//  The parts every written point has: its id (from id_json) and, for a
+//  payload given, an object or null; path gets "<where>[index].vector".
+//  On failure answers the request and returns -SH_EINVAL.
 static int
-s_plan_point (gw_req_t *req, s_plan_t *plan, const json_t *id_json, const char *where,
-              size_t index, const json_t *vstruct, bool with_payload, const json_t *payload)
+s_point_head (gw_req_t *req, const json_t *id_json, const char *where, size_t index,
+              const json_t *vstruct, const json_t *payload, pointid_t *id, char *path,
+              size_t size)
 {
-    char path [128];
-    snprintf (path, sizeof (path), "%s[%zu]", where, index);
-    pointid_t id;
-    if (pointid_from_json (id_json, &id)) {
+    snprintf (path, size, "%s[%zu]", where, index);
+    if (pointid_from_json (id_json, id)) {
         gw_fail_http (req, 400, "Format error in JSON body: %s.id: value is not a valid point "
                       "id (an unsigned integer or a UUID)", path);
         return -SH_EINVAL;
     }
-    if (with_payload && payload && !json_is_null (payload) && !json_is_object (payload)) {
+    if (payload && !json_is_null (payload) && !json_is_object (payload)) {
         gw_fail_http (req, 400, "Format error in JSON body: %s.payload: expected an object "
                       "or null", path);
         return -SH_EINVAL;
@@ -913,6 +935,20 @@ s_plan_point (gw_req_t *req, s_plan_t *plan, const json_t *id_json, const char *
         gw_fail_http (req, 400, "Format error in JSON body: %s: missing field `vector`", path);
         return -SH_EINVAL;
     }
+    snprintf (path + strlen (path), size - strlen (path), ".vector");
+    return 0;
+}
+
+//  Adds one point of an update_vectors to its shard's "points" list:
+//  {"id", "vectors"}.
+static int
+s_plan_point (gw_req_t *req, s_plan_t *plan, const json_t *id_json, const char *where,
+              size_t index, const json_t *vstruct)
+{
+    char path [128];
+    pointid_t id;
+    if (s_point_head (req, id_json, where, index, vstruct, NULL, &id, path, sizeof path))
+        return -SH_EINVAL;
     size_t pos = s_pos_of (plan->coll, &id);
     json_t *json = s_plan_json (req, plan, pos, NULL);
     json_t *points = json_object_get (json, "points");
@@ -920,23 +956,101 @@ s_plan_point (gw_req_t *req, s_plan_t *plan, const json_t *id_json, const char *
         points = json_array ();
         json_object_set_new (json, "points", points);
     }
-    snprintf (path + strlen (path), sizeof (path) - strlen (path), ".vector");
     s_blob_arg_t arg = { plan, pos };
     json_t *vectors;
     if (s_vectors_json (req, plan->coll, vstruct, path, plan->envs [pos], s_blob_of, &arg,
                         &vectors))
         return -SH_EINVAL;
-    if (!with_payload && json_object_size (vectors) == 0) {
+    if (json_object_size (vectors) == 0) {
         gw_fail_http (req, 422, "Validation error in JSON body: [%s: must specify vectors to "
                       "update for point]", path);
         json_decref (vectors);
         return -SH_EINVAL;
     }
-    json_t *point = json_pack ("{soso}", "id", pointid_to_json (&id), "vectors", vectors);
-    if (with_payload)
-        json_object_set (point, "payload",
-                         payload ? (json_t *) payload : json_null ());
-    json_array_append_new (points, point);
+    json_array_append_new (points, json_pack ("{soso}", "id", pointid_to_json (&id),
+                                              "vectors", vectors));
+    return 0;
+}
+
+//  The "records" of shard position pos's upsert (proto/msg.h: ids, payloads,
+//  every dense vector of the collection with the points that lack it, the
+//  sparse ones as lists, the dense rows in one blob), made on first use.
+static json_t *
+s_plan_records (gw_req_t *req, s_plan_t *plan, size_t pos)
+{
+    json_t *json = s_plan_json (req, plan, pos, NULL);
+    json_t *records = json_object_get (json, "records");
+    if (records)
+        return records;
+    const gw_points_coll_t *coll = plan->coll;
+    json_t *dense = json_array ();
+    json_t *sparse = NULL;
+    for (size_t k = 0; k < coll->n_vspecs; k++) {
+        const gw_points_vspec_t *spec = &coll->vspecs [k];
+        if (!spec->sparse)
+            json_array_append_new (dense, json_pack ("{sssIs[]}", "name", spec->name, "dim",
+                                                     (json_int_t) spec->dim, "missing"));
+        else {
+            if (!sparse)
+                sparse = json_object ();
+            json_object_set_new (sparse, spec->name, json_array ());
+        }
+    }
+    records = json_pack ("{s[]s[]so}", "ids", "payloads", "dense", dense);
+    if (sparse)
+        json_object_set_new (records, "sparse", sparse);
+    json_object_set_new (json, "records", records);
+    return records;
+}
+
+//  One point of an upsert into its shard's records.
+static int
+s_plan_record (gw_req_t *req, s_plan_t *plan, const json_t *id_json, const char *where,
+               size_t index, const json_t *vstruct, const json_t *payload)
+{
+    char path [128];
+    pointid_t id;
+    if (s_point_head (req, id_json, where, index, vstruct, payload, &id, path, sizeof path))
+        return -SH_EINVAL;
+    gw_points_vec_t *vecs;
+    size_t n_vecs;
+    if (s_vectors_parse (req, plan->coll, vstruct, path, &vecs, &n_vecs))
+        return -SH_EINVAL;
+    size_t pos = s_pos_of (plan->coll, &id);
+    json_t *records = s_plan_records (req, plan, pos);
+    json_t *ids = json_object_get (records, "ids");
+    size_t at = json_array_size (ids);
+    json_array_append_new (ids, pointid_to_json (&id));
+    json_array_append_new (json_object_get (records, "payloads"),
+                           json_is_object (payload) ? json_incref ((json_t *) payload)
+                                                    : json_null ());
+    size_t d = 0;
+    for (size_t k = 0; k < plan->coll->n_vspecs; k++) {
+        const gw_points_vspec_t *spec = &plan->coll->vspecs [k];
+        const gw_points_vec_t *vec = NULL;
+        for (size_t i = 0; i < n_vecs && !vec; i++)
+            if (streq (vecs [i].name, spec->name))
+                vec = &vecs [i];
+        if (spec->sparse) {
+            json_t *list = json_object_get (json_object_get (records, "sparse"), spec->name);
+            json_array_append_new (list, vec ? gw_points_vec_json (plan->envs [pos], -1, vec)
+                                             : json_null ());
+            continue;
+        }
+        json_t *entry = json_array_get (json_object_get (records, "dense"), d++);
+        if (!vec) {
+            json_array_append_new (json_object_get (entry, "missing"),
+                                   json_integer ((json_int_t) at));
+            continue;
+        }
+        if (plan->blobs [pos] < 0)
+            json_object_set_new (records, "blob",
+                                 json_integer (s_plan_blob (plan, pos)));
+        envelope_append_floats (plan->envs [pos], plan->blobs [pos], vec->dense, vec->dim);
+    }
+    for (size_t i = 0; i < n_vecs; i++)
+        gw_points_vec_reset (&vecs [i]);
+    free (vecs);
     return 0;
 }
 
@@ -957,9 +1071,9 @@ s_prep_upsert (gw_req_t *req, s_plan_t *plan, const json_t *body)
                               "point with an `id` and a `vector`", i);
                 return -SH_EINVAL;
             }
-            if (s_plan_point (req, plan, json_object_get (point, "id"), "points", i,
-                              json_object_get (point, "vector"), true,
-                              json_object_get (point, "payload")))
+            if (s_plan_record (req, plan, json_object_get (point, "id"), "points", i,
+                               json_object_get (point, "vector"),
+                               json_object_get (point, "payload")))
                 return -SH_EINVAL;
         }
         return 0;
@@ -1021,8 +1135,8 @@ s_prep_upsert (gw_req_t *req, s_plan_t *plan, const json_t *body)
                 json_object_set (vstruct, name, json_array_get (column, i));
         }
         json_t *payload = json_is_array (payloads) ? json_array_get (payloads, i) : NULL;
-        int rc = s_plan_point (req, plan, json_array_get (ids, i), "batch.ids", i, vstruct,
-                               true, payload);
+        int rc = s_plan_record (req, plan, json_array_get (ids, i), "batch.ids", i, vstruct,
+                                payload);
         json_decref (vstruct);
         if (rc)
             return rc;
@@ -1054,7 +1168,7 @@ s_prep_update_vectors (gw_req_t *req, s_plan_t *plan, const json_t *body)
             return -SH_EINVAL;
         }
         if (s_plan_point (req, plan, json_object_get (point, "id"), "points", i,
-                          json_object_get (point, "vector"), false, NULL))
+                          json_object_get (point, "vector")))
             return -SH_EINVAL;
     }
     return 0;

@@ -143,7 +143,7 @@ typedef struct {
 //  Shard transfers (defined below, "Shard transfers").
 static void s_xfer_on_state (s_shard_t *self, const json_t *state, const json_t *coll);
 static void s_xfer_info (s_shard_t *self, json_t *json);
-static int s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply);
+static int s_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply);
 static size_t s_xfer_keep_held (s_shard_t *self, pointid_t *ids, size_t n);
 static bool s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply);
 static bool s_xfer_after (s_shard_t *self, bool write, envelope_t **req_p, envelope_t *reply);
@@ -1577,7 +1577,7 @@ static int
 s_on_upsert (s_shard_t *self, envelope_t *req, envelope_t *reply)
 {
     if (json_object_get (envelope_json (req), "records"))
-        return s_xfer_apply_records (self, req, reply);
+        return s_apply_records (self, req, reply);
     s_batch_t batch;
     int rc = s_parse_points (self, req, reply, true, &batch);
     if (rc) {
@@ -2611,8 +2611,9 @@ s_xfer_batch (s_shard_t *self, uint64_t now)
     size_t used = 0, n_points = 0;
     s_xfer_records (self, env, ids, left, params, &used, &n_points);
     json_t *tag = s_xfer_tag (self, seq);
-    //  The target makes the batches before it durable before it answers
-    //  this one (s_xfer_before).
+    //  A batch (not a forwarded write); the target makes the batches before
+    //  the last durable before it answers the last (s_xfer_before).
+    json_object_set_new (tag, "batch", json_true ());
     if (used >= left)
         json_object_set_new (tag, "last", json_true ());
     json_object_set_new (envelope_json (env), "transfer", tag);
@@ -2873,7 +2874,7 @@ s_xfer_before (s_shard_t *self, bool write, envelope_t *req, envelope_t *reply)
     //  Batches before the stream's last, into a replica that is not Active,
     //  are committed behind the replies (shard_store_defer_put); anything
     //  else waits for its commit, and for the deferred ones before it.
-    if (tag && !x->active && json_object_get (envelope_json (req), "records")
+    if (tag && !x->active && json_is_true (json_object_get (tag, "batch"))
         && !json_is_true (json_object_get (tag, "last")))
         x->turn_batches = true;
     else
@@ -2952,7 +2953,7 @@ s_xfer_flush (s_shard_t *self)
     }
 }
 
-//  One named vector of a "records" batch, as the target reads it.
+//  One named vector of a "records" upsert, as the shard reads it.
 typedef struct {
     const segment_vspec_t *spec;    //  its spec here
     const json_t *list;             //  dense: "missing" (ascending point indexes);
@@ -2961,20 +2962,19 @@ typedef struct {
 } s_xrec_vec_t;
 
 static int
-s_xfer_records_error (envelope_t *reply, int rc, const char *what)
+s_records_error (envelope_t *reply, int rc, const char *what)
 {
-    envelope_set_error (reply, rc, "transfer records: %s", what);
+    envelope_set_error (reply, rc, "records: %s", what);
     return rc;
 }
 
-//  SHARD_UPSERT with "records" (a transfer batch, proto/msg.h): checked whole
+//  SHARD_UPSERT with "records" (the gateway's upserts and a transfer's
+//  batches, proto/msg.h): checked whole
 //  first, then applied as one write, each record replacing its whole point as
 //  an upsert does. Dense rows are read in place from the request's blob.
 static int
-s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply)
+s_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply)
 {
-    if (!self->xfer.lenient)
-        return s_xfer_records_error (reply, -SH_EINVAL, "only in a transfer stream");
     const json_t *records = json_object_get (envelope_json (req), "records");
     const json_t *jids = json_object_get (records, "ids");
     const json_t *payloads = json_object_get (records, "payloads");
@@ -2984,12 +2984,12 @@ s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply)
     if (!json_is_array (jids) || !json_is_array (payloads) || !json_is_array (dense)
         || (sparse && !json_is_object (sparse)) || (jblob && !json_is_integer (jblob))
         || json_array_size (payloads) != json_array_size (jids))
-        return s_xfer_records_error (reply, -SH_EPROTO, "\"ids\", \"payloads\" and "
+        return s_records_error (reply, -SH_EPROTO, "\"ids\", \"payloads\" and "
                                      "\"dense\" must be lists of one size, \"sparse\" a map");
     size_t n = json_array_size (jids);
     size_t n_vecs = json_array_size (dense) + (sparse ? json_object_size (sparse) : 0);
     if (n_vecs > self->n_specs)
-        return s_xfer_records_error (reply, -SH_EINVAL, "more vectors than the collection has");
+        return s_records_error (reply, -SH_EINVAL, "more vectors than the collection has");
     s_xrec_vec_t *vs = (s_xrec_vec_t *) calloc (n_vecs + 1, sizeof *vs);
     pointid_t *ids = (pointid_t *) calloc (n + 1, sizeof *ids);
     segment_vec_t *vecs = (segment_vec_t *) calloc (n_vecs + 1, sizeof *vecs);
@@ -3095,7 +3095,7 @@ s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply)
         }
     }
     if (rc) {
-        envelope_set_error (reply, rc, "transfer records: %s", err);
+        envelope_set_error (reply, rc, "records: %s", err);
         goto done;
     }
     uint64_t seq = s_next_seq (self, reply);
@@ -3126,7 +3126,7 @@ s_xfer_apply_records (s_shard_t *self, envelope_t *req, envelope_t *reply)
         if (rc) {
             char prefix [96];
             s_point_prefix (p, &ids [p], prefix, sizeof prefix);
-            envelope_set_error (reply, rc, "transfer records: %s: %s", prefix,
+            envelope_set_error (reply, rc, "records: %s: %s", prefix,
                                 err [0] ? err : sh_strerror (rc));
         }
         else

@@ -14,8 +14,8 @@ their p2p actors (proto/msg.h, "Shard transfer, stream_records").
 - kill -9 of the target's whole node (3 nodes, so consensus goes on) aborts
   the move, and the source keeps taking writes;
 - a move of an empty shard finishes;
-- a batch in the "records" form sent to a shard outside a stream is
-  refused, applies nothing, and the shard goes on serving.
+- a "records" upsert sent straight to a shard is applied whole when it is
+  well formed, and refused with nothing applied when its lists disagree.
 """
 import json
 import math
@@ -393,10 +393,11 @@ def an_empty_shard_moves():
 
 
 @test
-def records_outside_a_stream_are_refused_and_apply_nothing():
-    """The "records" form of SHARD_UPSERT is a transfer batch: a shard takes it
-    only with "transfer" (the stream's order check), so a client that sends
-    one straight to the shard's socket gets an error and changes nothing."""
+def records_straight_to_a_shard_are_checked_whole():
+    """The "records" form of SHARD_UPSERT (a transfer's batches, and the
+    gateway's upserts) sent straight to a shard's socket: a well-formed one
+    is applied whole; one whose lists disagree is refused and applies
+    nothing."""
     assert zmq is not None, "python3-zmq is needed (tools/deps installs it)"
     name = "records"
     c, a, b = two_nodes(name, {"vectors": {"size": DIM, "distance": "Dot"},
@@ -406,26 +407,39 @@ def records_outside_a_stream_are_refused_and_apply_nothing():
         assert status == 200, (status, reply)
         ipc = os.path.join(a.storage, "ipc")
         shard = sorted(f for f in os.listdir(ipc) if f.startswith("shard-"))[0]
-        records = {"ids": [1000, 1001], "payloads": [None, {"k": 1}],
-                   "dense": [{"name": "", "dim": DIM, "missing": [0, 1]}]}
+        good = {"ids": [1000, 1001], "payloads": [None, {"k": 1}],
+                "dense": [{"name": "", "dim": DIM, "missing": [0, 1]}]}
+        bad = {"ids": [1002, 1003], "payloads": [None],
+               "dense": [{"name": "", "dim": DIM, "missing": [0, 1]}]}
         ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
         try:
-            dealer = ctx.socket(zmq.DEALER)
             dealer.setsockopt(zmq.LINGER, 0)
             dealer.setsockopt(zmq.RCVTIMEO, 10000)
             dealer.connect("ipc://" + os.path.join(ipc, shard))
-            #  SHARD_UPSERT (20), request id 77 (proto/envelope.h's header).
-            head = b"SH" + bytes([1, 0]) + struct.pack("<HHiQQI", 20, 0, 0, 77, 0, 0)
-            dealer.send_multipart([head, json.dumps({"records": records}).encode()])
-            frames = dealer.recv_multipart()
-            msg_type, _, status, rid = struct.unpack("<HHiQ", frames[0][4:20])
-            assert (msg_type, rid) == (20, 77) and status < 0, frames
-            assert "transfer" in json.loads(frames[1])["error"], frames
-            dealer.close()
+            for rid, records in ((77, bad), (78, good)):
+                #  SHARD_UPSERT (20), request id rid (proto/envelope.h's header).
+                head = b"SH" + bytes([1, 0]) + struct.pack("<HHiQQI", 20, 0, 0, rid, 0, 0)
+                dealer.send_multipart([head, json.dumps({"records": records}).encode()])
+                frames = dealer.recv_multipart()
+                msg_type, _, status, got = struct.unpack("<HHiQ", frames[0][4:20])
+                assert (msg_type, got) == (20, rid), frames
+                if records is bad:
+                    assert status < 0 and "records" in json.loads(frames[1])["error"], frames
+                else:
+                    assert status == 0, frames
         finally:
+            dealer.close()
             ctx.term()
         status, reply = a.request("POST", f"/collections/{name}/points/count", {"exact": True})
-        assert status == 200 and reply["result"]["count"] == 40, reply
+        assert status == 200 and reply["result"]["count"] == 42, reply
+        #  (Scrolled, not retrieved: the ids were put in a shard the hash
+        #  ring may not route them to.)
+        status, reply = a.request("POST", f"/collections/{name}/points/scroll",
+                                  {"limit": 100, "with_payload": True})
+        assert status == 200, reply
+        got = {p["id"]: p.get("payload") for p in reply["result"]["points"]}
+        assert 1000 in got and got[1001] == {"k": 1} and 1002 not in got, got
 
 
 if __name__ == "__main__":
