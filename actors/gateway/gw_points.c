@@ -353,34 +353,15 @@ gw_points_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *na
     size_t n_packed = 0;
     const float *packed = gw_body_floats (req, value, &n_packed);
 
-    if (packed) {
-        //  A list of numbers the body parser took to floats (gw_points_vectors).
+    //  A list of numbers, or one the body parser took to floats
+    //  (gw_points_vectors).
+    if (packed || json_is_array (value)) {
+        size_t n = packed ? n_packed : json_array_size (value);
         if (!spec)
             snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s",
                       name);
         else
-        if (spec->sparse)
-            snprintf (err, sizeof (err), "Wrong input: Wrong usage of sparse vectors");
-        else
-        if (n_packed != spec->dim)
-            snprintf (err, sizeof (err), "Wrong input: Vector dimension error: expected dim: "
-                      "%" PRIu32 ", got %zu", spec->dim, n_packed);
-        else {
-            out->dense = malloc (n_packed * sizeof (float));
-            assert (out->dense);
-            memcpy (out->dense, packed, n_packed * sizeof (float));
-            out->dim = (uint32_t) n_packed;
-            rc = 0;
-        }
-    }
-    else
-    if (json_is_array (value)) {
-        size_t n = json_array_size (value);
-        if (!spec)
-            snprintf (err, sizeof (err), "Wrong input: Not existing vector name error: %s",
-                      name);
-        else
-        if (n > 0 && json_is_array (json_array_get (value, 0)))
+        if (!packed && n > 0 && json_is_array (json_array_get (value, 0)))
             snprintf (err, sizeof (err), "Wrong input: Wrong usage of multi vectors");
         else
         if (spec->sparse)
@@ -400,7 +381,9 @@ gw_points_vec_parse (gw_req_t *req, const gw_points_coll_t *coll, const char *na
             assert (out->dense);
             out->dim = (uint32_t) n;
             rc = 0;
-            for (size_t i = 0; i < n && rc == 0; i++) {
+            if (packed)
+                memcpy (out->dense, packed, n * sizeof (float));
+            for (size_t i = 0; !packed && i < n && rc == 0; i++) {
                 json_t *x = json_array_get (value, i);
                 if (json_is_number (x))
                     out->dense [i] = (float) json_number_value (x);

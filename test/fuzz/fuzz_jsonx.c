@@ -67,25 +67,22 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
     char err [256] = "", err2 [256] = "";
     json_t *got = jsonx_loadb ((const char *) data, size, 0, err, sizeof err);
-    jsonx_packed_t *packed = NULL;
-    json_t *pgot = jsonx_loadb_packed ((const char *) data, size, 0, s_keys, &packed, err2,
-                                       sizeof err2);
-    assert (!got == !pgot);
-    if (!got)
-        assert (strcmp (err, err2) == 0 && !packed);
-    else
-        assert (s_same (got, pgot, packed));
-    json_decref (pgot);
-    jsonx_packed_destroy (&packed);
-    pgot = jsonx_loadb_packs ((const char *) data, size, 0, s_packs, &packed, err2,
-                              sizeof err2);
-    assert (!got == !pgot);
-    if (!got)
-        assert (strcmp (err, err2) == 0 && !packed);
-    else
-        assert (s_same (got, pgot, packed));
-    json_decref (pgot);
-    jsonx_packed_destroy (&packed);
+    //  Packed by keys, then by packs: each against the plain parse.
+    for (int by_packs = 0; by_packs < 2; by_packs++) {
+        jsonx_packed_t *packed = NULL;
+        json_t *pgot = by_packs
+            ? jsonx_loadb_packs ((const char *) data, size, 0, s_packs, &packed, err2,
+                                 sizeof err2)
+            : jsonx_loadb_packed ((const char *) data, size, 0, s_keys, &packed, err2,
+                                  sizeof err2);
+        assert (!got == !pgot);
+        if (!got)
+            assert (strcmp (err, err2) == 0 && !packed);
+        else
+            assert (s_same (got, pgot, packed));
+        json_decref (pgot);
+        jsonx_packed_destroy (&packed);
+    }
     if (got) {
         json_error_t error;
         json_t *want = json_loadb ((const char *) data, size,

@@ -384,69 +384,61 @@ static const jsonx_pack_t s_upsert_packs [] = {
     { "vector", 3, false }, { "vectors", 2, true }, { NULL, 0, false }
 };
 
+//  A copy of json in which each placeholder of packed is an array of its
+//  numbers (as integers: the tests' numbers are), counted in *found.
+static json_t *
+s_unpacked (const json_t *json, const jsonx_packed_t *packed, size_t *found)
+{
+    size_t n = 0;
+    const float *f = jsonx_packed_find (packed, json, &n);
+    if (f) {
+        (*found)++;
+        json_t *array = json_array ();
+        for (size_t k = 0; k < n; k++)
+            json_array_append_new (array, json_integer ((json_int_t) f [k]));
+        return array;
+    }
+    if (json_is_object (json)) {
+        json_t *copy = json_object ();
+        const char *key;
+        json_t *value;
+        json_object_foreach ((json_t *) json, key, value)
+            json_object_set_new (copy, key, s_unpacked (value, packed, found));
+        return copy;
+    }
+    if (json_is_array (json)) {
+        json_t *copy = json_array ();
+        size_t i;
+        json_t *value;
+        json_array_foreach (json, i, value)
+            json_array_append_new (copy, s_unpacked (value, packed, found));
+        return copy;
+    }
+    return json_incref ((json_t *) json);
+}
+
 //  Parses text with s_upsert_packs: want_n arrays packed, and the tree is
 //  the plain one with each packed array a placeholder of its numbers.
 static void
 s_check_packed (const char *text, size_t want_n)
 {
-    {
-        char err [256];
-        jsonx_packed_t *packed = NULL;
-        json_t *got = jsonx_loadb_packs (text, strlen (text), 0, s_upsert_packs, &packed, err,
-                                         sizeof err);
-        ck_assert_msg (got, "refused %s: %s", text, err);
-        json_t *plain = jsonx_loadb (text, strlen (text), 0, err, sizeof err);
-        ck_assert (plain);
-        //  Every placeholder in got, walked in document order, replaced by
-        //  an array of its floats: then the trees are equal (the numbers
-        //  here are all exact in float32).
-        size_t found = 0;
-        json_t *stack [64];
-        size_t depth = 0;
-        stack [depth++] = got;
-        while (depth) {
-            json_t *node = stack [--depth];
-            if (json_is_object (node)) {
-                const char *key;
-                json_t *value;
-                void *tmp;
-                json_object_foreach_safe (node, tmp, key, value) {
-                    size_t n = 0;
-                    const float *f = jsonx_packed_find (packed, value, &n);
-                    if (f) {
-                        json_t *array = json_array ();
-                        for (size_t i = 0; i < n; i++)
-                            json_array_append_new (array, json_integer ((json_int_t) f [i]));
-                        json_object_set_new (node, key, array);
-                        found++;
-                    }
-                    else
-                        stack [depth++] = value;
-                }
-            }
-            else
-            if (json_is_array (node))
-                for (size_t i = 0; i < json_array_size (node); i++) {
-                    json_t *value = json_array_get (node, i);
-                    size_t n = 0;
-                    const float *f = jsonx_packed_find (packed, value, &n);
-                    if (f) {
-                        json_t *array = json_array ();
-                        for (size_t k = 0; k < n; k++)
-                            json_array_append_new (array, json_integer ((json_int_t) f [k]));
-                        json_array_set_new (node, i, array);
-                        found++;
-                    }
-                    else
-                        stack [depth++] = value;
-                }
-        }
-        ck_assert_msg (found == want_n, "%s: %zu packed, want %zu", text, found, want_n);
-        ck_assert_msg (json_equal (plain, got), "trees differ for %s", text);
-        json_decref (plain);
-        json_decref (got);
-        jsonx_packed_destroy (&packed);
-    }
+    char err [256];
+    jsonx_packed_t *packed = NULL;
+    json_t *got = jsonx_loadb_packs (text, strlen (text), 0, s_upsert_packs, &packed, err,
+                                     sizeof err);
+    ck_assert_msg (got, "refused %s: %s", text, err);
+    json_t *plain = jsonx_loadb (text, strlen (text), 0, err, sizeof err);
+    ck_assert (plain);
+    //  Every placeholder replaced by an array of its floats: then the trees
+    //  are equal (the numbers here are all exact in float32).
+    size_t found = 0;
+    json_t *unpacked = s_unpacked (got, packed, &found);
+    ck_assert_msg (found == want_n, "%s: %zu packed, want %zu", text, found, want_n);
+    ck_assert_msg (json_equal (plain, unpacked), "trees differ for %s", text);
+    json_decref (plain);
+    json_decref (unpacked);
+    json_decref (got);
+    jsonx_packed_destroy (&packed);
 }
 
 START_TEST (test_packs_take_columns_and_keys_at_their_depth_only)
