@@ -6,7 +6,12 @@
     sparse vectors, payloads, filters. Then each point id is routed to its
     shard by the consistent hash ring (common/hashring.h), one envelope per
     shard carries that shard's part, with every dense vector of the envelope
-    in one float blob (proto/vecref.h). A filter selector goes to every shard.
+    in one float blob: an upsert as "records" (ids and payloads as lists,
+    the rows in the blob in the order the records and the collection's
+    vectors give, proto/msg.h), other writes as an object per point with
+    vector references (proto/vecref.h). The body's vectors come parsed to
+    float32 already (gw_points_vectors). A filter selector goes to every
+    shard.
     A batch of operations is applied in order, one fan-out per operation.
 
     Reads fan out to every shard (retrieve by id only to the owning shards)
