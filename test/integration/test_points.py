@@ -138,6 +138,47 @@ def test_upsert_batch_form():
 
 
 @test
+def test_payload_keys_named_like_vectors_stay_json():
+    """The gateway parses a point's "vector" and a batch's "vectors" column
+    straight to floats; payloads holding keys of those names (at any depth),
+    named vectors and a batch's named columns stay what the JSON said."""
+    n = node()
+    create(n, "vecnames", {"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2})
+    tricky = {"vector": [1, 2.5, 1e20], "vectors": [[3, 4], [5]],
+              "deep": {"vector": [0.1], "points": [{"vector": [7]}]}}
+    upsert(n, "vecnames", [{"id": 1, "vector": [0.25, -1.5], "payload": tricky},
+                           {"id": 2, "vector": [1.0, 2.0], "payload": {"vector": "text"}}])
+    completed(ok(n, "PUT", "/collections/vecnames/points?wait=true",
+                 {"batch": {"ids": [3, 4], "vectors": [[3.0, 4.0], [0.1, 0.2]],
+                            "payloads": [tricky, {"vectors": []}]}}))
+    records = by_id(retrieve(n, "vecnames", [1, 2, 3, 4], with_payload=True, with_vector=True))
+    assert records[1]["payload"] == tricky and records[3]["payload"] == tricky, records
+    assert records[2]["payload"] == {"vector": "text"}, records[2]
+    assert records[4]["payload"] == {"vectors": []}, records[4]
+    assert records[1]["vector"] == [0.25, -1.5] and records[3]["vector"] == [3.0, 4.0], records
+    assert close(records[4]["vector"], [0.1, 0.2]), records[4]
+    #  A vector of the wrong size is refused, in either form.
+    fails(n, "PUT", "/collections/vecnames/points?wait=true",
+          {"points": [{"id": 5, "vector": [1.0, 2.0, 3.0]}]}, 400)
+    fails(n, "PUT", "/collections/vecnames/points?wait=true",
+          {"batch": {"ids": [5], "vectors": [[1.0]]}}, 400)
+    assert count(n, "vecnames") == 4
+    #  Named vectors and a batch's named columns.
+    create(n, "vecnamed", {"vectors": {"a": {"size": 2, "distance": "Dot"},
+                                       "b": {"size": 3, "distance": "Euclid"}}})
+    upsert(n, "vecnamed", [{"id": 1, "vector": {"a": [1.0, 2.0], "b": [1.0, 2.0, 3.0]},
+                            "payload": {"vector": {"a": [9]}}},
+                           {"id": 2, "vector": {"b": [4.0, 5.0, 6.0]}}])
+    completed(ok(n, "PUT", "/collections/vecnamed/points?wait=true",
+                 {"batch": {"ids": [3], "vectors": {"a": [[7.0, 8.0]]}}}))
+    records = by_id(retrieve(n, "vecnamed", [1, 2, 3], with_payload=True, with_vector=True))
+    assert records[1]["vector"] == {"a": [1.0, 2.0], "b": [1.0, 2.0, 3.0]}, records[1]
+    assert records[1]["payload"] == {"vector": {"a": [9]}}, records[1]
+    assert records[2]["vector"] == {"b": [4.0, 5.0, 6.0]}, records[2]
+    assert records[3]["vector"] == {"a": [7.0, 8.0]}, records[3]
+
+
+@test
 def test_uuid_ids_in_every_spelling_answer_lowercase_hyphenated():
     n = node()
     create(n, "uuids", {"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3})
