@@ -98,15 +98,62 @@ s_wait_caught_up (vindex_t *vi, rwgate_t *gate, size_t want)
     }
 }
 
+//  The segment's observer when a test keeps payload indexes.
+static void
+s_on_payload (uint32_t slot, const json_t *old_payload, bool was_live,
+              const json_t *new_payload, bool is_live, void *arg)
+{
+    pindex_t *pindex = arg;
+    if (was_live)
+        ck_assert_int_eq (pindex_remove_point (pindex, slot, old_payload), 0);
+    if (is_live)
+        ck_assert_int_eq (pindex_add_point (pindex, slot, new_payload), 0);
+}
+
+//  What every test works on: a segment and its gate, graphs over it in a
+//  temp dir configured with p, and, with_pindex, payload indexes the
+//  segment's observer keeps.
+typedef struct {
+    char dir [32];              //  the temp dir
+    segment_t *seg;             //  the points
+    rwgate_t *gate;             //  their gate
+    vindex_t *vi;               //  their graphs
+    pindex_t *pindex;           //  their payload indexes, or NULL
+} s_rig_t;
+
+static void
+s_rig_init (s_rig_t *r, const vindex_params_t *p, bool with_pindex)
+{
+    snprintf (r->dir, sizeof r->dir, "/tmp/test_optimizer.XXXXXX");
+    ck_assert_ptr_nonnull (mkdtemp (r->dir));
+    r->seg = s_segment ();
+    r->gate = rwgate_new ();
+    r->vi = vindex_new (r->seg, r->dir);
+    vindex_configure (r->vi, "", p);
+    r->pindex = with_pindex ? pindex_new () : NULL;
+    if (r->pindex)
+        segment_set_observer (r->seg, s_on_payload, r->pindex);
+}
+
+static void
+s_rig_fini (s_rig_t *r)
+{
+    segment_set_observer (r->seg, NULL, NULL);
+    pindex_destroy (&r->pindex);
+    vindex_destroy (&r->vi);
+    segment_destroy (&r->seg);
+    rwgate_destroy (&r->gate);
+    paths_remove_tree (r->dir);
+}
+
 START_TEST (test_indexes_in_the_background_and_saves_on_stop)
 {
-    char dir [] = "/tmp/test_optimizer.XXXXXX";
-    ck_assert_ptr_nonnull (mkdtemp (dir));
-    segment_t *seg = s_segment ();
-    rwgate_t *gate = rwgate_new ();
-    vindex_t *vi = vindex_new (seg, dir);
     vindex_params_t p = { .m = 8, .ef_construct = 32, .full_scan_kb = 0, .indexing_kb = 1 };
-    vindex_configure (vi, "", &p);
+    s_rig_t r;
+    s_rig_init (&r, &p, false);
+    segment_t *seg = r.seg;
+    rwgate_t *gate = r.gate;
+    vindex_t *vi = r.vi;
     optimizer_t *opt = optimizer_new (vi, gate);
     ck_assert_ptr_nonnull (opt);
     //  Writes keep coming while it builds: each gets the gate.
@@ -118,54 +165,37 @@ START_TEST (test_indexes_in_the_background_and_saves_on_stop)
     optimizer_destroy (&opt);
     ck_assert_ptr_null (opt);
     char manifest [PATHS_MAX];
-    snprintf (manifest, sizeof manifest, "%s/%s", dir, VINDEX_MANIFEST);
+    snprintf (manifest, sizeof manifest, "%s/%s", r.dir, VINDEX_MANIFEST);
     FILE *f = fopen (manifest, "rb");
     ck_assert_ptr_nonnull (f);
     fclose (f);
-    vindex_destroy (&vi);
-    segment_destroy (&seg);
-    rwgate_destroy (&gate);
-    paths_remove_tree (dir);
+    s_rig_fini (&r);
 }
 END_TEST
 
 START_TEST (test_a_closed_gate_stops_it_without_a_save)
 {
-    char dir [] = "/tmp/test_optimizer.XXXXXX";
-    ck_assert_ptr_nonnull (mkdtemp (dir));
-    segment_t *seg = s_segment ();
-    rwgate_t *gate = rwgate_new ();
-    vindex_t *vi = vindex_new (seg, dir);
     vindex_params_t p = { .m = 8, .ef_construct = 32, .full_scan_kb = 0, .indexing_kb = 1 };
-    vindex_configure (vi, "", &p);
+    s_rig_t r;
+    s_rig_init (&r, &p, false);
+    segment_t *seg = r.seg;
+    rwgate_t *gate = r.gate;
+    vindex_t *vi = r.vi;
     optimizer_t *opt = optimizer_new (vi, gate);
     s_write_ex (seg, vi, gate, 0, 300, 1, true);
     optimizer_kick (opt);
     optimizer_destroy (&opt);
     char manifest [PATHS_MAX];
-    snprintf (manifest, sizeof manifest, "%s/%s", dir, VINDEX_MANIFEST);
+    snprintf (manifest, sizeof manifest, "%s/%s", r.dir, VINDEX_MANIFEST);
     FILE *f = fopen (manifest, "rb");
     ck_assert_ptr_null (f);
-    vindex_destroy (&vi);
-    segment_destroy (&seg);
-    rwgate_destroy (&gate);
-    paths_remove_tree (dir);
+    s_rig_fini (&r);
 }
 END_TEST
 
 
 //  --- payload indexes -------------------------------------------------------
 
-static void
-s_on_payload (uint32_t slot, const json_t *old_payload, bool was_live,
-              const json_t *new_payload, bool is_live, void *arg)
-{
-    pindex_t *pindex = arg;
-    if (was_live)
-        ck_assert_int_eq (pindex_remove_point (pindex, slot, old_payload), 0);
-    if (is_live)
-        ck_assert_int_eq (pindex_add_point (pindex, slot, new_payload), 0);
-}
 
 static const json_t *
 s_payload_of (uint32_t slot, void *arg)
@@ -210,15 +240,13 @@ s_indexed_count (segment_t *seg, pindex_t *pindex, const filter_t *filter, bool 
 
 START_TEST (test_fills_a_new_payload_index_beside_writes_and_reads)
 {
-    char dir [] = "/tmp/test_optimizer.XXXXXX";
-    ck_assert_ptr_nonnull (mkdtemp (dir));
-    segment_t *seg = s_segment ();
-    rwgate_t *gate = rwgate_new ();
-    vindex_t *vi = vindex_new (seg, dir);
     vindex_params_t p = { .m = 0 };         //  no graph: payload indexes only
-    vindex_configure (vi, "", &p);
-    pindex_t *pindex = pindex_new ();
-    segment_set_observer (seg, s_on_payload, pindex);
+    s_rig_t r;
+    s_rig_init (&r, &p, true);
+    segment_t *seg = r.seg;
+    rwgate_t *gate = r.gate;
+    vindex_t *vi = r.vi;
+    pindex_t *pindex = r.pindex;
     //  Enough points that the build takes many steps.
     const uint64_t n = 60000;
     rwgate_write_lock (gate);
@@ -290,12 +318,7 @@ START_TEST (test_fills_a_new_payload_index_beside_writes_and_reads)
     ck_assert_uint_eq (pindex_field_points (pindex, "tag"), next_id);
     filter_destroy (&filter);
     optimizer_destroy (&opt);
-    segment_set_observer (seg, NULL, NULL);
-    pindex_destroy (&pindex);
-    vindex_destroy (&vi);
-    segment_destroy (&seg);
-    rwgate_destroy (&gate);
-    paths_remove_tree (dir);
+    s_rig_fini (&r);
 }
 END_TEST
 
@@ -304,15 +327,13 @@ END_TEST
 //  is built over everything written meanwhile.
 START_TEST (test_held_graphs_wait_while_payload_indexes_go_on)
 {
-    char dir [] = "/tmp/test_optimizer.XXXXXX";
-    ck_assert_ptr_nonnull (mkdtemp (dir));
-    segment_t *seg = s_segment ();
-    rwgate_t *gate = rwgate_new ();
-    vindex_t *vi = vindex_new (seg, dir);
     vindex_params_t p = { .m = 8, .ef_construct = 32, .full_scan_kb = 0, .indexing_kb = 1 };
-    vindex_configure (vi, "", &p);
-    pindex_t *pindex = pindex_new ();
-    segment_set_observer (seg, s_on_payload, pindex);
+    s_rig_t r;
+    s_rig_init (&r, &p, true);
+    segment_t *seg = r.seg;
+    rwgate_t *gate = r.gate;
+    vindex_t *vi = r.vi;
+    pindex_t *pindex = r.pindex;
     optimizer_t *opt = optimizer_new (vi, gate);
     ck_assert_ptr_nonnull (opt);
     optimizer_hold_graphs (opt, true);
@@ -345,12 +366,7 @@ START_TEST (test_held_graphs_wait_while_payload_indexes_go_on)
     optimizer_hold_graphs (opt, false);
     s_wait_caught_up (vi, gate, 3000);
     optimizer_destroy (&opt);
-    segment_set_observer (seg, NULL, NULL);
-    pindex_destroy (&pindex);
-    vindex_destroy (&vi);
-    segment_destroy (&seg);
-    rwgate_destroy (&gate);
-    paths_remove_tree (dir);
+    s_rig_fini (&r);
 }
 END_TEST
 
@@ -471,15 +487,13 @@ s_stress_searcher (void *arg)
 //  right, and in the end the graph is caught up and the indexes built.
 START_TEST (test_stress_writes_searches_and_optimizer_all_progress)
 {
-    char dir [] = "/tmp/test_optimizer.XXXXXX";
-    ck_assert_ptr_nonnull (mkdtemp (dir));
-    segment_t *seg = s_segment ();
-    rwgate_t *gate = rwgate_new ();
-    vindex_t *vi = vindex_new (seg, dir);
     vindex_params_t p = { .m = 8, .ef_construct = 32, .indexing_kb = 1, .threads = 4 };
-    vindex_configure (vi, "", &p);
-    pindex_t *pindex = pindex_new ();
-    segment_set_observer (seg, s_on_payload, pindex);
+    s_rig_t r;
+    s_rig_init (&r, &p, true);
+    segment_t *seg = r.seg;
+    rwgate_t *gate = r.gate;
+    vindex_t *vi = r.vi;
+    pindex_t *pindex = r.pindex;
     optimizer_t *opt = optimizer_new (vi, gate);
     ck_assert_ptr_nonnull (opt);
     optimizer_set_pindex (opt, pindex, s_payload_of, seg);
@@ -511,12 +525,7 @@ START_TEST (test_stress_writes_searches_and_optimizer_all_progress)
     }
     ck_assert (pindex_field_ready (pindex, "tag"));
     optimizer_destroy (&opt);
-    segment_set_observer (seg, NULL, NULL);
-    pindex_destroy (&pindex);
-    vindex_destroy (&vi);
-    segment_destroy (&seg);
-    rwgate_destroy (&gate);
-    paths_remove_tree (dir);
+    s_rig_fini (&r);
 }
 END_TEST
 
