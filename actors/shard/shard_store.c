@@ -158,11 +158,11 @@ s_buf_u32 (s_buf_t *buf, uint32_t v)
     s_buf_put (buf, b, 4);
 }
 
-//  Encodes vecs into buf (emptied first, its memory kept).
+//  Appends the encoding of vecs to buf; nothing when they cannot be
+//  encoded (checked first).
 static int
 s_encode_vectors (s_buf_t *buf, const segment_vec_t *vecs, size_t n_vecs)
 {
-    buf->len = 0;
     if (n_vecs > UINT32_MAX)
         return -SH_EINVAL;
     for (size_t i = 0; i < n_vecs; i++)
@@ -675,21 +675,15 @@ shard_store_begin (shard_store_t *self)
     return s_begin (self);
 }
 
-//  Encodes a point's vectors and payload into self->vectors and
-//  self->payload (buffers kept from point to point: a batch of thousands of
-//  points costs no allocation per point). The payload text is jsonx's (what
+//  Checks a point's version and payload and writes the payload's text into
+//  self->payload (a buffer kept from point to point: a batch of thousands
+//  of points costs no allocation per point). The text is jsonx's (what
 //  json_dumps writes, with reals exact but short when they can be, and no
 //  printf per number), read back by jsonx_loadb.
 static int
-s_encode_point (shard_store_t *self, uint64_t version, const segment_vec_t *vecs,
-                size_t n_vecs, const json_t *payload)
+s_encode_payload (shard_store_t *self, uint64_t version, const json_t *payload)
 {
-    if (version > INT64_MAX)
-        return -SH_EINVAL;
-    int rc = s_encode_vectors (&self->vectors, vecs, n_vecs);
-    if (rc)
-        return rc;
-    if (payload && !json_is_object (payload))
+    if (version > INT64_MAX || (payload && !json_is_object (payload)))
         return -SH_EINVAL;
     self->payload.len = 0;
     if (payload)
@@ -720,7 +714,10 @@ shard_store_put_point (shard_store_t *self, const pointid_t *id, uint64_t versio
     assert (self->in_tx && !self->defer.started);
     uint8_t key [POINTID_KEY_SIZE];
     size_t key_len = pointid_key (id, key);
-    int rc = s_encode_point (self, version, vecs, n_vecs, payload);
+    self->vectors.len = 0;
+    int rc = s_encode_payload (self, version, payload);
+    if (rc == 0)
+        rc = s_encode_vectors (&self->vectors, vecs, n_vecs);
     if (rc)
         return rc;
     return s_put_row (self, key, key_len, version, self->vectors.data, self->vectors.len,
@@ -915,17 +912,27 @@ shard_store_defer_put (shard_store_t *self, const pointid_t *id, uint64_t versio
     s_turn_t *turn = s_defer_open (self);
     if (!turn)
         return -SH_EIO;
-    int rc = s_encode_point (self, version, vecs, n_vecs, payload);
+    int rc = s_encode_payload (self, version, payload);
     if (rc)
         return rc;
-    if (self->vectors.len >= S_NO_PAYLOAD || self->payload.len >= S_NO_PAYLOAD)
+    if (self->payload.len >= S_NO_PAYLOAD)
         return -SH_ETOOBIG;
-    uint32_t vectors_len = (uint32_t) self->vectors.len;
-    uint32_t payload_len = payload ? (uint32_t) self->payload.len : S_NO_PAYLOAD;
+    //  The vectors are encoded in place, their length written after.
+    size_t mark = turn->ops.len;
     s_defer_key (turn, S_OP_PUT, id);
     s_buf_put (&turn->ops, &version, 8);
+    size_t at = turn->ops.len;
+    uint32_t vectors_len = 0;
     s_buf_put (&turn->ops, &vectors_len, 4);
-    s_buf_put (&turn->ops, self->vectors.data, vectors_len);
+    rc = s_encode_vectors (&turn->ops, vecs, n_vecs);
+    size_t len = turn->ops.len - at - 4;
+    if (rc || len >= S_NO_PAYLOAD) {
+        turn->ops.len = mark;
+        return rc ? rc : -SH_ETOOBIG;
+    }
+    vectors_len = (uint32_t) len;
+    memcpy (turn->ops.data + at, &vectors_len, 4);
+    uint32_t payload_len = payload ? (uint32_t) self->payload.len : S_NO_PAYLOAD;
     s_buf_put (&turn->ops, &payload_len, 4);
     if (payload)
         s_buf_put (&turn->ops, self->payload.data, self->payload.len);
