@@ -222,6 +222,8 @@ typedef struct {
     bool yellow;                    //  a shard reported "yellow"
     json_t *payload_points;         //  {field: points with an indexed value},
                                     //  summed; NULL if no shard said (yours)
+    json_t *payload_ready;          //  {field: shards whose index of it is
+                                    //  built}; NULL if none said (yours)
 } gw_coll_stats_t;
 int gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
                          gw_coll_stats_t *out);
@@ -229,6 +231,8 @@ int gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadl
 //  metadata picks (local or remote), as collection info counts.
 int gw_collection_stats_all (gw_req_t *req, const json_t *collection, uint64_t deadline_ms,
                              gw_coll_stats_t *out);
+//  Frees what stats holds and zeroes it.
+void gw_coll_stats_reset (gw_coll_stats_t *stats);
 
 //  --- helpers shared by the point and search handlers (gw_points.c) -------
 //  ?wait (default false) and ?ordering (weak|medium|strong) of any write:

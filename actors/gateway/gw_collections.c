@@ -33,6 +33,8 @@
 #define S_MAX_DIM 65536
 //  Longest a collection info waits for its shards' counts (ms).
 #define S_INFO_WAIT_MS 10000
+//  How often a wait=true payload index creation asks whether it is built (ms).
+#define S_INDEX_POLL_MS 10
 //  Longest GET /collections/{name}/cluster waits for SHARD_INFO (ms).
 #define S_CLUSTER_INFO_WAIT_MS 3000
 //  Longest a collection or alias name.
@@ -697,6 +699,16 @@ s_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_ms, bool all
                                  json_integer (json_integer_value (sum)
                                                + json_integer_value (count)));
         }
+        json_t *built;
+        json_object_foreach (json_object_get (info, "payload_ready"), field, built) {
+            if (!json_is_true (built))
+                continue;
+            if (!out->payload_ready)
+                out->payload_ready = json_object ();
+            json_t *sum = json_object_get (out->payload_ready, field);
+            json_object_set_new (out->payload_ready, field,
+                                 json_integer (json_integer_value (sum) + 1));
+        }
         envelope_destroy (&replies [i]);
     }
     free (replies);
@@ -711,6 +723,14 @@ gw_collection_stats (gw_req_t *req, const json_t *collection, uint64_t deadline_
                      gw_coll_stats_t *out)
 {
     return s_stats (req, collection, deadline_ms, false, out);
+}
+
+void
+gw_coll_stats_reset (gw_coll_stats_t *stats)
+{
+    json_decref (stats->payload_points);
+    json_decref (stats->payload_ready);
+    memset (stats, 0, sizeof *stats);
 }
 
 int
@@ -795,7 +815,7 @@ s_info (gw_req_t *req)
         json_object_set_new (schema, field, out);
     }
     json_object_set_new (info, "payload_schema", schema);
-    json_decref (stats.payload_points);
+    gw_coll_stats_reset (&stats);
     json_decref (collection);
     gw_ok (req, info);
 }
@@ -1293,6 +1313,35 @@ s_index_result (gw_req_t *req, json_t *result, bool wait)
                            "status", wait ? "completed" : "acknowledged"));
 }
 
+//  wait=true on a new payload index: as Qdrant, the answer comes once the
+//  index is built, here once every shard reports it built (a shard that has
+//  not applied the new schema yet does not list it). -SH_ETIMEDOUT after
+//  answering the request when the deadline passes first.
+static int
+s_wait_index_built (gw_req_t *req, const char *name, const char *field)
+{
+    while (true) {
+        json_t *collection = gw_meta_collection (gw_meta (req->gw), name, NULL);
+        gw_coll_stats_t stats;
+        if (collection)
+            gw_collection_stats_all (req, collection, req->deadline_ms, &stats);
+        bool built = collection && !stats.missing
+                  && json_integer_value (json_object_get (stats.payload_ready, field))
+                     == (json_int_t) stats.shards;
+        if (collection)
+            gw_coll_stats_reset (&stats);
+        json_decref (collection);
+        if (built)
+            return 0;
+        if (envelope_now_ms () + S_INDEX_POLL_MS >= req->deadline_ms) {
+            gw_fail (req, -SH_ETIMEDOUT, "Timeout error: the payload index on `%s` was "
+                     "created but is not built on every shard yet", field);
+            return -SH_ETIMEDOUT;
+        }
+        zclock_sleep (S_INDEX_POLL_MS);
+    }
+}
+
 static void
 s_create_index (gw_req_t *req)
 {
@@ -1343,6 +1392,9 @@ s_create_index (gw_req_t *req)
                                     "field_name", field, "field_schema", stored);
             json_decref (stored);
             json_t *result = s_propose (req, op, name);
+            if (result && wait && s_wait_index_built (req, name, field))
+                json_decref (result);
+            else
             if (result)
                 s_index_result (req, result, wait);
         }

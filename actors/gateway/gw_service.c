@@ -520,8 +520,8 @@ s_metrics (gw_req_t *req)
     json_object_foreach (collections, name, collection) {
         gw_coll_stats_t stats;
         gw_collection_stats (req, collection, deadline, &stats);
-        json_decref (stats.payload_points);
         vectors += stats.points;
+        gw_coll_stats_reset (&stats);
     }
 
     s_text_t t = { 0 };

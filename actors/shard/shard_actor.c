@@ -1357,13 +1357,21 @@ s_on_info (s_shard_t *self, envelope_t *req, envelope_t *reply)
                    (json_int_t) self->last_seq));
     //  Points holding a value for each indexed field (Qdrant's
     //  PayloadIndexInfo.points), as the payload index counts them.
+    //  And whether each is built (filled and in use), so that a wait=true
+    //  index creation can wait for it, as Qdrant's builds it before it
+    //  answers.
     json_t *points = json_object ();
+    json_t *ready = json_object ();
     const char *field;
     json_t *entry;
-    json_object_foreach (self->payload_schema, field, entry)
+    json_object_foreach (self->payload_schema, field, entry) {
         json_object_set_new (points, field, json_integer (
             (json_int_t) pindex_field_points (self->pindex, field)));
+        json_object_set_new (ready, field,
+                             json_boolean (pindex_field_ready (self->pindex, field)));
+    }
     json_object_set_new (envelope_json (reply), "payload_points", points);
+    json_object_set_new (envelope_json (reply), "payload_ready", ready);
     s_xfer_info (self, envelope_json (reply));
     return 0;
 }
